@@ -1,0 +1,1 @@
+"""Raw tables: declared schemas, contracts, PII masking, loading and the synthetic generator."""

@@ -1,0 +1,1 @@
+"""Point-in-time features: questionnaire scoring, the feature kernel and the batch builder."""

@@ -1,0 +1,397 @@
+"""The feature kernel: every feature of `features/catalogue.yaml`, point-in-time, for any set of
+(customer, as-of time) queries over canonical tables of those customers.
+
+The batch builder calls it chunk by chunk and serving calls it for one customer, so both produce
+the same numbers by construction. Two choices make that exact, not just close:
+- every additive quantity is an integer (counts, amounts in cents, terms in days) summed with
+  int64 prefix sums, so window sums do not depend on which other customers share the arrays;
+- the few float sums (time-decayed tag counts) are accumulated per query in row order with
+  `np.bincount`, which adds sequentially, so one customer alone gives the same bits.
+
+Point-in-time: a fact counts for as-of time t only if its timestamp (`event_time`,
+`submitted_at`, `recorded_at`) is at or before t. Times are compared at whole seconds: fact times
+are rounded up and t is rounded down, so rounding can only exclude a fact, never leak one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from suitability.features.questionnaire import score_submissions
+from suitability.specs import R_LEVELS, Specs
+
+_US_PER_SECOND = 1_000_000
+_US_PER_DAY = 86_400 * _US_PER_SECOND
+_SECONDS_PER_DAY = 86_400
+_MAX_SECOND = (1 << 32) - 1  # keys pack (customer, second since 1970) into one int64
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """Canonical, contract-valid tables for a set of customers (PII already masked).
+
+    Each frame has the columns of `suitability.data.schema`; only rows of the customers in
+    `customers` may appear in the others.
+    """
+
+    customers: pd.DataFrame
+    questionnaire: pd.DataFrame
+    events: pd.DataFrame
+    tags: pd.DataFrame
+
+
+def _us(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+    """Timestamps as int64 microseconds since 1970."""
+    return np.asarray(pd.to_datetime(values).to_numpy("datetime64[us]")).view("int64")
+
+
+def _ceil_seconds(us: np.ndarray) -> np.ndarray:
+    seconds = -((-us) // _US_PER_SECOND)
+    if len(seconds) and (seconds.min() < 0 or seconds.max() > _MAX_SECOND):
+        raise ValueError("fact timestamps must lie between 1970 and 2106")
+    return seconds
+
+
+def _keys(codes: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    return (codes.astype(np.int64) << 32) | np.clip(seconds, 0, _MAX_SECOND).astype(np.int64)
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(values, dtype=np.int64, out=out[1:])
+    return out
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = num.astype(np.float64)
+    den = den.astype(np.float64)
+    out = np.full(len(num), np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+class _Sorted:
+    """Rows of one fact table sorted by (customer code, timestamp) with packed search keys."""
+
+    def __init__(self, codes: np.ndarray, times_us: np.ndarray):
+        order = np.lexsort((times_us, codes))
+        self.order = order
+        self.codes = codes[order]
+        self.times_us = times_us[order]
+        self.keys = _keys(self.codes, _ceil_seconds(self.times_us))
+
+    def upto(self, q_codes: np.ndarray, q_seconds: np.ndarray) -> np.ndarray:
+        """Index one past the last row of each query's customer with time <= the query time."""
+        return np.searchsorted(self.keys, _keys(q_codes, q_seconds), side="right")
+
+    def start(self, q_codes: np.ndarray) -> np.ndarray:
+        """Index of the first row of each query's customer."""
+        return np.searchsorted(self.keys, q_codes.astype(np.int64) << 32, side="left")
+
+
+def _codes(ids: pd.Series, customer_ids: pd.Index) -> np.ndarray:
+    codes = customer_ids.get_indexer(ids)
+    if len(codes) and codes.min() < 0:
+        unknown = pd.Series(ids)[codes < 0].iloc[0]
+        raise ValueError(f"customer {unknown!r} has facts but is not among the customers given")
+    return codes.astype(np.int64)
+
+
+def compute_features(inputs: FeatureInputs, queries: pd.DataFrame, specs: Specs) -> pd.DataFrame:
+    """Features for each query row (`customer_id`, `as_of`), in query order.
+
+    Returns `customer_id`, `as_of` and every catalogue feature, with counts as int64, categorical
+    profile features as pandas categoricals over the spec vocabulary, and the rest as float64
+    (NaN where a feature is undefined, e.g. no questionnaire yet or no investment in a window).
+    """
+    customers = inputs.customers.sort_values("customer_id", kind="stable", ignore_index=True)
+    customer_ids = pd.Index(customers["customer_id"])
+    if not customer_ids.is_unique:
+        raise ValueError("customers must be unique by customer_id")
+    q_codes = _codes(queries["customer_id"], customer_ids)
+    q_us = _us(queries["as_of"])
+    q_seconds = np.clip(q_us // _US_PER_SECOND, 0, _MAX_SECOND)
+
+    columns: dict[str, np.ndarray | pd.Categorical] = {}
+    columns.update(
+        _questionnaire_features(inputs.questionnaire, customer_ids, q_codes, q_us, q_seconds, specs)
+    )
+    behaviour = _behaviour_features(inputs.events, customer_ids, q_codes, q_us, q_seconds, specs)
+    columns.update(behaviour)
+    columns.update(_interview_features(inputs.tags, customer_ids, q_codes, q_us, q_seconds, specs))
+    columns.update(_profile_features(customers, q_codes, q_us, behaviour["net_holdings"], specs))
+    revealed = behaviour[f"invest_avg_risk_{specs.behaviour.revealed_window_days}d"]
+    columns["revealed_minus_stated"] = revealed - columns["q_level"]
+
+    out = pd.DataFrame(
+        {
+            "customer_id": queries["customer_id"].to_numpy(),
+            "as_of": q_us.view("datetime64[us]"),
+        }
+    )
+    features = pd.DataFrame({name: columns[name] for name in specs.feature_names})
+    return pd.concat([out, features], axis=1)
+
+
+# --- questionnaire --------------------------------------------------------------------------------
+
+
+def _questionnaire_features(
+    responses: pd.DataFrame,
+    customer_ids: pd.Index,
+    q_codes: np.ndarray,
+    q_us: np.ndarray,
+    q_seconds: np.ndarray,
+    specs: Specs,
+) -> dict[str, np.ndarray]:
+    n = len(q_codes)
+    subs = score_submissions(responses, specs.questionnaires)
+    table = _Sorted(_codes(subs["customer_id"], customer_ids), _us(subs["submitted_at"]))
+    upto = table.upto(q_codes, q_seconds)
+    start = table.start(q_codes)
+    has = upto > start
+    last = np.where(has, upto - 1, 0)
+    rows = table.order[last] if len(table.order) else np.zeros(n, dtype=np.int64)
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        if len(values) == 0:
+            return np.full(n, np.nan)
+        return np.where(has, values.astype(np.float64)[rows], np.nan)
+
+    out = {
+        "q_total_score": pick(subs["total"].to_numpy()),
+        "q_level": pick(subs["level"].to_numpy()),
+        "q_lowest_category": pick(subs["lowest"].to_numpy()),
+        "q_n_submissions": (upto - start).astype(np.int64),
+    }
+    submitted = table.times_us[last] if len(table.times_us) else np.zeros(n, dtype=np.int64)
+    out["q_days_since"] = np.where(has, (q_us - submitted) / _US_PER_DAY, np.nan)
+    for qid in specs.question_ids:
+        out[f"q_answer_{qid}"] = pick(subs[f"score_{qid}"].to_numpy())
+    return out
+
+
+# --- behaviour ------------------------------------------------------------------------------------
+
+
+def _behaviour_features(
+    events: pd.DataFrame,
+    customer_ids: pd.Index,
+    q_codes: np.ndarray,
+    q_us: np.ndarray,
+    q_seconds: np.ndarray,
+    specs: Specs,
+) -> dict[str, np.ndarray]:
+    b = specs.behaviour
+    table = _Sorted(_codes(events["customer_id"], customer_ids), _us(events["event_time"]))
+    o = table.order
+    etype = pd.Categorical(events["event_type"].to_numpy()[o], categories=list(b.event_types)).codes
+    channel = pd.Categorical(events["channel"].to_numpy()[o], categories=list(b.channels)).codes
+    amount = events["amount"].to_numpy(dtype=np.float64, na_value=0.0)[o]
+    cents = np.rint(amount * 100).astype(np.int64)
+    risk = pd.Categorical(events["product_risk"].to_numpy()[o], categories=list(R_LEVELS)).codes + 1
+    term_raw = events["term_days"].to_numpy(dtype=np.float64, na_value=np.nan)[o]
+    has_term = ~np.isnan(term_raw)
+    term = np.where(has_term, term_raw, 0).astype(np.int64)
+    type_code = {name: i for i, name in enumerate(b.event_types)}
+    is_type = {name: etype == i for name, i in type_code.items()}
+    invest = is_type["invest"]
+
+    upto = table.upto(q_codes, q_seconds)
+    start = table.start(q_codes)
+    lows = {
+        w: table.upto(q_codes, np.maximum(q_seconds - w * _SECONDS_PER_DAY, 0)) for w in b.windows
+    }
+    # A window's lower bound never reaches below the customer's first row.
+    for w in b.windows:
+        lows[w] = np.maximum(lows[w], start)
+
+    def window_sums(values: np.ndarray) -> dict[int, np.ndarray]:
+        p = _prefix(values)
+        return {w: p[upto] - p[lows[w]] for w in b.windows}
+
+    out: dict[str, np.ndarray] = {}
+    counts = {name: window_sums(mask) for name, mask in is_type.items()}
+    for name in b.event_types:
+        for w in b.windows:
+            out[f"n_{name}_{w}d"] = counts[name][w]
+    amounts = {
+        name: window_sums(np.where(is_type[name], cents, 0)) for name in b.monetary_event_types
+    }
+    for name in b.monetary_event_types:
+        for w in b.windows:
+            out[f"amt_{name}_{w}d"] = amounts[name][w] / 100.0
+
+    new_day = np.ones(len(o), dtype=bool)
+    if len(o):
+        day = table.times_us // _US_PER_DAY
+        new_day[1:] = (day[1:] != day[:-1]) | (table.codes[1:] != table.codes[:-1])
+    distinct = window_sums(new_day)
+    for w in b.windows:
+        # The first event inside the window starts a new active day even if an earlier event
+        # (outside the window) fell on the same calendar day.
+        first_in_window = np.zeros(len(upto), dtype=bool)
+        inside = upto > lows[w]
+        first_in_window[inside] = ~new_day[lows[w][inside]]
+        out[f"active_days_{w}d"] = distinct[w] + first_in_window
+
+    high = R_LEVELS.index(b.high_risk_from) + 1
+    invested = amounts["invest"]
+    high_risk = window_sums(np.where(invest & (risk >= high), cents, 0))
+    risk_weighted = window_sums(np.where(invest & (risk >= 1), cents * risk, 0))
+    risk_known = window_sums(np.where(invest & (risk >= 1), cents, 0))
+    term_sum = window_sums(np.where(invest & has_term, term, 0))
+    term_count = window_sums(invest & has_term)
+    total = {w: upto - lows[w] for w in b.windows}
+    channel_counts = {c: window_sums(channel == i) for i, c in enumerate(b.channels)}
+    for w in b.windows:
+        out[f"invest_share_high_risk_{w}d"] = _safe_div(high_risk[w], invested[w])
+        out[f"invest_avg_risk_{w}d"] = _safe_div(risk_weighted[w], risk_known[w])
+        out[f"invest_avg_term_{w}d"] = _safe_div(term_sum[w], term_count[w])
+        out[f"redeem_ratio_{w}d"] = _safe_div(
+            amounts["redeem"][w], invested[w] + amounts["redeem"][w]
+        )
+        out[f"withdraw_ratio_{w}d"] = _safe_div(
+            amounts["withdraw"][w], amounts["deposit"][w] + amounts["withdraw"][w]
+        )
+        for c in b.channels:
+            out[f"channel_share_{c}_{w}d"] = _safe_div(channel_counts[c][w], total[w])
+
+    positions = np.arange(len(o), dtype=np.int64)
+    for name in b.recency_event_types:
+        last_of_type = (
+            np.maximum.accumulate(np.where(is_type[name], positions, -1)) if len(o) else positions
+        )
+        last = last_of_type[np.maximum(upto - 1, 0)] if len(o) else np.full(len(upto), -1)
+        found = (upto > start) & (last >= start)
+        when = table.times_us[np.where(found, last, 0)] if len(o) else np.zeros(len(upto), np.int64)
+        out[f"days_since_{name}"] = np.where(found, (q_us - when) / _US_PER_DAY, np.nan)
+
+    short, long = b.trend.short_days, b.trend.long_days
+    out["trend_login"] = _safe_div(counts["login"][short] * long, counts["login"][long] * short)
+    out["trend_invest_amount"] = _safe_div(invested[short] * long, invested[long] * short)
+    p_inv = _prefix(np.where(invest, cents, 0))
+    p_red = _prefix(np.where(is_type["redeem"], cents, 0))
+    out["net_holdings"] = ((p_inv[upto] - p_inv[start]) - (p_red[upto] - p_red[start])) / 100.0
+    return out
+
+
+# --- interview tags -------------------------------------------------------------------------------
+
+
+def _interview_features(
+    tags: pd.DataFrame,
+    customer_ids: pd.Index,
+    q_codes: np.ndarray,
+    q_us: np.ndarray,
+    q_seconds: np.ndarray,
+    specs: Specs,
+) -> dict[str, np.ndarray]:
+    taxonomy = specs.tags
+    table = _Sorted(_codes(tags["customer_id"], customer_ids), _us(tags["recorded_at"]))
+    o = table.order
+    n = len(q_codes)
+    tag_ids = [t.id for t in taxonomy.tags]
+    categories = list(taxonomy.categories)
+    directions = list(specs.catalogue.tag_directions)
+    tag_code = pd.Categorical(tags["tag"].to_numpy()[o], categories=tag_ids).codes.astype(np.int64)
+    cat_code = np.array([categories.index(t.category) for t in taxonomy.tags], dtype=np.int64)[
+        tag_code
+    ]
+    dir_lookup = np.array(
+        [
+            directions.index(t.risk_direction) if t.risk_direction in directions else -1
+            for t in taxonomy.tags
+        ],
+        dtype=np.int64,
+    )
+    dir_code = dir_lookup[tag_code]
+    interview_us = _us(tags["interview_time"])[o]
+
+    upto = table.upto(q_codes, q_seconds)
+    start = table.start(q_codes)
+    # Expand (query, visible tag row) pairs; each customer has few tags, so this stays small.
+    sizes = upto - start
+    query_of_pair = np.repeat(np.arange(n, dtype=np.int64), sizes)
+    row_of_pair = np.repeat(start - np.cumsum(sizes) + sizes, sizes) + np.arange(
+        sizes.sum(), dtype=np.int64
+    )
+    age_days = (q_us[query_of_pair] - interview_us[row_of_pair]) / _US_PER_DAY
+    weight = np.exp2(-age_days / specs.catalogue.tag_decay_half_life_days)
+
+    def decayed(codes: np.ndarray, k: int) -> np.ndarray:
+        keep = codes[row_of_pair] >= 0
+        flat = query_of_pair[keep] * k + codes[row_of_pair][keep]
+        return np.bincount(flat, weights=weight[keep], minlength=n * k).reshape(n, k)
+
+    out: dict[str, np.ndarray] = {}
+    by_tag = decayed(tag_code, len(tag_ids))
+    for i, t in enumerate(tag_ids):
+        out[f"tag_{t}"] = by_tag[:, i]
+    by_cat = decayed(cat_code, len(categories))
+    for i, c in enumerate(categories):
+        out[f"tagcat_{c}"] = by_cat[:, i]
+    by_dir = decayed(dir_code, len(directions))
+    for i, d in enumerate(directions):
+        out[f"tagdir_{d}"] = by_dir[:, i]
+
+    # An interview is (interview_time, advisor_id); it counts once its first tag is recorded.
+    interview_keys = pd.DataFrame(
+        {"c": table.codes, "t": interview_us, "a": tags["advisor_id"].to_numpy()[o]}
+    )
+    first_of_interview = ~interview_keys.duplicated().to_numpy()
+    p_first = _prefix(first_of_interview)
+    out["n_interviews"] = p_first[upto] - p_first[start]
+    # Codes never decrease along the rows, so a running max of packed (customer, second) keys is
+    # a per-customer running max of the interview time.
+    has = upto > start
+    latest_us = np.zeros(n, dtype=np.int64)
+    if len(o):
+        packed = _keys(table.codes, interview_us // _US_PER_SECOND)
+        running = np.maximum.accumulate(packed)
+        latest_us = (running[np.maximum(upto - 1, 0)] & _MAX_SECOND) * _US_PER_SECOND
+    out["days_since_interview"] = np.where(has, (q_us - latest_us) / _US_PER_DAY, np.nan)
+    return out
+
+
+# --- profile --------------------------------------------------------------------------------------
+
+
+def _profile_features(
+    customers: pd.DataFrame,
+    q_codes: np.ndarray,
+    q_us: np.ndarray,
+    net_holdings: np.ndarray,
+    specs: Specs,
+) -> dict[str, np.ndarray | pd.Categorical]:
+    p = specs.profile
+    as_of = pd.DatetimeIndex(q_us.view("datetime64[us]"))
+    birth = pd.DatetimeIndex(customers["birth_date"].to_numpy("datetime64[us]")[q_codes])
+    before_birthday = (as_of.month < birth.month) | (
+        (as_of.month == birth.month) & (as_of.day < birth.day)
+    )
+    registered = _us(customers["registered_at"])[q_codes]
+    segment_mins = np.array([s.min for s in p.segments])
+    segment_idx = np.maximum(np.searchsorted(segment_mins, net_holdings, side="right") - 1, 0)
+
+    def categorical(column: str, vocabulary: Sequence[str]) -> pd.Categorical:
+        return pd.Categorical(customers[column].to_numpy()[q_codes], categories=list(vocabulary))
+
+    return {
+        "age_years": (as_of.year - birth.year - before_birthday.astype(int)).to_numpy(
+            dtype=np.float64
+        ),
+        "tenure_days": (q_us - registered) / _US_PER_DAY,
+        "gender": categorical("gender", p.genders),
+        "city_tier": categorical("city_tier", p.city_tiers),
+        "income_band": categorical("income_band", p.income_bands),
+        "channel_preference": categorical("channel_preference", specs.behaviour.channels),
+        "segment": pd.Categorical(
+            np.array([s.id for s in p.segments], dtype=object)[segment_idx],
+            categories=[s.id for s in p.segments],
+        ),
+    }

@@ -1,0 +1,49 @@
+"""One settings object for paths and knobs, read from env vars (SUITABILITY_*) and `.env` when asked."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# src/suitability/settings.py -> the repository root of a source checkout or editable install.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_project_dir() -> Path:
+    """The folder holding `features/` and `models/`: the working directory if it has them,
+    else the checkout this package was installed from."""
+    cwd = Path.cwd()
+    if (cwd / "features").is_dir():
+        return cwd
+    return _SOURCE_ROOT
+
+
+class Settings(BaseSettings):
+    """Where specs live and how big batches are. Override with SUITABILITY_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="SUITABILITY_", env_file=".env", extra="ignore")
+
+    project_dir: Path = Field(default_factory=_default_project_dir)
+    features_dir: Path | None = None
+    models_dir: Path | None = None
+    #: Customers per chunk when building features; bounds memory for any number of customers.
+    feature_chunk_customers: int = Field(default=100_000, gt=0)
+    #: Problems listed in a contract error before "... and N more".
+    max_problems_shown: int = Field(default=20, gt=0)
+
+    @property
+    def features_path(self) -> Path:
+        return self.features_dir or self.project_dir / "features"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.project_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process (tests clear the cache to change them)."""
+    return Settings()
