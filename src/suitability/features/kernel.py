@@ -326,7 +326,8 @@ def _interview_features(
     def decayed(codes: np.ndarray, k: int) -> np.ndarray:
         keep = codes[row_of_pair] >= 0
         flat = query_of_pair[keep] * k + codes[row_of_pair][keep]
-        return np.bincount(flat, weights=weight[keep], minlength=n * k).reshape(n, k)
+        sums = np.bincount(flat, weights=weight[keep], minlength=n * k)
+        return sums.astype(np.float64, copy=False).reshape(n, k)  # int64 when nothing is visible
 
     out: dict[str, np.ndarray] = {}
     by_tag = decayed(tag_code, len(tag_ids))
