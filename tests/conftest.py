@@ -15,7 +15,9 @@ def specs() -> Specs:
     return load_specs()
 
 
-def random_inputs(specs: Specs, n_customers: int = 30, n_events: int = 3000, seed: int = 0) -> FeatureInputs:
+def random_inputs(
+    specs: Specs, n_customers: int = 30, n_events: int = 3000, seed: int = 0
+) -> FeatureInputs:
     """A messy little world: customers with and without questionnaires, events and interviews,
     sub-second timestamps, ties, nulls where the contract allows them."""
     rng = np.random.default_rng(seed)
@@ -25,13 +27,15 @@ def random_inputs(specs: Specs, n_customers: int = 30, n_events: int = 3000, see
         {
             "customer_id": pd.Series(ids, dtype="str"),
             "birth_date": (
-                pd.Timestamp("1945-01-01") + pd.to_timedelta(rng.integers(0, 60 * 365, n_customers), unit="D")
+                pd.Timestamp("1945-01-01")
+                + pd.to_timedelta(rng.integers(0, 60 * 365, n_customers), unit="D")
             ).astype("datetime64[us]"),
             "gender": rng.choice(list(p.genders), n_customers),
             "city_tier": rng.choice(list(p.city_tiers), n_customers),
             "income_band": rng.choice(list(p.income_bands), n_customers),
             "registered_at": (
-                pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 900 * 86400, n_customers), unit="s")
+                pd.Timestamp("2022-01-01")
+                + pd.to_timedelta(rng.integers(0, 900 * 86400, n_customers), unit="s")
             ).astype("datetime64[us]"),
             "channel_preference": rng.choice(list(specs.behaviour.channels), n_customers),
         }
@@ -40,11 +44,16 @@ def random_inputs(specs: Specs, n_customers: int = 30, n_events: int = 3000, see
     rows = []
     for cid in ids:
         for _ in range(rng.integers(0, 4)):  # 0–3 submissions
-            at = pd.Timestamp("2023-01-01") + pd.Timedelta(seconds=int(rng.integers(0, 700 * 86400)))
+            at = pd.Timestamp("2023-01-01") + pd.Timedelta(
+                seconds=int(rng.integers(0, 700 * 86400))
+            )
             for q in definition.questions:
-                rows.append((cid, definition.version, at, q.id, q.options[rng.integers(len(q.options))].id))
+                rows.append(
+                    (cid, definition.version, at, q.id, q.options[rng.integers(len(q.options))].id)
+                )
     questionnaire = pd.DataFrame(
-        rows, columns=["customer_id", "questionnaire_version", "submitted_at", "question_id", "answer"]
+        rows,
+        columns=["customer_id", "questionnaire_version", "submitted_at", "question_id", "answer"],
     )
     questionnaire["submitted_at"] = questionnaire["submitted_at"].astype("datetime64[us]")
 
@@ -56,7 +65,9 @@ def random_inputs(specs: Specs, n_customers: int = 30, n_events: int = 3000, see
     micros[: n_events // 10] -= micros[: n_events // 10] % 1_000_000  # some whole-second times
     events = pd.DataFrame(
         {
-            "customer_id": rng.choice(ids[: max(n_customers - 3, 1)], n_events),  # the last three: no events
+            "customer_id": rng.choice(
+                ids[: max(n_customers - 3, 1)], n_events
+            ),  # the last three: no events
             "event_time": (pd.Timestamp("2023-06-01") + pd.to_timedelta(micros, unit="us")).astype(
                 "datetime64[us]"
             ),
@@ -65,7 +76,11 @@ def random_inputs(specs: Specs, n_customers: int = 30, n_events: int = 3000, see
             "product_id": np.where(with_product, "P00001", None),
             "product_risk": np.where(with_product, rng.choice(list(R_LEVELS), n_events), None),
             "term_days": pd.array(
-                np.where(with_product & (rng.random(n_events) < 0.9), rng.choice([0, 30, 90, 365], n_events), -1),
+                np.where(
+                    with_product & (rng.random(n_events) < 0.9),
+                    rng.choice([0, 30, 90, 365], n_events),
+                    -1,
+                ),
                 dtype="Int64",
             ),
             "channel": rng.choice(list(specs.behaviour.channels), n_events),
@@ -77,13 +92,16 @@ def random_inputs(specs: Specs, n_customers: int = 30, n_events: int = 3000, see
     tag_rows = []
     for cid in ids[: n_customers * 2 // 3]:
         for _ in range(rng.integers(0, 3)):
-            when = pd.Timestamp("2023-03-01") + pd.Timedelta(seconds=int(rng.integers(0, 700 * 86400)))
+            when = pd.Timestamp("2023-03-01") + pd.Timedelta(
+                seconds=int(rng.integers(0, 700 * 86400))
+            )
             advisor = f"A{rng.integers(0, 5):03d}"
             for tag in rng.choice(tag_ids, rng.integers(1, 4), replace=False):
                 lag = pd.Timedelta(seconds=int(rng.integers(0, 15 * 86400)))
                 tag_rows.append((cid, when, when + lag, advisor, tag, None))
     tags = pd.DataFrame(
-        tag_rows, columns=["customer_id", "interview_time", "recorded_at", "advisor_id", "tag", "note"]
+        tag_rows,
+        columns=["customer_id", "interview_time", "recorded_at", "advisor_id", "tag", "note"],
     )
     for col in ("interview_time", "recorded_at"):
         tags[col] = tags[col].astype("datetime64[us]")

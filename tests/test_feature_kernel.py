@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import only_customer, random_inputs
 
+from conftest import only_customer, random_inputs
 from suitability.features.kernel import FeatureInputs, compute_features
 from suitability.features.questionnaire import score_questionnaire
 from suitability.specs import R_LEVELS, Specs
@@ -21,7 +21,9 @@ def _queries(inputs: FeatureInputs, as_ofs: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "customer_id": [c for _ in as_ofs for c in ids],
-            "as_of": pd.to_datetime([a for a in as_ofs for _ in ids], format="ISO8601").astype("datetime64[us]"),
+            "as_of": pd.to_datetime([a for a in as_ofs for _ in ids], format="ISO8601").astype(
+                "datetime64[us]"
+            ),
         }
     )
 
@@ -30,7 +32,9 @@ def _reference(inputs: FeatureInputs, customer_id: str, t: pd.Timestamp, specs: 
     """Straightforward definitions, one query at a time."""
     b = specs.behaviour
     out: dict[str, float] = {}
-    ev = inputs.events[(inputs.events["customer_id"] == customer_id) & (inputs.events["event_time"] <= t)]
+    ev = inputs.events[
+        (inputs.events["customer_id"] == customer_id) & (inputs.events["event_time"] <= t)
+    ]
     for w in b.windows:
         win = ev[ev["event_time"] > t - w * DAY]
         for name in b.event_types:
@@ -42,7 +46,9 @@ def _reference(inputs: FeatureInputs, customer_id: str, t: pd.Timestamp, specs: 
         amt = inv["amount"].sum()
         risk = inv["product_risk"].map({r: i + 1 for i, r in enumerate(R_LEVELS)})
         high = R_LEVELS.index(b.high_risk_from) + 1
-        out[f"invest_share_high_risk_{w}d"] = inv.loc[risk >= high, "amount"].sum() / amt if amt else np.nan
+        out[f"invest_share_high_risk_{w}d"] = (
+            inv.loc[risk >= high, "amount"].sum() / amt if amt else np.nan
+        )
         out[f"invest_avg_risk_{w}d"] = (risk * inv["amount"]).sum() / amt if amt else np.nan
         terms = inv["term_days"].dropna()
         out[f"invest_avg_term_{w}d"] = terms.mean() if len(terms) else np.nan
@@ -63,7 +69,9 @@ def _reference(inputs: FeatureInputs, customer_id: str, t: pd.Timestamp, specs: 
     if len(qr):
         latest = qr[qr["submitted_at"] == qr["submitted_at"].max()]
         definition = specs.questionnaires[latest["questionnaire_version"].iloc[0]]
-        score = score_questionnaire(dict(zip(latest["question_id"], latest["answer"], strict=True)), definition)
+        score = score_questionnaire(
+            dict(zip(latest["question_id"], latest["answer"], strict=True)), definition
+        )
         out["q_total_score"] = score.total
         out["q_level"] = score.level_number
         out["q_lowest_category"] = float(score.lowest_category)
@@ -73,7 +81,9 @@ def _reference(inputs: FeatureInputs, customer_id: str, t: pd.Timestamp, specs: 
     else:
         out["q_total_score"] = np.nan
 
-    tags = inputs.tags[(inputs.tags["customer_id"] == customer_id) & (inputs.tags["recorded_at"] <= t)]
+    tags = inputs.tags[
+        (inputs.tags["customer_id"] == customer_id) & (inputs.tags["recorded_at"] <= t)
+    ]
     half = specs.catalogue.tag_decay_half_life_days
     weights = 0.5 ** (((t - tags["interview_time"]) / DAY) / half)
     for tag in specs.tags.tags:
@@ -106,13 +116,19 @@ def test_kernel_matches_naive_reference(specs, seed):
     features = compute_features(inputs, queries, specs)
     checked = 0
     for i, row in features.iterrows():
-        expected = _reference(inputs, row["customer_id"], pd.Timestamp(queries["as_of"].iloc[i]), specs)
+        expected = _reference(
+            inputs, row["customer_id"], pd.Timestamp(queries["as_of"].iloc[i]), specs
+        )
         for name, value in expected.items():
             got = row[name]
             if isinstance(value, float) and np.isnan(value):
                 assert np.isnan(got), (name, row["customer_id"], row["as_of"], got)
             else:
-                assert got == pytest.approx(value, rel=1e-9, abs=1e-9), (name, row["customer_id"], row["as_of"])
+                assert got == pytest.approx(value, rel=1e-9, abs=1e-9), (
+                    name,
+                    row["customer_id"],
+                    row["as_of"],
+                )
             checked += 1
     assert checked > 10_000
 
@@ -128,11 +144,17 @@ def test_future_facts_change_nothing(specs):
     ids = inputs.customers["customer_id"]
     late_events = inputs.events.sample(500, random_state=0, replace=True).assign(
         customer_id=np.resize(ids.to_numpy(), 500),
-        event_time=(t + pd.to_timedelta(np.arange(500) % 7 + 1, unit="us")).astype("datetime64[us]"),
+        event_time=(t + pd.to_timedelta(np.arange(500) % 7 + 1, unit="us")).astype(
+            "datetime64[us]"
+        ),
     )
     definition = next(iter(specs.questionnaires.values()))
     late_answers = pd.DataFrame(
-        [(c, definition.version, t + pd.Timedelta(seconds=1), q.id, q.options[-1].id) for c in ids for q in definition.questions],
+        [
+            (c, definition.version, t + pd.Timedelta(seconds=1), q.id, q.options[-1].id)
+            for c in ids
+            for q in definition.questions
+        ],
         columns=inputs.questionnaire.columns,
     ).astype({"submitted_at": "datetime64[us]"})
     late_tags = pd.DataFrame(
@@ -155,7 +177,9 @@ def test_future_facts_change_nothing(specs):
     pd.testing.assert_frame_equal(before, after, check_exact=True)
     # ... and the same facts are visible once t has passed.
     later = compute_features(with_future, queries.assign(as_of=t + DAY), specs)
-    assert (later["n_login_7d"] + later["n_invest_7d"]).sum() > (before["n_login_7d"] + before["n_invest_7d"]).sum()
+    assert (later["n_login_7d"] + later["n_invest_7d"]).sum() > (
+        before["n_login_7d"] + before["n_invest_7d"]
+    ).sum()
     assert (later["tag_interest_high_risk"] > 0).all()
 
 
@@ -201,8 +225,12 @@ def test_window_edges_and_sub_second_times(specs):
             "duration_s": 1.0,
         }
     )
-    inputs = FeatureInputs(inputs.customers, inputs.questionnaire.iloc[:0], events, inputs.tags.iloc[:0])
-    row = compute_features(inputs, pd.DataFrame({"customer_id": [cid], "as_of": [t]}), specs).iloc[0]
+    inputs = FeatureInputs(
+        inputs.customers, inputs.questionnaire.iloc[:0], events, inputs.tags.iloc[:0]
+    )
+    row = compute_features(inputs, pd.DataFrame({"customer_id": [cid], "as_of": [t]}), specs).iloc[
+        0
+    ]
     assert row["n_login_7d"] == 2
     assert row["n_login_30d"] == 3
     assert row["days_since_login"] == 0.0
@@ -222,6 +250,8 @@ def test_categorical_profile_features_use_the_spec_vocabulary(specs):
 def test_unknown_customer_in_facts_is_refused(specs):
     inputs = random_inputs(specs, n_customers=3, n_events=50)
     stray = inputs.events.iloc[:1].assign(customer_id="NOBODY")
-    bad = FeatureInputs(inputs.customers, inputs.questionnaire, pd.concat([inputs.events, stray]), inputs.tags)
+    bad = FeatureInputs(
+        inputs.customers, inputs.questionnaire, pd.concat([inputs.events, stray]), inputs.tags
+    )
     with pytest.raises(ValueError, match="NOBODY"):
         compute_features(bad, _queries(inputs, AS_OFS[:1]), specs)

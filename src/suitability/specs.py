@@ -106,13 +106,14 @@ class QuestionnaireDefinition(_Spec):
         bands = sorted(self.bands, key=lambda b: b.min)
         if bands != list(self.bands):
             raise ValueError("bands must be listed in increasing score order")
+        for band in bands:
+            if band.min > band.max:
+                raise ValueError(f"band {band.level} has min {band.min} above max {band.max}")
         if bands[0].min > lo or bands[-1].max < hi:
             raise ValueError(
                 f"bands cover {bands[0].min}..{bands[-1].max} but totals range over {lo}..{hi}"
             )
         for a, b in itertools.pairwise(bands):
-            if a.min > a.max:
-                raise ValueError(f"band {a.level} has min {a.min} above max {a.max}")
             if b.min != a.max + 1:
                 raise ValueError(
                     f"bands {a.level} (..{a.max}) and {b.level} ({b.min}..) leave a gap or overlap"

@@ -1,0 +1,33 @@
+# Self-documenting: `make help` lists the targets.
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+install: $(BIN)/.installed ## Create .venv with the pinned dependency set and the package
+
+demo: install ## Set up and run the main job on the embedded default (writes demo-out/)
+	$(BIN)/suitability demo --out demo-out
+
+test: install ## Set up and run lint and the whole test suite (slow tests included)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/pytest
+
+bench: install ## Run the benchmarks at full scale (1M customers; see benchmarks/README.md)
+	$(BIN)/python benchmarks/run.py
+
+lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+.PHONY: help install demo test bench lock

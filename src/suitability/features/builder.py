@@ -1,0 +1,196 @@
+"""Batch feature builder: one row per (customer_id, as_of) for every customer of a data folder.
+
+Customers are processed in chunks so memory stays bounded for any number of them; each chunk's
+facts go through the same kernel that serving uses for one customer. DuckDB reads the event
+files for each chunk (row-group statistics skip the rest when files are sorted by customer).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from suitability.data import io
+from suitability.data.schema import EVENTS
+from suitability.features.kernel import FeatureInputs, compute_features
+from suitability.specs import Specs
+
+#: Feature rows per kernel call; bounds the memory of the feature matrix (~170 float columns).
+_QUERY_BUDGET = 250_000
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+Progress = Callable[[int, int], None]
+
+
+class AsOfError(ValueError):
+    """An as-of specification that cannot be used."""
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    out_path: Path
+    rows: int
+    customers: int
+    as_of: list[pd.Timestamp]
+    events: int
+
+
+def parse_as_of(text: str) -> list[pd.Timestamp]:
+    """`YYYY-MM-DD[,YYYY-MM-DD…]` -> sorted distinct timestamps at midnight (start of that day:
+    facts timestamped on the day itself come after it)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise AsOfError(f"--as-of {text!r}: expected YYYY-MM-DD[,YYYY-MM-DD…] with no empty items")
+    out = []
+    for p in parts:
+        if not _DATE.match(p):
+            raise AsOfError(f"--as-of item {p!r} is not a date in the form YYYY-MM-DD")
+        try:
+            out.append(pd.Timestamp(p))
+        except ValueError:
+            raise AsOfError(f"--as-of item {p!r} is not a real calendar date") from None
+    return sorted(set(out))
+
+
+def monthly_snapshots(start: str, end: str) -> list[pd.Timestamp]:
+    """First day of every month from `start` to `end` (both YYYY-MM-DD, inclusive)."""
+    first, last = parse_as_of(start)[0], parse_as_of(end)[0]
+    if last < first:
+        raise AsOfError(f"monthly snapshots: end {end} is before start {start}")
+    return list(pd.date_range(first + pd.offsets.MonthBegin(0), last, freq="MS"))
+
+
+def _events_between(con: duckdb.DuckDBPyConnection, source: str, lo: str, hi: str) -> pd.DataFrame:
+    sql = f"""
+        SELECT
+            CAST(customer_id AS VARCHAR) AS customer_id,
+            CAST(event_time AS TIMESTAMP) AS event_time,
+            CAST(event_type AS VARCHAR) AS event_type,
+            CAST(amount AS DOUBLE) AS amount,
+            CAST(product_id AS VARCHAR) AS product_id,
+            CAST(product_risk AS VARCHAR) AS product_risk,
+            CAST(term_days AS BIGINT) AS term_days,
+            CAST(channel AS VARCHAR) AS channel,
+            CAST(duration_s AS DOUBLE) AS duration_s
+        FROM {source}
+        WHERE customer_id BETWEEN ? AND ?
+    """
+    table = con.execute(sql, [lo, hi]).fetch_arrow_table()
+    return io.to_canonical(table, EVENTS)
+
+
+def build_features(
+    data_dir: Path | str,
+    as_of: Sequence[pd.Timestamp],
+    out_path: Path | str,
+    specs: Specs,
+    *,
+    chunk_customers: int = 100_000,
+    progress: Progress | None = None,
+) -> BuildSummary:
+    """Validate the raw tables of `data_dir` and write features for every customer registered at
+    each as-of time to `out_path` (parquet or csv by extension), atomically."""
+    out_path = Path(out_path)
+    if out_path.suffix not in {".parquet", ".csv"}:
+        raise ValueError(f"--out {out_path}: use a .parquet or .csv file name")
+    if not as_of:
+        raise AsOfError("no as-of dates given")
+    data_dir = Path(data_dir)
+    tables = io.load_tables(
+        data_dir, specs, tables=("customers", "questionnaire_responses", "interview_tags")
+    )
+    customers = tables["customers"].sort_values("customer_id", kind="stable", ignore_index=True)
+    questionnaire = _by_customer(tables["questionnaire_responses"])
+    tags = _by_customer(tables["interview_tags"])
+
+    with tempfile.TemporaryDirectory(
+        prefix=".features-", dir=out_path.parent if out_path.parent.exists() else None
+    ) as tmp:
+        if not out_path.parent.exists():
+            raise ValueError(f"--out {out_path}: folder {out_path.parent} does not exist")
+        events_source, n_events = io.stage_events(
+            data_dir, specs, set(customers["customer_id"]), Path(tmp)
+        )
+        per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // len(as_of)))
+        bounds = list(range(0, len(customers), per_chunk))
+        part = Path(tmp) / ("features" + out_path.suffix)
+        rows = 0
+        writer: pq.ParquetWriter | None = None
+        con = duckdb.connect()
+        try:
+            for i, start in enumerate(bounds):
+                chunk = customers.iloc[start : start + per_chunk]
+                lo, hi = chunk["customer_id"].iloc[0], chunk["customer_id"].iloc[-1]
+                inputs = FeatureInputs(
+                    customers=chunk,
+                    questionnaire=_slice(questionnaire, lo, hi),
+                    events=_events_between(con, events_source, lo, hi),
+                    tags=_slice(tags, lo, hi),
+                )
+                queries = _queries(chunk, as_of)
+                frame = compute_features(inputs, queries, specs)
+                rows += len(frame)
+                if out_path.suffix == ".csv":
+                    frame.to_csv(part, mode="a", header=(i == 0), index=False)
+                else:
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    writer = writer or pq.ParquetWriter(part, table.schema, compression="zstd")
+                    writer.write_table(table)
+                if progress:
+                    progress(i + 1, len(bounds))
+        finally:
+            con.close()
+            if writer is not None:
+                writer.close()
+        if rows == 0 and out_path.suffix == ".parquet":
+            empty = compute_features(
+                FeatureInputs(
+                    customers.iloc[:0],
+                    questionnaire.iloc[:0],
+                    io.empty_frame(EVENTS),
+                    tags.iloc[:0],
+                ),
+                _queries(customers.iloc[:0], as_of),
+                specs,
+            )
+            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), part)
+        elif rows == 0:
+            part.write_text("")
+        os.replace(part, out_path)
+    return BuildSummary(
+        out_path=out_path, rows=rows, customers=len(customers), as_of=list(as_of), events=n_events
+    )
+
+
+def _by_customer(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values("customer_id", kind="stable", ignore_index=True)
+
+
+def _slice(frame: pd.DataFrame, lo: str, hi: str) -> pd.DataFrame:
+    """Rows of customers lo..hi from a frame sorted by customer_id."""
+    ids = frame["customer_id"]
+    return frame.iloc[ids.searchsorted(lo, side="left") : ids.searchsorted(hi, side="right")]
+
+
+def _queries(customers: pd.DataFrame, as_of: Sequence[pd.Timestamp]) -> pd.DataFrame:
+    """(customer, as_of) pairs for customers already registered at as_of, by customer then time."""
+    frames = []
+    for t in as_of:
+        registered = customers.loc[customers["registered_at"] <= t, ["customer_id"]]
+        frames.append(registered.assign(as_of=pd.Timestamp(t)))
+    queries = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["customer_id", "as_of"])
+    )
+    queries["as_of"] = queries["as_of"].astype("datetime64[us]")
+    return queries.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
