@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from suitability.features.questionnaire import score_submissions
 from suitability.specs import R_LEVELS, Specs
@@ -78,7 +80,10 @@ class _Sorted:
     """Rows of one fact table sorted by (customer code, timestamp) with packed search keys."""
 
     def __init__(self, codes: np.ndarray, times_us: np.ndarray):
-        order = np.lexsort((times_us, codes))
+        step = np.diff(codes)
+        already_sorted = bool(np.all((step > 0) | ((step == 0) & (np.diff(times_us) >= 0))))
+        # Batch input usually arrives sorted by customer and time; sorting is then a no-op.
+        order = np.arange(len(codes)) if already_sorted else np.lexsort((times_us, codes))
         self.order = order
         self.codes = codes[order]
         self.times_us = times_us[order]
@@ -93,12 +98,21 @@ class _Sorted:
         return np.searchsorted(self.keys, q_codes.astype(np.int64) << 32, side="left")
 
 
+def _encode(values: pd.Series, vocabulary: Sequence[str] | pd.Index | np.ndarray) -> np.ndarray:
+    """Position of each value in `vocabulary` (-1 for null or unknown), hashed in Arrow's C++
+    rather than through Python objects: event tables have millions of rows."""
+    array = pa.array(values, type=pa.string(), from_pandas=True)
+    value_set = pa.array(vocabulary, type=pa.string(), from_pandas=True)
+    codes = pc.fill_null(pc.index_in(array, value_set=value_set), -1)
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _codes(ids: pd.Series, customer_ids: pd.Index) -> np.ndarray:
-    codes = customer_ids.get_indexer(ids)
+    codes = _encode(ids, customer_ids)
     if len(codes) and codes.min() < 0:
         unknown = pd.Series(ids)[codes < 0].iloc[0]
         raise ValueError(f"customer {unknown!r} has facts but is not among the customers given")
-    return codes.astype(np.int64)
+    return codes
 
 
 def compute_features(inputs: FeatureInputs, queries: pd.DataFrame, specs: Specs) -> pd.DataFrame:
@@ -189,11 +203,11 @@ def _behaviour_features(
     b = specs.behaviour
     table = _Sorted(_codes(events["customer_id"], customer_ids), _us(events["event_time"]))
     o = table.order
-    etype = pd.Categorical(events["event_type"].to_numpy()[o], categories=list(b.event_types)).codes
-    channel = pd.Categorical(events["channel"].to_numpy()[o], categories=list(b.channels)).codes
+    etype = _encode(events["event_type"], list(b.event_types))[o]
+    channel = _encode(events["channel"], list(b.channels))[o]
     amount = events["amount"].to_numpy(dtype=np.float64, na_value=0.0)[o]
     cents = np.rint(amount * 100).astype(np.int64)
-    risk = pd.Categorical(events["product_risk"].to_numpy()[o], categories=list(R_LEVELS)).codes + 1
+    risk = _encode(events["product_risk"], R_LEVELS)[o] + 1
     term_raw = events["term_days"].to_numpy(dtype=np.float64, na_value=np.nan)[o]
     has_term = ~np.isnan(term_raw)
     term = np.where(has_term, term_raw, 0).astype(np.int64)
@@ -298,7 +312,7 @@ def _interview_features(
     tag_ids = [t.id for t in taxonomy.tags]
     categories = list(taxonomy.categories)
     directions = list(specs.catalogue.tag_directions)
-    tag_code = pd.Categorical(tags["tag"].to_numpy()[o], categories=tag_ids).codes.astype(np.int64)
+    tag_code = _encode(tags["tag"], tag_ids)[o]
     cat_code = np.array([categories.index(t.category) for t in taxonomy.tags], dtype=np.int64)[
         tag_code
     ]
@@ -342,7 +356,7 @@ def _interview_features(
 
     # An interview is (interview_time, advisor_id); it counts once its first tag is recorded.
     interview_keys = pd.DataFrame(
-        {"c": table.codes, "t": interview_us, "a": tags["advisor_id"].to_numpy()[o]}
+        {"c": table.codes, "t": interview_us, "a": _encode(tags["advisor_id"], tags["advisor_id"].unique())[o]}
     )
     first_of_interview = ~interview_keys.duplicated().to_numpy()
     p_first = _prefix(first_of_interview)
