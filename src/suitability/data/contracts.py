@@ -1,0 +1,767 @@
+"""Enforce the raw-table contracts declared in `schema`: parse each batch to canonical dtypes,
+check it with pandera and vectorised cross-column rules, check whole-table rules, and report
+every problem in one readable `ContractError`.
+
+Everything here is pure (no file I/O) and vectorised: a batch of a million rows is checked with
+arrow compute, pandas and pandera, never a Python loop per row. `io` reads the files and feeds
+batches in; row numbers are carried in as the batch's offset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pandera
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandera.errors import SchemaErrors
+
+from suitability.data.pii import mask_pii
+from suitability.data.schema import TABLES, Column, ColumnType, TableSchema
+from suitability.specs import Specs
+
+#: Problems kept with full detail in a `ContractError`; beyond this they are only counted.
+KEEP_PROBLEMS = 1_000
+#: Longest data value echoed in a message; longer ones are cut with "…".
+VALUE_WIDTH = 40
+#: Longest explanatory detail (e.g. the questions a submission lacks) echoed in a message.
+DETAIL_WIDTH = 120
+
+RULE_MISSING_COLUMN = "required column is missing"
+RULE_NOT_NULL = "must not be empty"
+RULE_REFERENCE = "customer_id exists in customers"
+RULE_SUBMISSION_COMPLETE = "a submission answers every question of its version"
+
+_STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
+_PANDAS_DTYPES: dict[ColumnType, object] = {
+    "string": _STR_DTYPE,
+    "timestamp": "datetime64[us]",
+    "date": "datetime64[us]",
+    "float": "float64",
+    "int": "Int64",
+}
+_ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    "string": pa.large_string(),
+    "timestamp": pa.timestamp("us"),
+    "date": pa.timestamp("us"),
+    "float": pa.float64(),
+    "int": pa.int64(),
+}
+_TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?$"
+_NUMBER_SHAPE = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+_RULE_NOT_TIMESTAMP = (
+    "not a valid timestamp (expected ISO 8601 YYYY-MM-DD[ HH:MM[:SS[.ffffff]]], no time zone)"
+)
+_RULE_NOT_DATE = "not a valid date (expected ISO 8601 YYYY-MM-DD)"
+_RULE_TIME_OF_DAY = "not a date (has a time of day)"
+_RULE_NOT_NUMBER = "not a number"
+_RULE_NOT_WHOLE = "not a whole number"
+_TABLE_ORDER = {name: i for i, name in enumerate(TABLES)}
+
+
+# --- problems and the error -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One broken rule. `row` is the 1-based data row (header not counted) or None when the
+    problem concerns a whole table or column; `value` is the offending value as shown (already
+    cut to length), or None for personal data and where there is nothing to show."""
+
+    table: str
+    column: str | None
+    row: int | None
+    rule: str
+    value: str | None = None
+
+    def __str__(self) -> str:
+        where = self.table if self.column is None else f"{self.table}.{self.column}"
+        if self.row is not None:
+            where += f", row {self.row}"
+        text = f"{where}: {self.rule}"
+        return f"{text} — {self.value}" if self.value is not None else text
+
+
+def _sort_key(problem: Problem) -> tuple[int, int, int, str]:
+    table = TABLES.get(problem.table)
+    names = table.column_names if table else []
+    column = names.index(problem.column) if problem.column in names else len(names)
+    row = -1 if problem.row is None else problem.row
+    return (_TABLE_ORDER.get(problem.table, len(_TABLE_ORDER)), row, column, problem.rule)
+
+
+class ContractError(ValueError):
+    """Raw data that breaks its contract. `problems` holds the first problems (at most
+    `KEEP_PROBLEMS`), sorted by table (in declared order) then row; `total` counts them all;
+    `counts` gives the number per (table, column, rule). `str()` is the message a CLI prints:
+    the first `max_problems_shown` problems (from settings), the total and a summary by rule."""
+
+    def __init__(
+        self,
+        problems: Iterable[Problem],
+        total: int | None = None,
+        counts: Mapping[tuple[str, str | None, str], int] | None = None,
+    ) -> None:
+        self.problems: list[Problem] = sorted(problems, key=_sort_key)
+        self.total: int = len(self.problems) if total is None else total
+        self.counts: dict[tuple[str, str | None, str], int] = dict(
+            counts or Counter((p.table, p.column, p.rule) for p in self.problems)
+        )
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        from suitability.settings import get_settings
+
+        shown = self.problems[: get_settings().max_problems_shown]
+        noun = "problem" if self.total == 1 else "problems"
+        tables = sorted({p.table for p in self.problems}, key=lambda t: _TABLE_ORDER.get(t, 99))
+        head = f"data contract violated: {self.total:,} {noun} in {', '.join(tables)}"
+        if any(p.row is not None for p in shown):
+            head += " (rows are 1-based data rows, the CSV header not counted)"
+        lines = [head, *(f"  {p}" for p in shown)]
+        more = self.total - len(shown)
+        if more > 0:
+            lines.append(
+                f"  … and {more:,} more {'problem' if more == 1 else 'problems'}; by rule:"
+            )
+            ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+            for (table, column, rule), n in ranked[:10]:
+                where = table if column is None else f"{table}.{column}"
+                lines.append(f"    {n:>9,} × {where}: {rule}")
+            if len(ranked) > 10:
+                lines.append(f"    … {len(ranked) - 10} more rules")
+        return "\n".join(lines)
+
+
+class MissingTableError(ContractError):
+    """A table that is not in the data folder (or is there twice, as parquet and CSV)."""
+
+
+class ExtraColumnsWarning(UserWarning):
+    """A raw table has columns the contract does not declare; they are ignored."""
+
+
+class Finding(NamedTuple):
+    """What one check found: every failing row of one (column, rule). `rows` are 1-based and
+    ascending (None: the whole column or table). `values` line up with `rows` (they may stop
+    early: only the first rows can ever be shown) and are shown as `<label> '<value>'`, or as
+    ready-made text when `label` is None."""
+
+    column: str | None
+    rule: str
+    rows: np.ndarray | None = None
+    values: pd.Series | None = None
+    label: str | None = "got"
+
+
+class ProblemLog:
+    """Collects findings across batches and tables with bounded memory: every problem is
+    counted, but only the first `keep` in (table, row) order are turned into `Problem`s."""
+
+    def __init__(self, keep: int = KEEP_PROBLEMS) -> None:
+        self.keep = keep
+        self.total = 0
+        self.counts: Counter[tuple[str, str | None, str]] = Counter()
+        self._kept: list[Problem] = []
+        self._seen_whole: set[tuple[str, str | None, str]] = set()
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def add(self, table: str, finding: Finding) -> None:
+        key = (table, finding.column, finding.rule)
+        if finding.rows is None:
+            if key in self._seen_whole:  # the same column problem, seen again in a later batch
+                return
+            self._seen_whole.add(key)
+            self._count(key, 1)
+            self._merge([Problem(table, finding.column, None, finding.rule)])
+            return
+        rows = np.asarray(finding.rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        self._count(key, int(rows.size))
+        order = np.argsort(rows, kind="stable")
+        limit = self._row_limit(table)
+        if limit is not None:
+            order = order[: int(np.searchsorted(rows[order], limit, side="right"))]
+        order = order[: self.keep]
+        if order.size == 0:
+            return
+        shown: list[str | None] = [None] * order.size
+        if finding.values is not None and not _is_pii(table, finding.column):
+            available = order < len(finding.values)
+            raw = finding.values.iloc[order[available]].tolist()
+            for j, value in zip(np.flatnonzero(available), raw, strict=True):
+                shown[j] = _show(value, finding.label)
+        problems = [
+            Problem(table, finding.column, int(rows[i]), finding.rule, shown[j])
+            for j, i in enumerate(order)
+        ]
+        self._merge(problems)
+
+    def extend(self, table: str, findings: Iterable[Finding]) -> None:
+        for finding in findings:
+            self.add(table, finding)
+
+    def error(self, error_type: type[ContractError] = ContractError) -> ContractError | None:
+        """The error to raise, or None when nothing was found."""
+        if not self.total:
+            return None
+        return error_type(self._kept, total=self.total, counts=self.counts)
+
+    def raise_if_any(self) -> None:
+        error = self.error()
+        if error is not None:
+            raise error
+
+    def _count(self, key: tuple[str, str | None, str], n: int) -> None:
+        self.total += n
+        self.counts[key] += n
+
+    def _row_limit(self, table: str) -> int | None:
+        """Rows of `table` beyond this cannot enter the kept list any more (None: all can)."""
+        if len(self._kept) < self.keep:
+            return None
+        last = self._kept[-1]
+        order, last_order = _TABLE_ORDER.get(table, 99), _TABLE_ORDER.get(last.table, 99)
+        if order < last_order:
+            return None
+        if order > last_order:
+            return -1
+        return -1 if last.row is None else last.row
+
+    def _merge(self, problems: list[Problem]) -> None:
+        self._kept.extend(problems)
+        self._kept.sort(key=_sort_key)
+        del self._kept[self.keep :]
+
+
+def _is_pii(table: str, column: str | None) -> bool:
+    schema = TABLES.get(table)
+    if schema is None or column is None or column not in schema.column_names:
+        return False
+    return schema.column(column).pii
+
+
+def _show(value: object, label: str | None) -> str | None:
+    """A value as a message shows it: cut to length, quoted after its label."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    text = str(value)
+    width = DETAIL_WIDTH if label is None else VALUE_WIDTH
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text if label is None else f"{label} {text!r}"
+
+
+# --- parsing to canonical dtypes ----------------------------------------------------------------
+
+
+class _ColumnTypeError(Exception):
+    """A column whose stored type cannot hold the declared type at all."""
+
+
+def _mask_rows(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+
+
+def _blank_to_null(strings: pa.Array) -> pa.Array:
+    trimmed = pc.utf8_trim_whitespace(strings)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
+
+
+def _parse_strings(strings: pa.Array, target: pa.DataType, shape: str) -> tuple[pa.Array, pa.Array]:
+    """Parse text into `target`; returns the parsed values (null where unparseable) and a mask
+    of the values that were present but could not be parsed."""
+    strings = _blank_to_null(strings)
+    try:
+        parsed = pc.cast(strings, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Slow path, only for batches with a bad value: keep what has the right shape, then
+        # let pandas find calendar-impossible values (arrow's cast fails the whole array).
+        kept = pc.if_else(
+            pc.match_substring_regex(strings, shape), strings, pa.scalar(None, strings.type)
+        )
+        try:
+            parsed = pc.cast(kept, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            series = kept.to_pandas()
+            if pa.types.is_timestamp(target):
+                fixed = pd.to_datetime(series, format="ISO8601", errors="coerce")
+                parsed = pa.array(fixed.astype("datetime64[us]"), type=target, from_pandas=True)
+            else:
+                fixed = pd.to_numeric(series, errors="coerce")
+                parsed = pa.array(fixed.astype("float64"), type=target, from_pandas=True)
+    return parsed, pc.and_(pc.is_valid(strings), pc.is_null(parsed))
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _convert(array: pa.Array, column: Column) -> tuple[pa.Array, list[tuple[pa.Array, str]]]:
+    """One stored column -> its canonical arrow type, plus (mask, rule) for values that fail.
+    Raises `_ColumnTypeError` when the stored type cannot hold the declared one."""
+    target = _ARROW_TYPES[column.type]
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    t = array.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(array), target), []
+    kind = column.type
+    if kind == "string":
+        if not _is_text(t):
+            raise _ColumnTypeError(f"expected text, found {t}")
+        return pc.cast(array, target), []
+    if kind in ("timestamp", "date"):
+        rule = _RULE_NOT_TIMESTAMP if kind == "timestamp" else _RULE_NOT_DATE
+        failures: list[tuple[pa.Array, str]] = []
+        if _is_text(t):
+            values, bad = _parse_strings(array, target, _TIMESTAMP_SHAPE)
+            failures.append((bad, rule))
+        elif pa.types.is_timestamp(t):
+            if t.tz is not None:
+                raise _ColumnTypeError(f"expected naive local times, found {t}")
+            try:  # ns -> us drops sub-microsecond digits; other units must fit
+                values = pc.cast(array, target, safe=t.unit != "ns")
+            except pa.ArrowInvalid:
+                raise _ColumnTypeError(f"{t} values out of range") from None
+        elif pa.types.is_date(t):
+            values = pc.cast(array, target)
+        else:
+            raise _ColumnTypeError(f"expected a {kind}, found {t}")
+        if kind == "date":
+            failures.append(
+                (pc.not_equal(pc.floor_temporal(values, unit="day"), values), _RULE_TIME_OF_DAY)
+            )
+        return values, failures
+    # numbers
+    failures = []
+    if _is_text(t):
+        numbers, bad = _parse_strings(array, pa.float64(), _NUMBER_SHAPE)
+        failures.append((bad, _RULE_NOT_NUMBER))
+    elif pa.types.is_integer(t):
+        if kind == "int":
+            try:
+                return pc.cast(array, target), []
+            except pa.ArrowInvalid:
+                raise _ColumnTypeError(f"{t} values out of range") from None
+        numbers = pc.cast(array, pa.float64())
+    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+        numbers = pc.cast(array, pa.float64(), safe=False)
+    else:
+        raise _ColumnTypeError(f"expected a number, found {t}")
+    if kind == "float":
+        return numbers, failures
+    whole = pc.and_(pc.equal(pc.floor(numbers), numbers), pc.less(pc.abs(numbers), float(2**63)))
+    not_whole = pc.invert(whole)
+    kept = pc.if_else(whole, numbers, pa.scalar(None, pa.float64()))
+    failures.append((not_whole, _RULE_NOT_WHOLE))
+    return pc.cast(kept, target, safe=False), failures
+
+
+def _to_pandas(columns: Mapping[str, pa.Array], row_offset: int, n_rows: int) -> pd.DataFrame:
+    table = pa.table(dict(columns)) if columns else pa.table({})
+    frame = table.to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype(), pa.large_string(): _STR_DTYPE}.get,
+        ignore_metadata=True,
+    )
+    frame.index = pd.RangeIndex(row_offset, row_offset + n_rows)
+    return frame
+
+
+def empty_frame(table: TableSchema, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A zero-row frame with the canonical dtypes of `table` (declared columns by default)."""
+    names = list(columns) if columns is not None else table.column_names
+    return _to_pandas(
+        {n: pa.array([], type=_ARROW_TYPES[table.column(n).type]) for n in names}, 0, 0
+    )
+
+
+class Canonical(NamedTuple):
+    """A batch in canonical dtypes, what went wrong parsing it, and the columns that are
+    missing or unusable (their checks are skipped; the column is all-null)."""
+
+    frame: pd.DataFrame
+    findings: list[Finding]
+    broken: frozenset[str]
+
+
+def to_canonical(
+    batch: pa.RecordBatch | pa.Table,
+    table: TableSchema,
+    row_offset: int = 0,
+    columns: Sequence[str] | None = None,
+    source: str = "",
+) -> Canonical:
+    """Convert a stored batch to canonical dtypes (text -> `str`, times -> datetime64[us],
+    floats -> float64, ints -> Int64), in declared order, keeping only `columns` (default:
+    required ones plus optional ones present). Text is parsed per the declared type; values
+    that do not parse become null and are reported with their row numbers. The frame's index is
+    the 0-based position in the whole table (row number - 1)."""
+    names = set(batch.schema.names)
+    if columns is None:
+        columns = [c.name for c in table.columns if not c.optional or c.name in names]
+    n = batch.num_rows
+    arrays: dict[str, pa.Array] = {}
+    findings: list[Finding] = []
+    broken: set[str] = set()
+    for name in columns:
+        column = table.column(name)
+        target = _ARROW_TYPES[column.type]
+        if name not in names:
+            arrays[name] = pa.nulls(n, target)
+            broken.add(name)
+            continue
+        stored = batch.column(name)
+        try:
+            arrays[name], failures = _convert(stored, column)
+        except _ColumnTypeError as exc:
+            arrays[name] = pa.nulls(n, target)
+            broken.add(name)
+            where = f" (in {source})" if source else ""
+            findings.append(Finding(name, f"wrong type: {exc}{where}"))
+            continue
+        for mask, rule in failures:
+            rows = _mask_rows(mask)
+            if rows.size:
+                shown = pc.cast(pc.take(stored, pa.array(rows)), pa.large_string(), safe=False)
+                findings.append(
+                    Finding(name, rule, rows + row_offset + 1, pd.Series(shown.to_pandas()))
+                )
+    return Canonical(_to_pandas(arrays, row_offset, n), findings, frozenset(broken))
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RowRule:
+    """A rule across columns of one row, blamed on `column`; `show` is the column whose value
+    is echoed (None: nothing to echo)."""
+
+    table: str
+    rule: str
+    column: str
+    needs: tuple[str, ...]
+    violated: Callable[[pd.DataFrame, Specs], pd.Series]
+    show: str | None = None
+
+
+def _both(frame: pd.DataFrame, a: str, b: str) -> pd.Series:
+    return frame[a].notna() & frame[b].notna()
+
+
+def _pairs(frame: pd.DataFrame, *columns: str) -> pd.Series:
+    key = frame[columns[0]]
+    for c in columns[1:]:
+        key = key + "\x1f" + frame[c]
+    return key
+
+
+def _valid_pairs(specs: Specs) -> list[str]:
+    return [f"{v}\x1f{q.id}" for v, d in specs.questionnaires.items() for q in d.questions]
+
+
+def _valid_answers(specs: Specs) -> list[str]:
+    return [
+        f"{v}\x1f{q.id}\x1f{o.id}"
+        for v, d in specs.questionnaires.items()
+        for q in d.questions
+        for o in q.options
+    ]
+
+
+def _question_in_version(frame: pd.DataFrame, specs: Specs) -> pd.Series:
+    known = frame["questionnaire_version"].isin(list(specs.questionnaires)) & frame[
+        "question_id"
+    ].isin(specs.question_ids)
+    return known & ~_pairs(frame, "questionnaire_version", "question_id").isin(_valid_pairs(specs))
+
+
+def _answer_is_option(frame: pd.DataFrame, specs: Specs) -> pd.Series:
+    pair_ok = _pairs(frame, "questionnaire_version", "question_id").isin(_valid_pairs(specs))
+    triple = _pairs(frame, "questionnaire_version", "question_id", "answer")
+    return pair_ok & frame["answer"].notna() & ~triple.isin(_valid_answers(specs))
+
+
+_ROW_RULES: tuple[_RowRule, ...] = (
+    _RowRule(
+        "customers",
+        "birth_date before registered_at",
+        "birth_date",
+        ("birth_date", "registered_at"),
+        lambda f, _s: (
+            _both(f, "birth_date", "registered_at") & ~(f["birth_date"] < f["registered_at"])
+        ),
+        show="birth_date",
+    ),
+    _RowRule(
+        "questionnaire_responses",
+        "question_id belongs to questionnaire_version",
+        "question_id",
+        ("questionnaire_version", "question_id"),
+        _question_in_version,
+        show="question_id",
+    ),
+    _RowRule(
+        "questionnaire_responses",
+        "answer is an option of question_id",
+        "answer",
+        ("questionnaire_version", "question_id", "answer"),
+        _answer_is_option,
+        show="answer",
+    ),
+    _RowRule(
+        "events",
+        "amount is present for monetary event types",
+        "amount",
+        ("event_type", "amount"),
+        lambda f, s: f["event_type"].isin(s.behaviour.monetary_event_types) & f["amount"].isna(),
+        show="event_type",
+    ),
+    _RowRule(
+        "events",
+        "product_risk is present for invest events",
+        "product_risk",
+        ("event_type", "product_risk"),
+        lambda f, _s: (f["event_type"] == "invest").fillna(False) & f["product_risk"].isna(),
+    ),
+    _RowRule(
+        "interview_tags",
+        "recorded_at >= interview_time",
+        "recorded_at",
+        ("interview_time", "recorded_at"),
+        lambda f, _s: (
+            _both(f, "interview_time", "recorded_at") & (f["recorded_at"] < f["interview_time"])
+        ),
+        show="recorded_at",
+    ),
+)
+
+
+def _allowed_rule(values: frozenset[str]) -> str:
+    listed = sorted(values)
+    if len(listed) > 8:
+        return (
+            f"value not allowed (expected one of: {', '.join(listed[:8])}, … {len(listed)} in all)"
+        )
+    return f"value not allowed (expected one of: {', '.join(listed)})"
+
+
+def _in_customers(ids: pa.Array) -> Callable[[pd.Series], pd.Series]:
+    """A pandera check function: is each customer_id one of `ids` (one arrow hash lookup)."""
+
+    def check(values: pd.Series) -> pd.Series:
+        array = pa.array(values, type=pa.large_string(), from_pandas=True)
+        found = pc.is_in(array, value_set=ids).to_numpy(zero_copy_only=False)
+        return pd.Series(found, index=values.index)
+
+    return check
+
+
+def _pandera_column(column: Column, specs: Specs, customer_ids: pa.Array | None) -> pandera.Column:
+    checks = []
+    if column.allowed is not None:
+        allowed = column.allowed(specs)
+        checks.append(pandera.Check.isin(sorted(allowed), error=_allowed_rule(allowed)))
+    if column.type == "float":
+        checks.append(pandera.Check(lambda s: np.isfinite(s), error="must be a finite number"))
+    if column.min is not None:
+        checks.append(pandera.Check.ge(column.min, error=f"must be ≥ {column.min:g}"))
+    if column.name == "customer_id" and customer_ids is not None:
+        checks.append(pandera.Check(_in_customers(customer_ids), error=RULE_REFERENCE))
+    return pandera.Column(
+        _PANDAS_DTYPES[column.type], checks=checks, nullable=column.nullable, required=True
+    )
+
+
+def _failures_to_findings(cases: pd.DataFrame) -> list[Finding]:
+    findings = []
+    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
+        index = pd.to_numeric(group["index"], errors="coerce")
+        if index.isna().all():
+            findings.append(Finding(column, f"wrong type: {check}"))
+            continue
+        rule = RULE_NOT_NULL if check == "not_nullable" else str(check)
+        rows = index.to_numpy(dtype=np.int64) + 1
+        values = None if rule == RULE_NOT_NULL else group["failure_case"]
+        findings.append(Finding(column, rule, rows, values))
+    return findings
+
+
+def _rows_of(mask: pd.Series) -> np.ndarray:
+    return mask.index.to_numpy()[mask.to_numpy(dtype=bool, na_value=False)] + 1
+
+
+class TableValidator:
+    """Checks the batches of one table: per-column rules (types, nulls, allowed values, bounds,
+    customer references) with pandera, cross-column rules with vectorised pandas, and
+    whole-table rules (uniqueness, complete submissions) once the table is assembled.
+
+    `customer_ids` (unique ids of the customers table) turns on the reference check for tables
+    whose rules ask for it; `columns` fixes the output columns for every batch."""
+
+    def __init__(
+        self,
+        table: TableSchema,
+        specs: Specs,
+        customer_ids: pa.Array | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        self.table = table
+        self.specs = specs
+        self.columns = list(columns) if columns is not None else None
+        references = RULE_REFERENCE in table.rules
+        self.customer_ids = customer_ids if references else None
+        self.broken: set[str] = set()
+        self._schemas: dict[tuple[str, ...], pandera.DataFrameSchema] = {}
+
+    def validate_batch(
+        self, batch: pa.RecordBatch | pa.Table, row_offset: int = 0, source: str = ""
+    ) -> tuple[pd.DataFrame, list[Finding]]:
+        """Canonical, PII-masked frame of one batch and everything wrong with it. Personal data
+        is masked right after parsing, before any check sees it."""
+        canonical = to_canonical(batch, self.table, row_offset, self.columns, source)
+        self.broken |= canonical.broken
+        frame = mask_pii(canonical.frame, self.table)
+        checked = self._column_checks(frame, canonical.broken)
+        checked += self._row_rules(frame, canonical.broken)
+        # A value that did not parse is null now; don't report it again as missing.
+        unparsed: dict[str | None, list[np.ndarray]] = {}
+        for f in canonical.findings:
+            if f.rows is not None:
+                unparsed.setdefault(f.column, []).append(f.rows)
+        findings = list(canonical.findings)
+        for f in checked:
+            if f.rows is not None and f.column in unparsed:
+                f = _without_rows(f, np.concatenate(unparsed[f.column]))
+            if f.rows is None or f.rows.size:
+                findings.append(f)
+        return frame, findings
+
+    def check_whole(self, frame: pd.DataFrame) -> list[Finding]:
+        """Rules that need every row at once: unique keys and complete questionnaire
+        submissions. `frame` is the concatenation of the validated batches."""
+        findings: list[Finding] = []
+        key = list(self.table.unique)
+        if key and not set(key) & self.broken:
+            findings += _duplicates(frame, key)
+        if RULE_SUBMISSION_COMPLETE in self.table.rules and not self.broken & {
+            "customer_id",
+            "questionnaire_version",
+            "submitted_at",
+            "question_id",
+        }:
+            findings += _incomplete_submissions(frame, self.specs)
+        return findings
+
+    def _column_checks(self, frame: pd.DataFrame, broken: frozenset[str]) -> list[Finding]:
+        names = tuple(c for c in frame.columns if c not in broken)
+        schema = self._schemas.get(names)
+        if schema is None:
+            schema = pandera.DataFrameSchema(
+                {
+                    n: _pandera_column(self.table.column(n), self.specs, self.customer_ids)
+                    for n in names
+                },
+                strict=False,
+                coerce=False,
+            )
+            self._schemas[names] = schema
+        try:
+            schema.validate(frame, lazy=True, inplace=True)
+        except SchemaErrors as exc:
+            return _failures_to_findings(exc.failure_cases)
+        return []
+
+    def _row_rules(self, frame: pd.DataFrame, broken: frozenset[str]) -> list[Finding]:
+        findings = []
+        for rule in _ROW_RULES:
+            if rule.table != self.table.name or set(rule.needs) & broken:
+                continue
+            if not set(rule.needs) <= set(frame.columns):
+                continue
+            mask = rule.violated(frame, self.specs)
+            rows = _rows_of(mask)
+            if rows.size:
+                values = None
+                if rule.show is not None:
+                    values = frame[rule.show].iloc[rows[:KEEP_PROBLEMS] - 1 - frame.index[0]]
+                label = "got" if rule.show == rule.column else rule.show
+                findings.append(Finding(rule.column, rule.rule, rows, values, label))
+        return findings
+
+
+def _without_rows(finding: Finding, rows: np.ndarray) -> Finding:
+    """`finding` less the given rows (its values stay aligned)."""
+    keep = ~np.isin(finding.rows, rows)
+    values = finding.values
+    if values is not None:
+        values = values.iloc[np.flatnonzero(keep[: len(values)])]
+    return finding._replace(rows=finding.rows[keep], values=values)
+
+
+def _duplicates(frame: pd.DataFrame, key: list[str]) -> list[Finding]:
+    """Every row whose key repeats an earlier row's, with the row it repeats."""
+    complete = frame[key].notna().all(axis=1)
+    keyed = frame.loc[complete, key]
+    repeated = keyed.duplicated(keep="first")
+    if not repeated.any():
+        return []
+    first = keyed.index.to_series().groupby([keyed[c] for c in key], sort=False).transform("min")
+    dup_index = repeated[repeated].index
+    shown = dup_index[:KEEP_PROBLEMS]  # only the first can ever be shown
+    first_rows = [int(r) + 1 for r in first.loc[shown]]
+    if len(key) == 1:
+        rule = f"{key[0]} must be unique"
+        ids = keyed.loc[shown, key[0]].astype(str).tolist()
+        details = [f"{v!r} first at row {r}" for v, r in zip(ids, first_rows, strict=True)]
+    else:
+        rule = "one row per " + ", ".join(key)
+        details = [f"same as row {r}" for r in first_rows]
+    rows = dup_index.to_numpy() + 1
+    return [Finding(key[-1], rule, rows, pd.Series(details, dtype=object), label=None)]
+
+
+def _incomplete_submissions(frame: pd.DataFrame, specs: Specs) -> list[Finding]:
+    """One problem per submission (customer, version, submitted_at) that lacks an answer to a
+    question of its version, at the submission's first row, naming the missing questions."""
+    submission = ["customer_id", "questionnaire_version", "submitted_at"]
+    valid = frame[submission].notna().all(axis=1) & _pairs(
+        frame, "questionnaire_version", "question_id"
+    ).isin(_valid_pairs(specs)).fillna(False)
+    rows = frame.loc[valid, [*submission, "question_id"]]
+    if rows.empty:
+        return []
+    keys = [rows[c] for c in submission]
+    summary = pd.DataFrame(
+        {
+            "answered": rows["question_id"].groupby(keys, sort=False).nunique(),
+            "first": rows.index.to_series().groupby(keys, sort=False).min(),
+        }
+    ).reset_index()
+    expected = {v: len(d.questions) for v, d in specs.questionnaires.items()}
+    summary["expected"] = summary["questionnaire_version"].map(expected)
+    incomplete = summary[summary["answered"] < summary["expected"]].sort_values("first")
+    if incomplete.empty:
+        return []
+    # Name the missing questions for the submissions that can be shown (bounded work).
+    shown = incomplete.head(KEEP_PROBLEMS)
+    answered = rows.merge(shown[submission], on=submission)
+    have = answered.groupby(submission, sort=False)["question_id"].agg(frozenset)
+    details = []
+    for sub in shown[submission].itertuples(index=False, name=None):
+        missing = [q for q in specs.questionnaires[sub[1]].question_ids if q not in have[sub]]
+        details.append("missing: " + ", ".join(missing))
+    rows_ = incomplete["first"].to_numpy() + 1
+    values = pd.Series(details, dtype=object)
+    return [Finding("question_id", RULE_SUBMISSION_COMPLETE, rows_, values, label=None)]

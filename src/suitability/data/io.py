@@ -1,0 +1,466 @@
+"""Find, read and validate the raw tables of a data folder (parquet, CSV or a folder of parquet
+parts), in bounded-memory record batches, returning canonical, PII-masked pandas frames.
+
+Loaders write nothing; any contract violation raises one `ContractError` listing every problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from suitability.data.contracts import (
+    RULE_MISSING_COLUMN,
+    RULE_REFERENCE,
+    ContractError,
+    ExtraColumnsWarning,
+    Finding,
+    MissingTableError,
+    Problem,
+    ProblemLog,
+    TableValidator,
+    empty_frame,
+)
+from suitability.data.contracts import to_canonical as _to_canonical
+from suitability.data.schema import TABLES, TableSchema
+from suitability.specs import Specs
+
+__all__ = [
+    "BATCH_ROWS",
+    "TABLE_NAMES",
+    "CustomerIds",
+    "TableSource",
+    "empty_frame",
+    "iter_events",
+    "load_table",
+    "load_tables",
+    "locate_table",
+    "read_customer_ids",
+    "stage_events",
+    "to_canonical",
+    "validate_folder",
+]
+
+#: Rows validated at a time: bounds memory whatever the table size.
+BATCH_ROWS = 1_000_000
+#: The six raw tables, in the order they are validated and reported.
+TABLE_NAMES: tuple[str, ...] = tuple(TABLES)
+#: Customer ids for the reference check: any collection of strings, a pandas Series or an arrow
+#: array.
+CustomerIds = pa.Array | pa.ChunkedArray | pd.Series | pd.Index | np.ndarray | Collection[str]
+
+_CSV_BLOCK_BYTES = 16 << 20
+_PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """Where one table lives: a parquet file, a CSV file, or a folder of parquet parts (read in
+    sorted file-name order, which is also how rows are numbered)."""
+
+    table: str
+    format: Literal["parquet", "csv"]
+    files: tuple[Path, ...]
+    path: Path
+
+    def label(self, file: Path) -> str:
+        """How a file is named in messages: the part name when the table is a folder."""
+        return file.name if len(self.files) > 1 or self.path.is_dir() else ""
+
+
+def locate_table(data_dir: Path | str, name: str) -> TableSource:
+    """Find table `name` in `data_dir`: exactly one of `<name>.parquet`, `<name>.csv` or a folder
+    `<name>/` of `*.parquet` parts. Raises `MissingTableError` naming the paths looked for when
+    there is none, or more than one."""
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}; the tables are {', '.join(TABLE_NAMES)}")
+    root = Path(data_dir)
+    single, text, folder = root / f"{name}.parquet", root / f"{name}.csv", root / name
+    found = [p for p in (single, text) if p.is_file()] + ([folder] if folder.is_dir() else [])
+    if not found:
+        rule = f"table not found: looked for {single}, {text} and {folder}/*.parquet"
+        raise MissingTableError([Problem(name, None, None, rule)])
+    if len(found) > 1:
+        rule = f"table found twice ({' and '.join(map(str, found))}); keep exactly one"
+        raise MissingTableError([Problem(name, None, None, rule)])
+    path = found[0]
+    if path == text:
+        return TableSource(name, "csv", (path,), path)
+    if path == single:
+        return TableSource(name, "parquet", (path,), path)
+    parts = tuple(
+        sorted(p for p in folder.glob("*.parquet") if p.is_file() and p.name[0] not in "._")
+    )
+    if not parts:
+        raise MissingTableError(
+            [Problem(name, None, None, f"folder {folder} has no *.parquet parts")]
+        )
+    return TableSource(name, "parquet", parts, path)
+
+
+def read_customer_ids(data_dir: Path | str) -> pa.Array:
+    """The distinct, non-null customer ids of the customers table (only that column is read),
+    for the reference checks of the other tables."""
+    source = locate_table(data_dir, "customers")
+    chunks = []
+    for file in source.files:
+        if "customer_id" not in _file_columns(source, file):
+            rule = f"{RULE_MISSING_COLUMN} (in {file.name})"
+            raise ContractError([Problem("customers", "customer_id", None, rule)])
+        for batch in _read_batches(source, file, ["customer_id"], BATCH_ROWS):
+            chunks.append(pc.cast(batch.column(0), pa.large_string()))
+    if not chunks:
+        return pa.array([], type=pa.large_string())
+    return _id_array(pa.chunked_array(chunks, type=pa.large_string()))
+
+
+def iter_events(
+    data_dir: Path | str,
+    specs: Specs,
+    customer_ids: CustomerIds | None = None,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Validated, canonical events in batches of at most `batch_rows` rows, in file order; each
+    batch's index is the 0-based row position in the whole table (row number - 1).
+
+    `customer_ids` are the ids an event's customer_id must be one of (default: read from the
+    customers table of `data_dir`). Batches are yielded while no problem has been found; after
+    the first bad batch the rest is still checked (nothing more is yielded) and one
+    `ContractError` lists every problem of the table. Memory stays bounded by `batch_rows`."""
+    source = locate_table(data_dir, "events")
+    ids = read_customer_ids(data_dir) if customer_ids is None else _id_array(customer_ids)
+    log = ProblemLog()
+    for frame in _Scan(source, specs, ids, log, batch_rows).batches():
+        if not log:
+            yield frame
+    log.raise_if_any()
+
+
+def load_table(
+    data_dir: Path | str,
+    name: str,
+    specs: Specs,
+    customer_ids: CustomerIds | None = None,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> pd.DataFrame:
+    """One table, validated, canonical and PII-masked, with a 0-based RangeIndex (row number -
+    1). `customer_ids` as in `iter_events` (only used by tables that refer to customers).
+    Raises `MissingTableError` or `ContractError`."""
+    log = ProblemLog()
+    source = locate_table(data_dir, name)
+    ids = None
+    if RULE_REFERENCE in TABLES[name].rules:
+        ids = read_customer_ids(data_dir) if customer_ids is None else _id_array(customer_ids)
+    frame = _load(source, specs, ids, log, batch_rows)
+    log.raise_if_any()
+    return frame
+
+
+def load_tables(
+    data_dir: Path | str,
+    specs: Specs,
+    tables: Iterable[str] = TABLE_NAMES,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> dict[str, pd.DataFrame]:
+    """Several tables, validated together: one `ContractError` lists the problems of all of
+    them. Customer references are checked against the customers table (loaded when asked for,
+    otherwise only its ids are read). Events are held in memory here; use `iter_events` for a
+    large events table. Raises `MissingTableError` naming every table that is missing."""
+    names = _table_names(tables)
+    sources = _locate_all(data_dir, names)
+    log = ProblemLog()
+    out: dict[str, pd.DataFrame] = {}
+    ids = None
+    if "customers" in names:
+        out["customers"] = _load(sources["customers"], specs, None, log, batch_rows)
+        ids = _id_array(out["customers"]["customer_id"])
+    elif any(RULE_REFERENCE in TABLES[n].rules for n in names):
+        ids = read_customer_ids(data_dir)
+    for name in names:
+        if name != "customers":
+            out[name] = _load(sources[name], specs, ids, log, batch_rows)
+    log.raise_if_any()
+    return {name: out[name] for name in names}
+
+
+def validate_folder(
+    data_dir: Path | str, specs: Specs, *, batch_rows: int = BATCH_ROWS
+) -> dict[str, int]:
+    """Check every table of a data folder against its contract and return the row count of
+    each; events are streamed, so any size fits in memory. Raises one `ContractError` (or
+    `MissingTableError`) listing every problem of every table."""
+    sources = _locate_all(data_dir, list(TABLE_NAMES))
+    log = ProblemLog()
+    counts: dict[str, int] = {}
+    customers = _load(sources["customers"], specs, None, log, batch_rows)
+    counts["customers"] = len(customers)
+    ids = _id_array(customers["customer_id"])
+    del customers
+    for name in TABLE_NAMES[1:]:
+        if name == "events":
+            counts[name] = sum(
+                len(f) for f in _Scan(sources[name], specs, ids, log, batch_rows).batches()
+            )
+        else:
+            counts[name] = len(_load(sources[name], specs, ids, log, batch_rows))
+    log.raise_if_any()
+    return counts
+
+
+def stage_events(
+    data_dir: Path | str,
+    specs: Specs,
+    customer_ids: CustomerIds | None,
+    out_dir: Path | str,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> tuple[str, int]:
+    """Validate the events of `data_dir` and write them, canonical, as parquet parts under
+    `out_dir/events/` (a scratch folder the caller owns and removes). Returns a DuckDB table
+    expression reading them and the number of events. Raises `ContractError` before the caller
+    can use a partial copy."""
+    folder = Path(out_dir) / "events"
+    folder.mkdir(parents=True, exist_ok=False)
+    schema = _arrow_schema(TABLES["events"])
+    rows = 0
+    for i, frame in enumerate(iter_events(data_dir, specs, customer_ids, batch_rows=batch_rows)):
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        pq.write_table(table, folder / f"part-{i:05d}.parquet")
+        rows += len(frame)
+    if rows == 0:  # an empty table still needs a file DuckDB can read the schema from
+        pq.write_table(schema.empty_table(), folder / "part-00000.parquet")
+    pattern = str(folder / "*.parquet").replace("'", "''")
+    return f"read_parquet('{pattern}')", rows
+
+
+def to_canonical(table: pa.Table | pa.RecordBatch, schema: TableSchema) -> pd.DataFrame:
+    """An arrow table of already-validated data (e.g. a DuckDB query result) in canonical
+    dtypes, declared column order. Raises `ContractError` if a value cannot be converted."""
+    canonical = _to_canonical(table, schema)
+    log = ProblemLog()
+    log.extend(schema.name, canonical.findings)
+    missing = [c for c in canonical.broken if c not in table.schema.names]
+    for name in missing:
+        log.add(schema.name, Finding(name, RULE_MISSING_COLUMN))
+    log.raise_if_any()
+    frame = canonical.frame
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
+
+
+# --- internals --------------------------------------------------------------------------------
+
+
+def _table_names(tables: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys(tables))
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        raise ValueError(f"unknown tables {unknown}; the tables are {', '.join(TABLE_NAMES)}")
+    return sorted(names, key=TABLE_NAMES.index)
+
+
+def _locate_all(data_dir: Path | str, names: Sequence[str]) -> dict[str, TableSource]:
+    """Sources of `names` (and of customers when another table refers to it), raising one
+    `MissingTableError` that names every missing table."""
+    needed = list(names)
+    if "customers" not in needed and any(RULE_REFERENCE in TABLES[n].rules for n in needed):
+        needed.insert(0, "customers")
+    sources: dict[str, TableSource] = {}
+    problems: list[Problem] = []
+    for name in needed:
+        try:
+            sources[name] = locate_table(data_dir, name)
+        except MissingTableError as exc:
+            problems += exc.problems
+    if problems:
+        raise MissingTableError(problems)
+    return sources
+
+
+def _id_array(ids: CustomerIds) -> pa.Array:
+    """Distinct non-null ids as one large_string arrow array (the hash set of the check)."""
+    if isinstance(ids, pa.ChunkedArray | pa.Array):
+        array = ids
+    elif isinstance(ids, pd.Series | pd.Index | np.ndarray):
+        array = pa.array(pd.Series(ids, copy=False), type=pa.large_string(), from_pandas=True)
+    else:
+        array = pa.array(list(ids), type=pa.large_string())
+    array = pc.unique(pc.cast(array, pa.large_string()))
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return pc.drop_null(array)
+
+
+def _arrow_schema(table: TableSchema) -> pa.Schema:
+    frame = empty_frame(table)
+    return pa.Schema.from_pandas(frame, preserve_index=False)
+
+
+def _file_columns(source: TableSource, file: Path) -> list[str]:
+    """Column names stored in one file (its header, for CSV)."""
+    try:
+        if source.format == "parquet":
+            return list(pq.ParquetFile(file).schema_arrow.names)
+        with file.open(encoding="utf-8-sig", newline="") as handle:
+            return next(csv.reader(handle), [])
+    except (OSError, pa.ArrowException, UnicodeDecodeError, csv.Error) as exc:
+        rule = f"cannot read {file.name}: {_short(exc)}"
+        raise ContractError([Problem(source.table, None, None, rule)]) from None
+
+
+def _read_batches(
+    source: TableSource, file: Path, columns: Sequence[str], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most `batch_rows` rows holding `columns` of one file. CSV columns
+    are read as text (typed later, per the contract), empty fields as null."""
+    try:
+        if source.format == "parquet":
+            yield from pq.ParquetFile(file).iter_batches(
+                batch_size=batch_rows, columns=list(columns), use_threads=True
+            )
+            return
+        reader = _open_csv(file, columns, use_threads=True)
+        for batch in reader:
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
+    except pa.ArrowInvalid as exc:
+        if source.format == "csv" and "CSV parse error" in str(exc):
+            raise ContractError([_malformed_csv_row(source.table, file, columns)]) from None
+        rule = f"cannot read {file.name}: {_short(exc)}"
+        raise ContractError([Problem(source.table, None, None, rule)]) from None
+
+
+def _open_csv(
+    file: Path, columns: Sequence[str], use_threads: bool, handler: object = None
+) -> pacsv.CSVStreamingReader:
+    return pacsv.open_csv(
+        file,
+        read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=use_threads),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=handler),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.large_string() for c in columns},
+            include_columns=list(columns),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+        ),
+    )
+
+
+def _malformed_csv_row(table: str, file: Path, columns: Sequence[str]) -> Problem:
+    """The first row with the wrong number of fields, found by a single-threaded re-read
+    (which numbers rows); its text is never echoed, as it may hold personal data."""
+    found: list[tuple[int | None, int, int]] = []
+
+    def handler(row: pacsv.InvalidRow) -> str:
+        found.append((row.number, row.expected_columns, row.actual_columns))
+        return "error"
+
+    try:
+        for _ in _open_csv(file, columns, use_threads=False, handler=handler):
+            pass
+    except pa.ArrowInvalid:
+        pass
+    if not found:
+        return Problem(table, None, None, f"{file.name} is not valid CSV")
+    number, expected, actual = found[0]
+    rule = f"malformed CSV row: {actual} fields where the header has {expected}; reading stopped"
+    # pyarrow numbers rows counting the header as row 1.
+    return Problem(table, None, None if number is None else number - 1, rule)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+class _Scan:
+    """Reads one table file by file, batch by batch, and validates each batch: problems go to
+    `log`, canonical frames are yielded (also after a problem: callers decide)."""
+
+    def __init__(
+        self,
+        source: TableSource,
+        specs: Specs,
+        customer_ids: pa.Array | None,
+        log: ProblemLog,
+        batch_rows: int,
+    ) -> None:
+        self.source = source
+        self.schema = TABLES[source.table]
+        self.log = log
+        self.batch_rows = batch_rows
+        self.file_columns = {f: _file_columns(source, f) for f in source.files}
+        stored = set().union(*self.file_columns.values())
+        self.columns = [c.name for c in self.schema.columns if not c.optional or c.name in stored]
+        self.validator = TableValidator(self.schema, specs, customer_ids, self.columns)
+        self.rows = 0
+
+    def batches(self) -> Iterator[pd.DataFrame]:
+        declared = set(self.schema.column_names)
+        extra: dict[str, None] = {}
+        for file, names in self.file_columns.items():
+            label = self.source.label(file)
+            for column in self.schema.columns:
+                if not column.optional and column.name not in names:
+                    where = f" (in {label})" if label else ""
+                    self.log.add(
+                        self.source.table, Finding(column.name, RULE_MISSING_COLUMN + where)
+                    )
+            extra.update(
+                (n, None) for n in names if n not in declared and not _PANDAS_INDEX.match(n)
+            )
+        if extra:
+            warnings.warn(
+                f"{self.source.table}: ignoring columns not in the contract: {', '.join(extra)}",
+                ExtraColumnsWarning,
+                stacklevel=3,
+            )
+        for file, names in self.file_columns.items():
+            wanted = [c for c in self.columns if c in names]
+            label = self.source.label(file)
+            try:
+                for batch in _read_batches(self.source, file, wanted, self.batch_rows):
+                    frame, findings = self.validator.validate_batch(batch, self.rows, label)
+                    self.log.extend(self.source.table, findings)
+                    self.rows += batch.num_rows
+                    yield frame
+            except ContractError as exc:  # an unreadable file: report it with the rest, stop
+                for p in exc.problems:
+                    rows = None if p.row is None else np.array([p.row])
+                    self.log.add(p.table, Finding(p.column, p.rule, rows))
+                return
+
+
+def _load(
+    source: TableSource,
+    specs: Specs,
+    customer_ids: pa.Array | None,
+    log: ProblemLog,
+    batch_rows: int,
+) -> pd.DataFrame:
+    """A whole table: its batches concatenated, then the whole-table rules checked."""
+    scan = _Scan(source, specs, customer_ids, log, batch_rows)
+    frames = list(scan.batches())
+    if frames:
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    else:
+        frame = empty_frame(scan.schema, scan.columns)
+    frame.index = pd.RangeIndex(len(frame))
+    log.extend(source.table, scan.validator.check_whole(frame))
+    return frame
