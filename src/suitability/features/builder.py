@@ -20,12 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from suitability.data import io
+from suitability.data.contracts import MissingTableError
 from suitability.data.schema import EVENTS
 from suitability.features.kernel import FeatureInputs, compute_features
 from suitability.specs import Specs
 
 #: Feature rows per kernel call; bounds the memory of the feature matrix (~170 float columns).
 _QUERY_BUDGET = 250_000
+_TABLES_USED = ("customers", "questionnaire_responses", "events", "interview_tags")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 Progress = Callable[[int, int], None]
@@ -84,8 +86,29 @@ def _events_between(con: duckdb.DuckDBPyConnection, source: str, lo: str, hi: st
         FROM {source}
         WHERE customer_id BETWEEN ? AND ?
     """
-    table = con.execute(sql, [lo, hi]).fetch_arrow_table()
+    table = con.sql(sql, params=[lo, hi]).to_arrow_table()
     return io.to_canonical(table, EVENTS)
+
+
+def check_paths(data_dir: Path | str, out_path: Path | str) -> tuple[Path, Path]:
+    """Fail fast, before any work, on an output that cannot be written or a data folder that
+    lacks a table the features need."""
+    data_dir, out_path = Path(data_dir), Path(out_path)
+    if out_path.suffix not in {".parquet", ".csv"}:
+        raise ValueError(f"--out {out_path}: use a .parquet or .csv file name")
+    if not out_path.parent.is_dir():
+        raise ValueError(f"--out {out_path}: folder {out_path.parent} does not exist")
+    if not data_dir.is_dir():
+        raise ValueError(f"--data {data_dir}: no such folder")
+    problems = []
+    for name in _TABLES_USED:
+        try:
+            io.locate_table(data_dir, name)
+        except MissingTableError as exc:
+            problems += exc.problems
+    if problems:
+        raise MissingTableError(problems)
+    return data_dir, out_path
 
 
 def build_features(
@@ -99,12 +122,9 @@ def build_features(
 ) -> BuildSummary:
     """Validate the raw tables of `data_dir` and write features for every customer registered at
     each as-of time to `out_path` (parquet or csv by extension), atomically."""
-    out_path = Path(out_path)
-    if out_path.suffix not in {".parquet", ".csv"}:
-        raise ValueError(f"--out {out_path}: use a .parquet or .csv file name")
+    data_dir, out_path = check_paths(data_dir, out_path)
     if not as_of:
         raise AsOfError("no as-of dates given")
-    data_dir = Path(data_dir)
     tables = io.load_tables(
         data_dir, specs, tables=("customers", "questionnaire_responses", "interview_tags")
     )

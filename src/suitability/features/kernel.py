@@ -356,7 +356,11 @@ def _interview_features(
 
     # An interview is (interview_time, advisor_id); it counts once its first tag is recorded.
     interview_keys = pd.DataFrame(
-        {"c": table.codes, "t": interview_us, "a": _encode(tags["advisor_id"], tags["advisor_id"].unique())[o]}
+        {
+            "c": table.codes,
+            "t": interview_us,
+            "a": _encode(tags["advisor_id"], tags["advisor_id"].unique())[o],
+        }
     )
     first_of_interview = ~interview_keys.duplicated().to_numpy()
     p_first = _prefix(first_of_interview)
@@ -394,7 +398,8 @@ def _profile_features(
     segment_idx = np.maximum(np.searchsorted(segment_mins, net_holdings, side="right") - 1, 0)
 
     def categorical(column: str, vocabulary: Sequence[str]) -> pd.Categorical:
-        return pd.Categorical(customers[column].to_numpy()[q_codes], categories=list(vocabulary))
+        codes = _encode(customers[column], list(vocabulary))[q_codes]
+        return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(vocabulary)))
 
     return {
         "age_years": (as_of.year - birth.year - before_birthday.astype(int)).to_numpy(
@@ -405,8 +410,7 @@ def _profile_features(
         "city_tier": categorical("city_tier", p.city_tiers),
         "income_band": categorical("income_band", p.income_bands),
         "channel_preference": categorical("channel_preference", specs.behaviour.channels),
-        "segment": pd.Categorical(
-            np.array([s.id for s in p.segments], dtype=object)[segment_idx],
-            categories=[s.id for s in p.segments],
+        "segment": pd.Categorical.from_codes(
+            segment_idx, dtype=pd.CategoricalDtype([s.id for s in p.segments])
         ),
     }

@@ -1,0 +1,122 @@
+"""Features for one customer from an in-memory bundle (profile, questionnaire answers, events,
+interview tags): the path serving takes for every request, through the same kernel and the
+same data contracts as the batch builder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from suitability.data.contracts import ProblemLog, TableValidator
+from suitability.data.schema import (
+    CUSTOMERS,
+    EVENTS,
+    INTERVIEW_TAGS,
+    QUESTIONNAIRE_RESPONSES,
+    TableSchema,
+)
+from suitability.features.kernel import FeatureInputs, compute_features
+from suitability.specs import Specs
+
+Record = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CustomerBundle:
+    """Everything known about one customer, as plain records with the raw tables' columns.
+
+    `customer_id` may be left out of answers, events and tags (it is the profile's); times may
+    be datetimes or ISO strings. Facts after the as-of time may be included: they are ignored.
+    """
+
+    profile: Record
+    answers: Sequence[Record] = field(default_factory=tuple)
+    events: Sequence[Record] = field(default_factory=tuple)
+    tags: Sequence[Record] = field(default_factory=tuple)
+
+
+def _table(records: Sequence[Record], schema: TableSchema, customer_id: Any) -> pa.Table:
+    columns: dict[str, list[Any]] = {}
+    present = {k for r in records for k in r}
+    for column in schema.columns:
+        if column.optional and column.name not in present:
+            continue
+        if column.name == "customer_id":
+            columns["customer_id"] = [r.get("customer_id", customer_id) for r in records]
+        else:
+            columns[column.name] = [r.get(column.name) for r in records]
+    arrays = {}
+    for name, values in columns.items():
+        # Text for everything: the contract parses each column per its declared type, exactly
+        # as it does for a CSV file.
+        arrays[name] = pa.array(
+            [None if _missing(v) else _text(v) for v in values], type=pa.string()
+        )
+    return pa.table(arrays) if arrays else pa.table({})
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT and pd.NA all mean "no value" (records often come from DataFrames)."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def bundle_inputs(bundle: CustomerBundle, specs: Specs) -> FeatureInputs:
+    """Validate a bundle against the data contracts (PII masked on the way) and return the
+    kernel's canonical inputs. Raises `ContractError` naming the table, column, row and rule."""
+    customer_id = bundle.profile.get("customer_id")
+    log = ProblemLog()
+    ids = pa.array([None if customer_id is None else str(customer_id)], type=pa.large_string())
+    frames = {}
+    for schema, records in (
+        (CUSTOMERS, [bundle.profile]),
+        (QUESTIONNAIRE_RESPONSES, bundle.answers),
+        (EVENTS, bundle.events),
+        (INTERVIEW_TAGS, bundle.tags),
+    ):
+        foreign = [
+            i + 1 for i, r in enumerate(records) if r.get("customer_id", customer_id) != customer_id
+        ]
+        if schema is not CUSTOMERS and foreign:
+            raise ValueError(
+                f"{schema.name}: rows {foreign[:5]} belong to another customer than {customer_id!r}"
+            )
+        validator = TableValidator(schema, specs, ids)
+        frame, findings = validator.validate_batch(_table(records, schema, customer_id))
+        log.extend(schema.name, findings)
+        log.extend(schema.name, validator.check_whole(frame))
+        frames[schema.name] = frame.reset_index(drop=True)
+    log.raise_if_any()
+    return FeatureInputs(
+        customers=frames["customers"],
+        questionnaire=frames["questionnaire_responses"],
+        events=frames["events"],
+        tags=frames["interview_tags"],
+    )
+
+
+def customer_features(
+    bundle: CustomerBundle, as_of: pd.Timestamp | Sequence[pd.Timestamp], specs: Specs
+) -> pd.DataFrame:
+    """One feature row per as-of time for the bundle's customer (same columns and dtypes as the
+    batch builder's output)."""
+    times = [as_of] if isinstance(as_of, pd.Timestamp | str) else list(as_of)
+    inputs = bundle_inputs(bundle, specs)
+    queries = pd.DataFrame(
+        {
+            "customer_id": inputs.customers["customer_id"].iloc[0],
+            "as_of": pd.to_datetime(times).astype("datetime64[us]"),
+        }
+    )
+    return compute_features(inputs, queries, specs)
