@@ -32,7 +32,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # error lines stay whole: paths must copy-paste
 
 
 @contextlib.contextmanager
@@ -231,7 +231,11 @@ def features_list(
             raise ValueError(
                 f"--source {source!r}: no such source (questionnaire, behaviour, interview, profile)"
             )
-    table = Table("feature", "source", "unit", "description")
+    table = Table(show_lines=False)
+    table.add_column("feature", no_wrap=True)
+    table.add_column("source")
+    table.add_column("unit")
+    table.add_column("description", overflow="fold")
     for f in features:
         table.add_row(f.name, f.source, f.unit, getattr(f, lang))
     console.print(table)
