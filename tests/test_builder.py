@@ -252,3 +252,14 @@ def test_loaded_customers_carry_only_masked_pii(tmp_path, specs):
     assert set(loaded["name"]) == {"欧阳*"}
     assert set(loaded["id_number"]) == {"110105********002X"}
     assert set(loaded["phone"]) == {"139****5678"}
+
+
+def test_csv_tables_give_the_same_features_as_parquet(world, built, tmp_path, specs):
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    for table in ("customers", "questionnaire_responses", "events", "interview_tags", "risk_reviews"):
+        _raw(world, table).to_csv(csv_dir / f"{table}.csv", index=False)
+    pd.read_parquet(world / "products.parquet").to_csv(csv_dir / "products.csv", index=False)
+    out = tmp_path / "from_csv.parquet"
+    build_features(csv_dir, AS_OF, out, specs, chunk_customers=150)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), built, check_exact=True)

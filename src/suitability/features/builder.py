@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class BuildSummary:
     customers: int
     as_of: list[pd.Timestamp]
     events: int
+    #: Wall seconds per stage: load_and_validate, read_events, compute, write.
+    seconds: dict[str, float]
 
 
 def parse_as_of(text: str) -> list[pd.Timestamp]:
@@ -125,6 +128,8 @@ def build_features(
     data_dir, out_path = check_paths(data_dir, out_path)
     if not as_of:
         raise AsOfError("no as-of dates given")
+    seconds = dict.fromkeys(("load_and_validate", "read_events", "compute", "write"), 0.0)
+    began = time.perf_counter()
     tables = io.load_tables(
         data_dir, specs, tables=("customers", "questionnaire_responses", "interview_tags")
     )
@@ -132,14 +137,14 @@ def build_features(
     questionnaire = _by_customer(tables["questionnaire_responses"])
     tags = _by_customer(tables["interview_tags"])
 
-    with tempfile.TemporaryDirectory(
-        prefix=".features-", dir=out_path.parent if out_path.parent.exists() else None
-    ) as tmp:
-        if not out_path.parent.exists():
-            raise ValueError(f"--out {out_path}: folder {out_path.parent} does not exist")
+    seconds["load_and_validate"] = time.perf_counter() - began
+    # Scratch space beside the output, so the final rename stays on one file system.
+    with tempfile.TemporaryDirectory(prefix=".features-", dir=out_path.parent) as tmp:
+        began = time.perf_counter()
         events_source, n_events = io.stage_events(
             data_dir, specs, set(customers["customer_id"]), Path(tmp)
         )
+        seconds["load_and_validate"] += time.perf_counter() - began
         per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // len(as_of)))
         bounds = list(range(0, len(customers), per_chunk))
         part = Path(tmp) / ("features" + out_path.suffix)
@@ -148,6 +153,7 @@ def build_features(
         con = duckdb.connect()
         try:
             for i, start in enumerate(bounds):
+                began = time.perf_counter()
                 chunk = customers.iloc[start : start + per_chunk]
                 lo, hi = chunk["customer_id"].iloc[0], chunk["customer_id"].iloc[-1]
                 inputs = FeatureInputs(
@@ -157,7 +163,11 @@ def build_features(
                     tags=_slice(tags, lo, hi),
                 )
                 queries = _queries(chunk, as_of)
+                seconds["read_events"] += time.perf_counter() - began
+                began = time.perf_counter()
                 frame = compute_features(inputs, queries, specs)
+                seconds["compute"] += time.perf_counter() - began
+                began = time.perf_counter()
                 rows += len(frame)
                 if out_path.suffix == ".csv":
                     frame.to_csv(part, mode="a", header=(i == 0), index=False)
@@ -165,6 +175,7 @@ def build_features(
                     table = pa.Table.from_pandas(frame, preserve_index=False)
                     writer = writer or pq.ParquetWriter(part, table.schema, compression="zstd")
                     writer.write_table(table)
+                seconds["write"] += time.perf_counter() - began
                 if progress:
                     progress(i + 1, len(bounds))
         finally:
@@ -187,7 +198,12 @@ def build_features(
             part.write_text("")
         os.replace(part, out_path)
     return BuildSummary(
-        out_path=out_path, rows=rows, customers=len(customers), as_of=list(as_of), events=n_events
+        out_path=out_path,
+        rows=rows,
+        customers=len(customers),
+        as_of=list(as_of),
+        events=n_events,
+        seconds=seconds,
     )
 
 
