@@ -257,7 +257,13 @@ def test_loaded_customers_carry_only_masked_pii(tmp_path, specs):
 def test_csv_tables_give_the_same_features_as_parquet(world, built, tmp_path, specs):
     csv_dir = tmp_path / "csv"
     csv_dir.mkdir()
-    for table in ("customers", "questionnaire_responses", "events", "interview_tags", "risk_reviews"):
+    for table in (
+        "customers",
+        "questionnaire_responses",
+        "events",
+        "interview_tags",
+        "risk_reviews",
+    ):
         _raw(world, table).to_csv(csv_dir / f"{table}.csv", index=False)
     pd.read_parquet(world / "products.parquet").to_csv(csv_dir / "products.csv", index=False)
     out = tmp_path / "from_csv.parquet"

@@ -135,3 +135,49 @@ def test_demo_writes_data_and_features(tmp_path):
     features = pd.read_parquet(tmp_path / "demo" / "features.parquet")
     assert features["as_of"].nunique() >= 12
     _fails(["demo", "--out", str(tmp_path / "demo"), "--customers", "300"], 2, "already holds data")
+
+
+def test_output_paths_that_cannot_work_are_refused_up_front(data, tmp_path):
+    (tmp_path / "f.parquet").mkdir()
+    _fails(
+        [
+            "features",
+            "build",
+            "--data",
+            str(data),
+            "--as-of",
+            "2025-01-01",
+            "--out",
+            str(tmp_path / "f.parquet"),
+        ],
+        2,
+        "is a folder",
+    )
+    _fails(
+        [
+            "features",
+            "build",
+            "--data",
+            str(data),
+            "--as-of",
+            "2025-01-01",
+            "--out",
+            str(data / "customers.parquet"),
+        ],
+        2,
+        "inside the data folder",
+    )
+    assert not (data / "customers.parquet").exists()
+
+
+def test_error_text_is_printed_literally(data, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    part = sorted((broken / "risk_reviews").glob("*.parquet"))[0]
+    table = pq.read_table(part)
+    frame = table.to_pandas()
+    frame.loc[0, "confirmed_level"] = "[/x][red]C9"
+    pq.write_table(pa.Table.from_pandas(frame, schema=table.schema, preserve_index=False), part)
+    _fails(["data", "validate", "--data", str(broken)], 1, "[/x][red]C9")

@@ -255,3 +255,62 @@ def test_unknown_customer_in_facts_is_refused(specs):
     )
     with pytest.raises(ValueError, match="NOBODY"):
         compute_features(bad, _queries(inputs, AS_OFS[:1]), specs)
+
+
+def test_tied_recorded_times_give_the_same_bits_in_any_order(specs):
+    """Tags recorded at the same moment from different interviews: the decayed sums must not
+    depend on the order the rows arrive in (a file vs a request)."""
+    inputs = random_inputs(specs, n_customers=1, n_events=0)
+    cid = inputs.customers["customer_id"].iloc[0]
+    recorded = pd.Timestamp("2025-01-10 09:00")
+    tags = pd.DataFrame(
+        {
+            "customer_id": cid,
+            "interview_time": pd.to_datetime(
+                ["2024-03-01 10:00", "2024-11-05 16:20", "2025-01-09 11:11"]
+            ),
+            "recorded_at": recorded,
+            "advisor_id": ["A1", "A2", "A3"],
+            "tag": ["nervous", "hesitant", "calm"],
+            "note": None,
+        }
+    ).astype({"interview_time": "datetime64[us]", "recorded_at": "datetime64[us]"})
+    query = pd.DataFrame({"customer_id": [cid], "as_of": [pd.Timestamp("2025-02-01")]})
+    rows = [
+        compute_features(
+            FeatureInputs(
+                inputs.customers,
+                inputs.questionnaire.iloc[:0],
+                inputs.events.iloc[:0],
+                tags.iloc[order],
+            ),
+            query,
+            specs,
+        )
+        for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0])
+    ]
+    for other in rows[1:]:
+        pd.testing.assert_frame_equal(rows[0], other, check_exact=True)
+    assert rows[0]["n_interviews"].iloc[0] == 3
+
+
+def test_sub_second_as_of_counts_to_the_whole_second(specs):
+    inputs = random_inputs(specs, n_customers=1, n_events=0)
+    cid = inputs.customers["customer_id"].iloc[0]
+    t = pd.Timestamp("2025-01-10 08:00:00.900")
+    events = inputs.events.iloc[:0].copy()
+    times = [t - 7 * DAY - pd.Timedelta(milliseconds=500), t - pd.Timedelta(milliseconds=400)]
+    for when in times:
+        events.loc[len(events)] = [cid, when, "login", np.nan, None, None, pd.NA, "app", 1.0]
+    events = events.astype({"event_time": "datetime64[us]"})
+    row = compute_features(
+        FeatureInputs(
+            inputs.customers, inputs.questionnaire.iloc[:0], events, inputs.tags.iloc[:0]
+        ),
+        pd.DataFrame({"customer_id": [cid], "as_of": [t]}),
+        specs,
+    ).iloc[0]
+    # t counts as 08:00:00, so the window is (Jan 3 08:00:00, Jan 10 08:00:00]: the first login
+    # (Jan 3 08:00:00.400) is inside, the second (Jan 10 08:00:00.500) is after t.
+    assert row["n_login_7d"] == 1 and row["n_login_30d"] == 1
+    assert row["as_of"] == pd.Timestamp("2025-01-10 08:00:00")

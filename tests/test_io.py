@@ -247,9 +247,9 @@ def test_stage_events_copies_nothing_when_events_are_bad(tmp_path, specs, tiny):
     assert not list((tmp_path / "scratch" / "events").glob("*.parquet"))
 
 
-def test_to_canonical_and_empty_frame(tiny):
+def test_canonical_or_raise_and_empty_frame(tiny):
     arrow = pa.Table.from_pandas(tiny["events"], preserve_index=False)
-    frame = io.to_canonical(arrow, EVENTS)
+    frame = io.canonical_or_raise(arrow, EVENTS)
     pd.testing.assert_frame_equal(
         frame, tiny["events"].astype({"customer_id": "str"}), check_dtype=False
     )

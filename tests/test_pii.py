@@ -144,3 +144,32 @@ def test_masking_a_million_values_is_vectorised():
     out = mask_phone(phones)
     assert time.perf_counter() - start < 5
     assert out.iloc[123456] == "138****3456"
+
+
+def test_note_masks_digits_however_they_are_separated():
+    notes = [
+        "请打 138.1234.5678 或 (138) 1234 5678",
+        "身份证 110101 19900101 1234",
+        "到期日 2024-01-01",
+    ]
+    masked = _masked(mask_note, notes)
+    for digits in ("1234", "5678", "19900101"):
+        assert not any(digits in m for m in masked[:2])
+    assert masked[2] == "到期日 2024-01-01"
+
+
+def test_headerless_csv_warning_does_not_list_personal_data(tmp_path, specs):
+    import warnings
+
+    from suitability.data.io import load_table
+
+    (tmp_path / "customers.csv").write_text(
+        "C1,1980-01-01,M,T1,I1,2020-01-01 00:00:00,app,张三,110101198001011234,13812345678\n",
+        encoding="utf-8",
+    )
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ValueError) as info:
+        warnings.simplefilter("always")
+        load_table(tmp_path, "customers", specs)
+    text = str(info.value) + " ".join(str(w.message) for w in caught)
+    for value in ("张三", "110101198001011234", "13812345678"):
+        assert value not in text

@@ -182,3 +182,37 @@ def test_unknown_tag_category_fails_with_file_and_key(tmp_path):
         match=r"tags.yaml: \(top level\): tags\[12\] \(nervous\) has unknown category 'mood'",
     ):
         load_specs(copy)
+
+
+def test_a_catalogue_feature_the_code_cannot_compute_fails_at_load(tmp_path):
+    copy = tmp_path / "features"
+    shutil.copytree(ROOT / "features", copy)
+    catalogue = copy / "catalogue.yaml"
+    catalogue.write_text(
+        catalogue.read_text(encoding="utf-8").replace(
+            "families:\n",
+            "families:\n  - {name: q_mood, source: questionnaire, unit: score, zh: 心情, en: Mood}\n",
+            1,
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"catalogue.yaml: families\[0\]: the feature code computes no feature named 'q_mood'",
+    ):
+        load_specs(copy)
+
+
+def test_core_money_flows_must_stay_monetary(tmp_path):
+    copy = tmp_path / "features"
+    shutil.copytree(ROOT / "features", copy)
+    behaviour = copy / "behaviour.yaml"
+    behaviour.write_text(
+        behaviour.read_text(encoding="utf-8").replace(
+            "redeem: {zh: 赎回, en: redemption, monetary: true}",
+            "redeem: {zh: 赎回, en: redemption, monetary: false}",
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError, match="event type 'redeem' must be monetary"):
+        load_specs(copy)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -44,10 +45,10 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (ContractError, SpecError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    except (ValueError, OSError) as exc:  # bad arguments; paths that cannot be read or written
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -115,7 +116,9 @@ def data_synth(
             months=months,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    table = Table("table", "rows", title=f"synthetic data for {customers:,} customers in {out}")
+    table = Table(
+        "table", "rows", title=escape(f"synthetic data for {customers:,} customers in {out}")
+    )
     for name, n in summary.rows.items():
         table.add_row(name, f"{n:,}")
     console.print(table)
@@ -137,7 +140,7 @@ def data_validate(
     with _user_errors():
         specs = load_specs()
         counts = io.validate_folder(Path(data), specs)
-    table = Table("table", "rows", title=f"{data}: all contracts hold")
+    table = Table("table", "rows", title=escape(f"{data}: all contracts hold"))
     for name, n in counts.items():
         table.add_row(name, f"{n:,}")
     console.print(table)

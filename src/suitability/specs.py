@@ -177,6 +177,9 @@ class BehaviourSpec(_Spec):
         for name in ("login", "invest", "redeem", "deposit", "withdraw"):
             if name not in self.event_types:
                 raise ValueError(f"event type {name!r} is required by the behaviour features")
+        for name in ("invest", "redeem", "deposit", "withdraw"):
+            if not self.event_types[name].monetary:
+                raise ValueError(f"event type {name!r} must be monetary: amounts feed its features")
         for days in (self.trend.short_days, self.trend.long_days, self.revealed_window_days):
             if days not in self.windows:
                 raise ValueError(
@@ -472,4 +475,7 @@ def load_specs(features_dir: Path | str | None = None) -> Specs:
         ),
     )
     _ = specs.features  # expand now so a template mistake fails at load
+    from suitability.features.kernel import check_catalogue  # the kernel imports this module
+
+    check_catalogue(specs)
     return specs

@@ -42,14 +42,15 @@ __all__ = [
     "TABLE_NAMES",
     "CustomerIds",
     "TableSource",
+    "canonical_or_raise",
     "empty_frame",
     "iter_events",
     "load_table",
     "load_tables",
     "locate_table",
+    "locate_tables",
     "read_customer_ids",
     "stage_events",
-    "to_canonical",
     "validate_folder",
 ]
 
@@ -63,6 +64,7 @@ CustomerIds = pa.Array | pa.ChunkedArray | pd.Series | pd.Index | np.ndarray | C
 
 _CSV_BLOCK_BYTES = 16 << 20
 _PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ def load_tables(
     otherwise only its ids are read). Events are held in memory here; use `iter_events` for a
     large events table. Raises `MissingTableError` naming every table that is missing."""
     names = _table_names(tables)
-    sources = _locate_all(data_dir, names)
+    sources = locate_tables(data_dir, names)
     log = ProblemLog()
     out: dict[str, pd.DataFrame] = {}
     ids = None
@@ -204,7 +206,7 @@ def validate_folder(
     """Check every table of a data folder against its contract and return the row count of
     each; events are streamed, so any size fits in memory. Raises one `ContractError` (or
     `MissingTableError`) listing every problem of every table."""
-    sources = _locate_all(data_dir, list(TABLE_NAMES))
+    sources = locate_tables(data_dir, list(TABLE_NAMES))
     log = ProblemLog()
     counts: dict[str, int] = {}
     customers = _load(sources["customers"], specs, None, log, batch_rows)
@@ -282,7 +284,7 @@ def _natively_typed(source: TableSource) -> bool:
     return True
 
 
-def to_canonical(table: pa.Table | pa.RecordBatch, schema: TableSchema) -> pd.DataFrame:
+def canonical_or_raise(table: pa.Table | pa.RecordBatch, schema: TableSchema) -> pd.DataFrame:
     """An arrow table of already-validated data (e.g. a DuckDB query result) in canonical
     dtypes, declared column order. Raises `ContractError` if a value cannot be converted."""
     canonical = _to_canonical(table, schema)
@@ -308,7 +310,7 @@ def _table_names(tables: Iterable[str]) -> list[str]:
     return sorted(names, key=TABLE_NAMES.index)
 
 
-def _locate_all(data_dir: Path | str, names: Sequence[str]) -> dict[str, TableSource]:
+def locate_tables(data_dir: Path | str, names: Sequence[str]) -> dict[str, TableSource]:
     """Sources of `names` (and of customers when another table refers to it), raising one
     `MissingTableError` that names every missing table."""
     needed = list(names)
@@ -460,8 +462,14 @@ class _Scan:
                 (n, None) for n in names if n not in declared and not _PANDAS_INDEX.match(n)
             )
         if extra:
+            # A file without a header row would list its first data row here, personal data
+            # included: name only how many columns are ignored, and only the declared-looking
+            # ones (identifier-shaped names) by name.
+            shown = [n for n in extra if _IDENTIFIER.match(n)][:10]
+            hidden = len(extra) - len(shown)
+            listed = ", ".join(shown) + (f" and {hidden} more" if hidden else "")
             warnings.warn(
-                f"{self.source.table}: ignoring columns not in the contract: {', '.join(extra)}",
+                f"{self.source.table}: ignoring columns not in the contract: {listed}",
                 ExtraColumnsWarning,
                 stacklevel=3,
             )

@@ -46,6 +46,9 @@ _NOTE_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"(\d{6})\d{5}(\d{4})", r"\1*****\2"),
     (r"(?:(?:\+|00)86[\s\-]?)?(1[3-9]\d)[\s\-]?\d{4}[\s\-]?(\d{4})", r"\1****\2"),
     (r"(0\d{2,3})[\s\-]?\d{3,4}(\d{4})", r"\1-****\2"),
+    # Whatever still shows seven or more digits, however separated ("138.1234.5678",
+    # "(138) 1234 5678", a spaced ID number), is starred whole.
+    (r"(?:\d[\s.()]*){6,}\d", "***"),
 )
 
 

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from suitability.data import io
-from suitability.data.contracts import MissingTableError
 from suitability.data.schema import EVENTS
 from suitability.features.kernel import FeatureInputs, compute_features
 from suitability.specs import Specs
@@ -90,7 +89,7 @@ def _events_between(con: duckdb.DuckDBPyConnection, source: str, lo: str, hi: st
         WHERE customer_id BETWEEN ? AND ?
     """
     table = con.sql(sql, params=[lo, hi]).to_arrow_table()
-    return io.to_canonical(table, EVENTS)
+    return io.canonical_or_raise(table, EVENTS)
 
 
 def check_paths(data_dir: Path | str, out_path: Path | str) -> tuple[Path, Path]:
@@ -99,18 +98,17 @@ def check_paths(data_dir: Path | str, out_path: Path | str) -> tuple[Path, Path]
     data_dir, out_path = Path(data_dir), Path(out_path)
     if out_path.suffix not in {".parquet", ".csv"}:
         raise ValueError(f"--out {out_path}: use a .parquet or .csv file name")
+    if out_path.is_dir():
+        raise ValueError(f"--out {out_path}: is a folder; name a file")
     if not out_path.parent.is_dir():
         raise ValueError(f"--out {out_path}: folder {out_path.parent} does not exist")
     if not data_dir.is_dir():
         raise ValueError(f"--data {data_dir}: no such folder")
-    problems = []
-    for name in _TABLES_USED:
-        try:
-            io.locate_table(data_dir, name)
-        except MissingTableError as exc:
-            problems += exc.problems
-    if problems:
-        raise MissingTableError(problems)
+    if out_path.resolve().is_relative_to(data_dir.resolve()):
+        raise ValueError(
+            f"--out {out_path}: is inside the data folder {data_dir}; write it elsewhere"
+        )
+    io.locate_tables(data_dir, _TABLES_USED)
     return data_dir, out_path
 
 
@@ -195,7 +193,8 @@ def build_features(
             )
             pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), part)
         elif rows == 0:
-            part.write_text("")
+            header = ",".join(["customer_id", "as_of", *specs.feature_names])
+            part.write_text(header + "\n", encoding="utf-8")
         os.replace(part, out_path)
     return BuildSummary(
         out_path=out_path,

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -65,9 +67,7 @@ def _missing(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):
+    if hasattr(value, "isoformat"):  # datetime, date, pd.Timestamp
         return value.isoformat()
     return str(value)
 
@@ -86,7 +86,9 @@ def bundle_inputs(bundle: CustomerBundle, specs: Specs) -> FeatureInputs:
         (INTERVIEW_TAGS, bundle.tags),
     ):
         foreign = [
-            i + 1 for i, r in enumerate(records) if r.get("customer_id", customer_id) != customer_id
+            i + 1
+            for i, r in enumerate(records)
+            if str(r.get("customer_id", customer_id)) != str(customer_id)
         ]
         if schema is not CUSTOMERS and foreign:
             raise ValueError(
@@ -107,16 +109,25 @@ def bundle_inputs(bundle: CustomerBundle, specs: Specs) -> FeatureInputs:
 
 
 def customer_features(
-    bundle: CustomerBundle, as_of: pd.Timestamp | Sequence[pd.Timestamp], specs: Specs
+    bundle: CustomerBundle,
+    as_of: pd.Timestamp | datetime | date | str | Sequence[pd.Timestamp | datetime | date | str],
+    specs: Specs,
 ) -> pd.DataFrame:
     """One feature row per as-of time for the bundle's customer (same columns and dtypes as the
-    batch builder's output)."""
-    times = [as_of] if isinstance(as_of, pd.Timestamp | str) else list(as_of)
+    batch builder's output). An as-of time before the customer registered is refused, as the
+    batch builder gives such a customer no row."""
+    single = isinstance(as_of, str | date | datetime | pd.Timestamp | np.datetime64)
+    times = pd.DatetimeIndex(pd.to_datetime([as_of] if single else list(as_of)))
     inputs = bundle_inputs(bundle, specs)
+    registered = inputs.customers["registered_at"].iloc[0]
+    if (times < registered).any():
+        raise ValueError(
+            f"as-of time {times.min()} is before the customer registered ({registered})"
+        )
     queries = pd.DataFrame(
         {
             "customer_id": inputs.customers["customer_id"].iloc[0],
-            "as_of": pd.to_datetime(times).astype("datetime64[us]"),
+            "as_of": times.astype("datetime64[us]"),
         }
     )
     return compute_features(inputs, queries, specs)

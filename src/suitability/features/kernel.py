@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from suitability.features.encoding import encode, microseconds
 from suitability.features.questionnaire import score_submissions
-from suitability.specs import R_LEVELS, Specs
+from suitability.specs import R_LEVELS, SpecError, Specs
 
 _US_PER_SECOND = 1_000_000
 _US_PER_DAY = 86_400 * _US_PER_SECOND
@@ -44,11 +43,6 @@ class FeatureInputs:
     questionnaire: pd.DataFrame
     events: pd.DataFrame
     tags: pd.DataFrame
-
-
-def _us(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
-    """Timestamps as int64 microseconds since 1970."""
-    return np.asarray(pd.to_datetime(values).to_numpy("datetime64[us]")).view("int64")
 
 
 def _ceil_seconds(us: np.ndarray) -> np.ndarray:
@@ -79,11 +73,21 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 class _Sorted:
     """Rows of one fact table sorted by (customer code, timestamp) with packed search keys."""
 
-    def __init__(self, codes: np.ndarray, times_us: np.ndarray):
+    def __init__(
+        self, codes: np.ndarray, times_us: np.ndarray, ties: Sequence[np.ndarray] = ()
+    ) -> None:
+        """`ties` order rows with equal customer and time (most significant first) where the
+        order would change a float sum, so any input order gives the same bits."""
         step = np.diff(codes)
-        already_sorted = bool(np.all((step > 0) | ((step == 0) & (np.diff(times_us) >= 0))))
+        already_sorted = not ties and bool(
+            np.all((step > 0) | ((step == 0) & (np.diff(times_us) >= 0)))
+        )
         # Batch input usually arrives sorted by customer and time; sorting is then a no-op.
-        order = np.arange(len(codes)) if already_sorted else np.lexsort((times_us, codes))
+        order = (
+            np.arange(len(codes))
+            if already_sorted
+            else np.lexsort((*reversed(ties), times_us, codes))
+        )
         self.order = order
         self.codes = codes[order]
         self.times_us = times_us[order]
@@ -98,17 +102,8 @@ class _Sorted:
         return np.searchsorted(self.keys, q_codes.astype(np.int64) << 32, side="left")
 
 
-def _encode(values: pd.Series, vocabulary: Sequence[str] | pd.Index | np.ndarray) -> np.ndarray:
-    """Position of each value in `vocabulary` (-1 for null or unknown), hashed in Arrow's C++
-    rather than through Python objects: event tables have millions of rows."""
-    array = pa.array(values, type=pa.string(), from_pandas=True)
-    value_set = pa.array(vocabulary, type=pa.string(), from_pandas=True)
-    codes = pc.fill_null(pc.index_in(array, value_set=value_set), -1)
-    return codes.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
 def _codes(ids: pd.Series, customer_ids: pd.Index) -> np.ndarray:
-    codes = _encode(ids, customer_ids)
+    codes = encode(ids, customer_ids)
     if len(codes) and codes.min() < 0:
         unknown = pd.Series(ids)[codes < 0].iloc[0]
         raise ValueError(f"customer {unknown!r} has facts but is not among the customers given")
@@ -127,8 +122,10 @@ def compute_features(inputs: FeatureInputs, queries: pd.DataFrame, specs: Specs)
     if not customer_ids.is_unique:
         raise ValueError("customers must be unique by customer_id")
     q_codes = _codes(queries["customer_id"], customer_ids)
-    q_us = _us(queries["as_of"])
-    q_seconds = np.clip(q_us // _US_PER_SECOND, 0, _MAX_SECOND)
+    # As-of times count to the whole second (fact times are rounded up to one): a window is
+    # then exactly (t - w, t] with no partial second at either end.
+    q_seconds = np.clip(microseconds(queries["as_of"]) // _US_PER_SECOND, 0, _MAX_SECOND)
+    q_us = q_seconds * _US_PER_SECOND
 
     columns: dict[str, np.ndarray | pd.Categorical] = {}
     columns.update(
@@ -164,7 +161,7 @@ def _questionnaire_features(
 ) -> dict[str, np.ndarray]:
     n = len(q_codes)
     subs = score_submissions(responses, specs.questionnaires)
-    table = _Sorted(_codes(subs["customer_id"], customer_ids), _us(subs["submitted_at"]))
+    table = _Sorted(_codes(subs["customer_id"], customer_ids), microseconds(subs["submitted_at"]))
     upto = table.upto(q_codes, q_seconds)
     start = table.start(q_codes)
     has = upto > start
@@ -201,13 +198,13 @@ def _behaviour_features(
     specs: Specs,
 ) -> dict[str, np.ndarray]:
     b = specs.behaviour
-    table = _Sorted(_codes(events["customer_id"], customer_ids), _us(events["event_time"]))
+    table = _Sorted(_codes(events["customer_id"], customer_ids), microseconds(events["event_time"]))
     o = table.order
-    etype = _encode(events["event_type"], list(b.event_types))[o]
-    channel = _encode(events["channel"], list(b.channels))[o]
+    etype = encode(events["event_type"], list(b.event_types))[o]
+    channel = encode(events["channel"], list(b.channels))[o]
     amount = events["amount"].to_numpy(dtype=np.float64, na_value=0.0)[o]
     cents = np.rint(amount * 100).astype(np.int64)
-    risk = _encode(events["product_risk"], R_LEVELS)[o] + 1
+    risk = encode(events["product_risk"], R_LEVELS)[o] + 1
     term_raw = events["term_days"].to_numpy(dtype=np.float64, na_value=np.nan)[o]
     has_term = ~np.isnan(term_raw)
     term = np.where(has_term, term_raw, 0).astype(np.int64)
@@ -306,13 +303,21 @@ def _interview_features(
     specs: Specs,
 ) -> dict[str, np.ndarray]:
     taxonomy = specs.tags
-    table = _Sorted(_codes(tags["customer_id"], customer_ids), _us(tags["recorded_at"]))
+    tag_ids = [t.id for t in taxonomy.tags]
+    raw_tag = encode(tags["tag"], tag_ids)
+    raw_interview = microseconds(tags["interview_time"])
+    # Ties on recorded_at are broken by interview time and tag so the decayed sums below add
+    # in the same order whatever order the rows came in.
+    table = _Sorted(
+        _codes(tags["customer_id"], customer_ids),
+        microseconds(tags["recorded_at"]),
+        ties=(raw_interview, raw_tag),
+    )
     o = table.order
     n = len(q_codes)
-    tag_ids = [t.id for t in taxonomy.tags]
     categories = list(taxonomy.categories)
     directions = list(specs.catalogue.tag_directions)
-    tag_code = _encode(tags["tag"], tag_ids)[o]
+    tag_code = raw_tag[o]
     cat_code = np.array([categories.index(t.category) for t in taxonomy.tags], dtype=np.int64)[
         tag_code
     ]
@@ -324,7 +329,7 @@ def _interview_features(
         dtype=np.int64,
     )
     dir_code = dir_lookup[tag_code]
-    interview_us = _us(tags["interview_time"])[o]
+    interview_us = raw_interview[o]
 
     upto = table.upto(q_codes, q_seconds)
     start = table.start(q_codes)
@@ -359,7 +364,7 @@ def _interview_features(
         {
             "c": table.codes,
             "t": interview_us,
-            "a": _encode(tags["advisor_id"], tags["advisor_id"].unique())[o],
+            "a": encode(tags["advisor_id"], tags["advisor_id"].unique())[o],
         }
     )
     first_of_interview = ~interview_keys.duplicated().to_numpy()
@@ -393,12 +398,12 @@ def _profile_features(
     before_birthday = (as_of.month < birth.month) | (
         (as_of.month == birth.month) & (as_of.day < birth.day)
     )
-    registered = _us(customers["registered_at"])[q_codes]
+    registered = microseconds(customers["registered_at"])[q_codes]
     segment_mins = np.array([s.min for s in p.segments])
     segment_idx = np.maximum(np.searchsorted(segment_mins, net_holdings, side="right") - 1, 0)
 
     def categorical(column: str, vocabulary: Sequence[str]) -> pd.Categorical:
-        codes = _encode(customers[column], list(vocabulary))[q_codes]
+        codes = encode(customers[column], list(vocabulary))[q_codes]
         return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(vocabulary)))
 
     return {
@@ -414,3 +419,48 @@ def _profile_features(
             segment_idx, dtype=pd.CategoricalDtype([s.id for s in p.segments])
         ),
     }
+
+
+def check_catalogue(specs: Specs) -> None:
+    """Fail at spec load, not after hours of data loading, when the catalogue names a feature
+    the kernel cannot compute: run the kernel once on a customer with no facts."""
+    from suitability.data.contracts import empty_frame
+    from suitability.data.schema import EVENTS, INTERVIEW_TAGS, QUESTIONNAIRE_RESPONSES
+
+    p = specs.profile
+    customer = pd.DataFrame(
+        {
+            "customer_id": pd.array(["check"], dtype="str"),
+            "birth_date": pd.to_datetime(["1980-01-01"]).astype("datetime64[us]"),
+            "gender": next(iter(p.genders)),
+            "city_tier": next(iter(p.city_tiers)),
+            "income_band": next(iter(p.income_bands)),
+            "registered_at": pd.to_datetime(["2020-01-01"]).astype("datetime64[us]"),
+            "channel_preference": next(iter(specs.behaviour.channels)),
+        }
+    )
+    inputs = FeatureInputs(
+        customers=customer,
+        questionnaire=empty_frame(QUESTIONNAIRE_RESPONSES),
+        events=empty_frame(EVENTS),
+        tags=empty_frame(INTERVIEW_TAGS),
+    )
+    query = pd.DataFrame({"customer_id": ["check"], "as_of": pd.to_datetime(["2021-01-01"])})
+    try:
+        compute_features(inputs, query, specs)
+    except KeyError as exc:
+        name = exc.args[0] if exc.args else "?"
+        family = next(
+            (i for i, f in enumerate(specs.catalogue.families) if _matches(f.name, name)), None
+        )
+        where = f"families[{family}]" if family is not None else "families"
+        raise SpecError(
+            "catalogue.yaml", [(where, f"the feature code computes no feature named {name!r}")]
+        ) from None
+
+
+def _matches(template: str, name: str) -> bool:
+    import re
+
+    pattern = re.sub(r"\\\{[a-z_]+\\\}", ".+", re.escape(template))
+    return re.fullmatch(pattern, name) is not None

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from suitability.features.encoding import encode, microseconds
 from suitability.specs import C_LEVELS, QuestionnaireDefinition
 
 
@@ -103,10 +104,10 @@ def score_submissions(
     customer_codes = pc.dictionary_encode(customer)
     cust = customer_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     names = customer_codes.dictionary.to_numpy(zero_copy_only=False)
-    version = _index_in(responses["questionnaire_version"], versions)
-    question = _index_in(responses["question_id"], question_ids)
-    option = _index_in(responses["answer"], option_ids)
-    when = np.asarray(responses["submitted_at"].to_numpy("datetime64[us]")).view(np.int64)
+    version = encode(responses["questionnaire_version"], versions)
+    question = encode(responses["question_id"], question_ids)
+    option = encode(responses["answer"], option_ids)
+    when = microseconds(responses["submitted_at"])
     if (version < 0).any() or (question < 0).any() or (option < 0).any():
         raise ValueError("questionnaire responses name an unknown version, question or answer")
 
@@ -157,9 +158,3 @@ def score_submissions(
     out.update({f"score_{q}": scores[:, i] for i, q in enumerate(question_ids)})
     out.update({"total": total, "level": level, "lowest": lowest})
     return pd.DataFrame(out)
-
-
-def _index_in(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
-    array = pa.array(values, type=pa.string(), from_pandas=True)
-    codes = pc.index_in(array, value_set=pa.array(vocabulary, type=pa.string()))
-    return pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
