@@ -269,3 +269,32 @@ def test_csv_tables_give_the_same_features_as_parquet(world, built, tmp_path, sp
     out = tmp_path / "from_csv.parquet"
     build_features(csv_dir, AS_OF, out, specs, chunk_customers=150)
     pd.testing.assert_frame_equal(pd.read_parquet(out), built, check_exact=True)
+
+
+def test_unsorted_events_fall_back_and_give_the_same_features(world, built, tmp_path, specs):
+    """Events in no particular order (one big shuffled file) take the DuckDB path; small
+    batches on sorted data exercise chunks that span batches. Both match the reference."""
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(world, shuffled)
+    events = _raw(world, "events").sample(frac=1, random_state=4)
+    shutil.rmtree(shuffled / "events")
+    events.to_parquet(shuffled / "events.parquet", index=False)
+    out = tmp_path / "shuffled.parquet"
+    build_features(shuffled, AS_OF, out, specs, chunk_customers=90)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), built, check_exact=True)
+
+
+def test_event_chunks_cut_a_sorted_stream_at_customer_boundaries():
+    from suitability.features.builder import _event_chunks, _Unsorted
+
+    ids = ["a", "a", "b", "c", "c", "c", "e", "f"]
+    frame = pd.DataFrame({"customer_id": pd.array(ids, dtype="str"), "n": range(len(ids))})
+    batches = [frame.iloc[i : i + 3] for i in range(0, len(ids), 3)]
+    chunks = list(_event_chunks(iter(batches), ["b", "d", "f"]))
+    assert [list(c["customer_id"]) for c in chunks] == [
+        ["a", "a", "b"],
+        ["c", "c", "c"],
+        ["e", "f"],
+    ]
+    with pytest.raises(_Unsorted):
+        list(_event_chunks(iter([frame.iloc[3:], frame.iloc[:3]]), ["b", "d", "f"]))

@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,8 @@ class BuildSummary:
     customers: int
     as_of: list[pd.Timestamp]
     events: int
-    #: Wall seconds per stage: load_and_validate, read_events, compute, write.
+    #: Wall seconds per stage: load_and_validate (customers, questionnaires, tags), events
+    #: (validate and read), compute, write.
     seconds: dict[str, float]
 
 
@@ -126,7 +127,7 @@ def build_features(
     data_dir, out_path = check_paths(data_dir, out_path)
     if not as_of:
         raise AsOfError("no as-of dates given")
-    seconds = dict.fromkeys(("load_and_validate", "read_events", "compute", "write"), 0.0)
+    seconds = dict.fromkeys(("load_and_validate", "events", "compute", "write"), 0.0)
     began = time.perf_counter()
     tables = io.load_tables(
         data_dir, specs, tables=("customers", "questionnaire_responses", "interview_tags")
@@ -134,52 +135,73 @@ def build_features(
     customers = tables["customers"].sort_values("customer_id", kind="stable", ignore_index=True)
     questionnaire = _by_customer(tables["questionnaire_responses"])
     tags = _by_customer(tables["interview_tags"])
-
+    ids = customers["customer_id"]
     seconds["load_and_validate"] = time.perf_counter() - began
+
+    per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // len(as_of)))
+    chunks = [customers.iloc[i : i + per_chunk] for i in range(0, len(customers), per_chunk)]
+    last_ids = [c["customer_id"].iloc[-1] for c in chunks]
     # Scratch space beside the output, so the final rename stays on one file system.
     with tempfile.TemporaryDirectory(prefix=".features-", dir=out_path.parent) as tmp:
-        began = time.perf_counter()
-        events_source, n_events = io.stage_events(
-            data_dir, specs, set(customers["customer_id"]), Path(tmp)
-        )
-        seconds["load_and_validate"] += time.perf_counter() - began
-        per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // len(as_of)))
-        bounds = list(range(0, len(customers), per_chunk))
         part = Path(tmp) / ("features" + out_path.suffix)
-        rows = 0
-        writer: pq.ParquetWriter | None = None
-        con = duckdb.connect()
+
+        def write_all(events: Iterator[pd.DataFrame]) -> int:
+            rows = 0
+            writer: pq.ParquetWriter | None = None
+            try:
+                for i, chunk in enumerate(chunks):
+                    began = time.perf_counter()
+                    chunk_events = next(events)
+                    seconds["events"] += time.perf_counter() - began
+                    began = time.perf_counter()
+                    lo, hi = chunk["customer_id"].iloc[0], chunk["customer_id"].iloc[-1]
+                    inputs = FeatureInputs(
+                        customers=chunk,
+                        questionnaire=_slice(questionnaire, lo, hi),
+                        events=chunk_events,
+                        tags=_slice(tags, lo, hi),
+                    )
+                    frame = compute_features(inputs, _queries(chunk, as_of), specs)
+                    seconds["compute"] += time.perf_counter() - began
+                    began = time.perf_counter()
+                    rows += len(frame)
+                    if out_path.suffix == ".csv":
+                        frame.to_csv(part, mode="a", header=(i == 0), index=False)
+                    else:
+                        table = pa.Table.from_pandas(frame, preserve_index=False)
+                        writer = writer or pq.ParquetWriter(part, table.schema, compression="zstd")
+                        writer.write_table(table)
+                    seconds["write"] += time.perf_counter() - began
+                    if progress:
+                        progress(i + 1, len(chunks))
+                began = time.perf_counter()
+                for _ in events:  # the rest of the stream: validation must see every row
+                    pass
+                seconds["events"] += time.perf_counter() - began
+            finally:
+                if writer is not None:
+                    writer.close()
+            return rows
+
+        counted = _Counted(io.iter_events(data_dir, specs, ids))
         try:
-            for i, start in enumerate(bounds):
-                began = time.perf_counter()
-                chunk = customers.iloc[start : start + per_chunk]
-                lo, hi = chunk["customer_id"].iloc[0], chunk["customer_id"].iloc[-1]
-                inputs = FeatureInputs(
-                    customers=chunk,
-                    questionnaire=_slice(questionnaire, lo, hi),
-                    events=_events_between(con, events_source, lo, hi),
-                    tags=_slice(tags, lo, hi),
+            # One pass when the events arrive sorted by customer (as generated or exported
+            # per customer): validate, cut into chunks and compute as the batches stream by.
+            rows = write_all(_event_chunks(counted, last_ids))
+            n_events = counted.rows
+        except _Unsorted:
+            part.unlink(missing_ok=True)
+            seconds.update(events=0.0, compute=0.0, write=0.0)
+            began = time.perf_counter()
+            source, n_events = io.stage_events(data_dir, specs, ids, Path(tmp))
+            seconds["events"] += time.perf_counter() - began
+            with duckdb.connect() as con:
+                rows = write_all(
+                    _events_between(
+                        con, source, c["customer_id"].iloc[0], c["customer_id"].iloc[-1]
+                    )
+                    for c in chunks
                 )
-                queries = _queries(chunk, as_of)
-                seconds["read_events"] += time.perf_counter() - began
-                began = time.perf_counter()
-                frame = compute_features(inputs, queries, specs)
-                seconds["compute"] += time.perf_counter() - began
-                began = time.perf_counter()
-                rows += len(frame)
-                if out_path.suffix == ".csv":
-                    frame.to_csv(part, mode="a", header=(i == 0), index=False)
-                else:
-                    table = pa.Table.from_pandas(frame, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(part, table.schema, compression="zstd")
-                    writer.write_table(table)
-                seconds["write"] += time.perf_counter() - began
-                if progress:
-                    progress(i + 1, len(bounds))
-        finally:
-            con.close()
-            if writer is not None:
-                writer.close()
         if rows == 0 and out_path.suffix == ".parquet":
             empty = compute_features(
                 FeatureInputs(
@@ -203,6 +225,64 @@ def build_features(
         as_of=list(as_of),
         events=n_events,
         seconds=seconds,
+    )
+
+
+class _Unsorted(Exception):
+    """The event stream is not sorted by customer_id; the builder falls back to DuckDB."""
+
+
+class _Counted:
+    """An iterator of frames that counts the rows it has passed on."""
+
+    def __init__(self, frames: Iterator[pd.DataFrame]) -> None:
+        self.frames = frames
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for frame in self.frames:
+            self.rows += len(frame)
+            yield frame
+
+
+def _event_chunks(
+    frames: Iterable[pd.DataFrame], last_ids: Sequence[str]
+) -> Iterator[pd.DataFrame]:
+    """Cut a stream of event batches sorted by customer_id into one frame per customer chunk
+    (chunk i ends with customer `last_ids[i]`), then pass on whatever follows the last chunk.
+    Raises `_Unsorted` at the first customer id that goes backwards."""
+    buffer: list[pd.DataFrame] = []
+    i, previous = 0, None
+    for frame in frames:
+        ids = frame["customer_id"]
+        if len(ids) == 0:
+            continue
+        if not ids.is_monotonic_increasing or (previous is not None and ids.iloc[0] < previous):
+            raise _Unsorted
+        previous = ids.iloc[-1]
+        while len(frame) and i < len(last_ids):
+            cut = int(frame["customer_id"].searchsorted(last_ids[i], side="right"))
+            buffer.append(frame.iloc[:cut])
+            frame = frame.iloc[cut:]
+            if len(frame) == 0:
+                break  # chunk i may continue in the next batch
+            yield _concat_events(buffer)
+            buffer, i = [], i + 1
+        if len(frame):
+            yield frame  # beyond every chunk: unknown customers, which validation reports
+    while i < len(last_ids):
+        yield _concat_events(buffer)
+        buffer, i = [], i + 1
+
+
+def _concat_events(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return io.empty_frame(EVENTS)
+    return (
+        pd.concat(frames, ignore_index=True)
+        if len(frames) > 1
+        else frames[0].reset_index(drop=True)
     )
 
 
