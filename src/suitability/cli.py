@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +63,12 @@ def _progress() -> Progress:
     )
 
 
+def _track(bar: Progress, label: str) -> Callable[[int, int], None]:
+    """A new task on `bar` and the `progress(done, total)` callback that advances it."""
+    task = bar.add_task(label, total=None)
+    return lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"suitability {__version__}")
@@ -107,14 +113,8 @@ def data_synth(
     from suitability.data.synth import generate
 
     with _user_errors(), _progress() as bar:
-        task = bar.add_task("synthesising", total=None)
         summary = generate(
-            out,
-            customers,
-            seed,
-            start=start,
-            months=months,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            out, customers, seed, start=start, months=months, progress=_track(bar, "synthesising")
         )
     table = Table(
         "table", "rows", title=escape(f"synthetic data for {customers:,} customers in {out}")
@@ -178,7 +178,6 @@ def features_build(
         monthly_snapshots,
         parse_as_of,
     )
-    from suitability.settings import get_settings
     from suitability.specs import load_specs
 
     with _user_errors():
@@ -197,14 +196,12 @@ def features_build(
         specs = load_specs()
         began = time.perf_counter()
         with _progress() as bar:
-            task = bar.add_task("building features", total=None)
             summary = build_features(
                 data,
                 dates,
                 out,
                 specs,
-                chunk_customers=get_settings().feature_chunk_customers,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=_track(bar, "building features"),
             )
     console.print(
         f"wrote {summary.rows:,} rows × {len(specs.feature_names)} features for {len(dates)} as-of date(s) "
@@ -260,7 +257,6 @@ def demo(
     """Run the main job on the embedded default: synthesise data, then build monthly features."""
     from suitability.data.synth import generate
     from suitability.features.builder import build_features, monthly_snapshots
-    from suitability.settings import get_settings
     from suitability.specs import load_specs
 
     data_dir, features_path = out / "data", out / "features.parquet"
@@ -272,25 +268,17 @@ def demo(
         out.mkdir(parents=True, exist_ok=True)
         specs = load_specs()
         with _progress() as bar:
-            task = bar.add_task("1/2 synthesising data", total=None)
             summary = generate(
-                data_dir,
-                customers,
-                seed,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                data_dir, customers, seed, progress=_track(bar, "1/2 synthesising data")
             )
             dates = monthly_snapshots(str(summary.snapshots[0]), str(summary.snapshots[-1]))
-            task = bar.add_task("2/2 building features", total=None)
             built = build_features(
-                data_dir,
-                dates,
-                features_path,
-                specs,
-                chunk_customers=get_settings().feature_chunk_customers,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                data_dir, dates, features_path, specs, progress=_track(bar, "2/2 building features")
             )
-    console.print(f"[bold]data[/]     {data_dir}  ({summary.rows.get('events', 0):,} events)")
     console.print(
-        f"[bold]features[/] {features_path}  ({built.rows:,} rows, {len(dates)} monthly snapshots)"
+        f"[bold]data[/]     {escape(str(data_dir))}  ({summary.rows.get('events', 0):,} events)"
+    )
+    console.print(
+        f"[bold]features[/] {escape(str(features_path))}  ({built.rows:,} rows, {len(dates)} monthly snapshots)"
     )
     console.print("next: `suitability features list --lang zh` describes every feature.")

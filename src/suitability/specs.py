@@ -278,7 +278,7 @@ class FeatureInfo(_Spec):
 class Specs(BaseModel):
     """Everything under `features/`, validated and cross-checked."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
     questionnaires: dict[str, QuestionnaireDefinition]
     behaviour: BehaviourSpec

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from suitability.data import io
 from suitability.data.schema import EVENTS
 from suitability.features.kernel import FeatureInputs, compute_features
+from suitability.settings import get_settings
 from suitability.specs import Specs
 
 #: Feature rows per kernel call; bounds the memory of the feature matrix (~170 float columns).
@@ -119,7 +120,7 @@ def build_features(
     out_path: Path | str,
     specs: Specs,
     *,
-    chunk_customers: int = 100_000,
+    chunk_customers: int | None = None,
     progress: Progress | None = None,
 ) -> BuildSummary:
     """Validate the raw tables of `data_dir` and write features for every customer registered at
@@ -138,6 +139,7 @@ def build_features(
     ids = customers["customer_id"]
     seconds["load_and_validate"] = time.perf_counter() - began
 
+    chunk_customers = chunk_customers or get_settings().feature_chunk_customers
     per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // len(as_of)))
     chunks = [customers.iloc[i : i + per_chunk] for i in range(0, len(customers), per_chunk)]
     last_ids = [c["customer_id"].iloc[-1] for c in chunks]
