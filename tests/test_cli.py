@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -34,7 +33,7 @@ def _fails(args: list[str], code: int, *needles: str) -> str:
 
 def test_help_names_every_command():
     out = runner.invoke(app, ["--help"]).output
-    for command in ("demo", "data", "features"):
+    for command in ("demo", "data", "features", "train", "evaluate", "promote", "models"):
         assert command in out
     assert "synth" in runner.invoke(app, ["data", "--help"]).output
     assert "--monthly" in runner.invoke(app, ["features", "build", "--help"]).output
@@ -127,14 +126,6 @@ def test_validate_and_list(data):
 
 def test_synth_refuses_a_folder_with_data(data):
     _fails(["data", "synth", "--customers", "10", "--out", str(data)], 2, str(data))
-
-
-def test_demo_writes_data_and_features(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--customers", "300"])
-    assert result.exit_code == 0, result.output
-    features = pd.read_parquet(tmp_path / "demo" / "features.parquet")
-    assert features["as_of"].nunique() >= 12
-    _fails(["demo", "--out", str(tmp_path / "demo"), "--customers", "300"], 2, "already holds data")
 
 
 def test_output_paths_that_cannot_work_are_refused_up_front(data, tmp_path):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from suitability import __version__
+
+if TYPE_CHECKING:
+    from suitability.models.train import TrainingResult
+    from suitability.tracking import LoggedRun, Promotion
 
 app = typer.Typer(
     name="suitability",
@@ -29,8 +36,19 @@ data_app = typer.Typer(
 features_app = typer.Typer(
     help="Point-in-time features: build tables, list the catalogue.", no_args_is_help=True
 )
+models_app = typer.Typer(
+    help="The model registry: list versions and aliases, show the promotion history.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+app.add_typer(models_app, name="models")
+
+
+class ModelName(StrEnum):
+    risk_level = "risk-level"
+    churn = "churn"
+
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # error lines stay whole: paths must copy-paste
@@ -241,6 +259,376 @@ def features_list(
     console.print(table)
 
 
+@features_app.command("training-table")
+def features_training_table(
+    model: Annotated[ModelName, typer.Argument(help="Which model's table: risk-level or churn.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Folder with the raw tables (parquet or CSV).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Table to write (.parquet or .csv).")],
+    experiment: Annotated[
+        Path | None,
+        typer.Option("--experiment", help="Experiment config (YAML) changing the model spec."),
+    ] = None,
+) -> None:
+    """Write a model's training table: point-in-time features plus labels (risk reviews, or
+    churn labels of active investors at monthly snapshots); train on it with --features."""
+    from suitability.models.sources import write_table
+    from suitability.models.spec import load_model_spec
+    from suitability.models.training_table import build_training_table
+    from suitability.specs import load_specs
+
+    with _user_errors():
+        if out.suffix not in {".parquet", ".csv"}:
+            raise ValueError(f"--out {out}: use a .parquet or .csv file name")
+        specs = load_specs()
+        spec = load_model_spec(model.value, specs, experiment=experiment)
+        began = time.perf_counter()
+        with _progress() as bar, tempfile.TemporaryDirectory(prefix="suitability-") as scratch:
+            table = build_training_table(
+                spec, data, specs, scratch, progress=_track(bar, "building features")
+            )
+        write_table(table.frame, out)
+    labels = table.frame[spec.label]
+    summary = (
+        f"churn rate {labels.mean():.1%}"
+        if spec.task == "binary"
+        else "levels "
+        + " / ".join(
+            f"{k} {v:.1%}" for k, v in labels.value_counts(normalize=True).sort_index().items()
+        )
+    )
+    console.print(
+        f"wrote {len(table.frame):,} rows to {escape(str(out))} in "
+        f"{time.perf_counter() - began:.1f}s ({summary})"
+    )
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+def _print_result(result: TrainingResult, logged: LoggedRun | None) -> None:
+    """The test metrics of the model beside its baselines and the best possible."""
+    spec = result.spec
+    keys = (
+        ["qwk", "accuracy", "macro_f1", "within_one_accuracy", "log_loss", "ece"]
+        if spec.task == "ordinal"
+        else ["roc_auc", "pr_auc", "brier", "top_decile_lift", "log_loss", "ece"]
+    )
+    table = Table(title=escape(f"{spec.name}: test split ({result.metrics['test']['n']:,} rows)"))
+    table.add_column("metric", no_wrap=True)
+    columns = {"model": result.metrics["test"], **result.baselines}
+    if result.best is not None:
+        columns["best possible"] = result.best
+    for name in columns:
+        table.add_column(name.replace("_", " "), justify="right")
+    if result.ratios is not None:
+        table.add_column("model / best", justify="right")
+    for key in keys:
+        row = [key + (" *" if key == spec.primary_metric else "")]
+        row += [f"{columns[c].get(key, float('nan')):.4f}" for c in columns]
+        if result.ratios is not None:
+            row.append(f"{result.ratios.get(key, float('nan')):.3f}")
+        table.add_row(*row)
+    console.print(table)
+    b = result.split.boundaries
+    console.print(
+        f"split: train {b.get('train_rows', 0):,} / validation {b.get('validation_rows', 0):,} / "
+        f"test {b.get('test_rows', 0):,} rows ({b.get('method')}); "
+        f"best iterations {result.params['best_iterations']}"
+    )
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if logged is not None:
+        console.print(
+            f"logged run {logged.run_id} in experiment {escape(logged.experiment_name)}; "
+            f"registered {escape(logged.model_uri)} as @challenger"
+        )
+
+
+@app.command("train")
+def train(
+    model: Annotated[ModelName, typer.Argument(help="risk-level or churn.")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Raw tables folder: build features and labels, then train."),
+    ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            "--features",
+            help="Prebuilt training table (from `suitability features training-table`).",
+        ),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", help="Flat-table mode: any prepared CSV/parquet table."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Flat-table mode: the label column.")
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id", help="Flat-table mode: the customer id column.")
+    ] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option(
+            "--time", help="Flat-table mode: split by this time column instead of at random."
+        ),
+    ] = None,
+    experiment: Annotated[
+        Path | None,
+        typer.Option("--experiment", help="Experiment config (YAML) changing the model spec."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object as the last line of output.")
+    ] = False,
+) -> None:
+    """Train, evaluate against baselines, log to MLflow and register as @challenger."""
+    from suitability import tracking
+    from suitability.models import sources
+    from suitability.models.flat import FlatTableError
+    from suitability.models.spec import load_model_spec
+    from suitability.specs import load_specs
+
+    with _user_errors():
+        given = [
+            name
+            for name, v in (("--data", data), ("--features", features), ("--table", table))
+            if v
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one data source: --data DIR, --features FILE or --table FILE"
+            )
+        if table is not None and (target is None or id_column is None):
+            raise ValueError("--table needs --target COLUMN and --id COLUMN")
+        if table is None and (target or id_column or time_column):
+            raise ValueError("--target, --id and --time belong to --table (flat-table mode)")
+        specs = load_specs()
+        spec = load_model_spec(model.value, specs, experiment=experiment)
+        uri = tracking.use_store()
+        with _progress() as bar:
+            fit = _track(bar, f"training {spec.name}")
+            if data is not None:
+                if not data.is_dir():
+                    raise ValueError(f"--data {data}: no such folder")
+                result = sources.train_from_data(
+                    spec,
+                    data,
+                    specs,
+                    build_progress=_track(bar, "building features"),
+                    fit_progress=fit,
+                )
+                source = {"mode": "data", "path": str(data.resolve())}
+            elif features is not None:
+                result = sources.train_from_features(spec, features, specs, fit_progress=fit)
+                source = {"mode": "features", "path": str(features.resolve())}
+            else:
+                assert table is not None and target is not None and id_column is not None
+                try:
+                    result = sources.train_from_flat_table(
+                        spec,
+                        table,
+                        target=target,
+                        id_column=id_column,
+                        time_column=time_column,
+                        fit_progress=fit,
+                    )
+                except FlatTableError:
+                    raise
+                source = {
+                    "mode": "table",
+                    "path": str(table.resolve()),
+                    "target": target,
+                    "id": id_column,
+                }
+            logging = bar.add_task("logging to MLflow", total=None)
+            logged = tracking.log_training(result, source=source, experiment_config=experiment)
+            bar.update(logging, completed=1, total=1)
+    _print_result(result, logged)
+    console.print(f"tracking store: {escape(uri)}")
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    **logged.to_json(),
+                    "metrics": _finite(result.metrics["test"]),
+                    "validation_metrics": _finite(result.metrics["validation"]),
+                    "ratios_to_best": _finite(result.ratios or {}),
+                }
+            )
+        )
+
+
+def _finite(values: dict[str, float]) -> dict[str, float | None]:
+    return {k: (float(v) if v == v else None) for k, v in values.items()}
+
+
+@app.command("evaluate")
+def evaluate(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="NAME[@alias|@version], e.g. suitability-churn@champion, churn@3 (default alias: champion)."
+        ),
+    ],
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            "--features",
+            help="Training table to evaluate on (default: the version's own test split).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object as the last line of output.")
+    ] = False,
+) -> None:
+    """Score a registered model version on its logged test split or on a training table."""
+    from suitability import tracking
+    from suitability.models.sources import read_feature_table
+
+    with _user_errors():
+        tracking.use_store()
+        frame = read_feature_table(features) if features is not None else None
+        report = tracking.evaluate_version(model, frame)
+    table = Table(title=escape(f"{report['name']} version {report['version']}"))
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report["metrics"].items():
+        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if as_json:
+        print(json.dumps({**report, "metrics": _finite(report["metrics"])}, default=str))
+
+
+@app.command("promote")
+def promote(
+    model: Annotated[str, typer.Argument(help="risk-level, churn or a registered model name.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the challenger is not better.")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (required with --force); recorded.")
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who promotes (default: the OS user); recorded.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object as the last line of output.")
+    ] = False,
+) -> None:
+    """Compare @challenger with @champion on the challenger's test split and move @champion
+    only if the challenger is better on the spec's primary metric (or --force --reason)."""
+    from suitability import tracking
+
+    with _user_errors():
+        if force and not (reason or "").strip():
+            raise ValueError("--force needs --reason TEXT (who forced it and why is recorded)")
+        tracking.use_store()
+        outcome = tracking.promote(model, force=force, reason=reason, by=by)
+    _print_promotion(outcome)
+    if as_json:
+        print(json.dumps(outcome.to_json(), default=str))
+
+
+def _print_promotion(outcome: Promotion) -> None:
+    champion = (
+        f"{outcome.champion_value:.4f} (version {outcome.champion_version})"
+        if outcome.champion_value is not None
+        else "none yet"
+    )
+    console.print(
+        f"{escape(outcome.name)}: challenger version {outcome.challenger_version} "
+        f"{outcome.metric} {outcome.challenger_value:.4f} vs champion {champion}"
+    )
+    if outcome.promoted:
+        how = " (forced)" if outcome.forced else ""
+        console.print(
+            f"[bold green]promoted{how}:[/] version {outcome.challenger_version} is now @champion"
+        )
+    else:
+        console.print("[bold yellow]not promoted:[/] the challenger is not better; @champion stays")
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every registered suitability model version with its aliases and primary metric."""
+    from suitability import tracking
+
+    with _user_errors():
+        tracking.use_store()
+        rows = tracking.list_models()
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    table = Table(title="registered models")
+    for column in ("name", "version", "aliases", "primary metric", "created", "run"):
+        table.add_column(column)
+    for row in rows:
+        value = row.get("primary_value")
+        table.add_row(
+            row["name"],
+            str(row["version"]),
+            ", ".join(row.get("aliases") or []),
+            f"{row.get('primary_metric')} {float(value):.4f}" if value not in (None, "") else "",
+            str(row.get("created", ""))[:19],
+            str(row.get("run_id", ""))[:12],
+        )
+    console.print(table if rows else "no registered models yet: run `suitability train`")
+
+
+@models_app.command("history")
+def models_history(
+    model: Annotated[str, typer.Argument(help="risk-level, churn or a registered model name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Every promotion decision for a model, newest first: who, when, why, with the metrics."""
+    from suitability import tracking
+
+    with _user_errors():
+        tracking.use_store()
+        rows = tracking.alias_history(model)
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    table = Table(title=escape(f"promotion history of {model}"))
+    for column in (
+        "at",
+        "from",
+        "to",
+        "promoted",
+        "metric",
+        "challenger",
+        "champion",
+        "by",
+        "reason",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.get("at", ""))[:19],
+            str(row.get("from_version") or "–"),
+            str(row.get("to_version")),
+            ("forced" if row.get("forced") else "yes") if row.get("promoted") else "no",
+            str(row.get("metric", "")),
+            _fmt(row.get("challenger_value")),
+            _fmt(row.get("champion_value")),
+            str(row.get("by", "")),
+            escape(str(row.get("reason") or "")),
+        )
+    console.print(table if rows else f"no promotions recorded for {model}")
+
+
+def _fmt(value: object) -> str:
+    try:
+        return f"{float(value):.4f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "–"
+
+
 # --- demo -----------------------------------------------------------------------------------------
 
 
@@ -250,16 +638,22 @@ def demo(
         Path, typer.Option("--out", help="Folder for everything the demo writes.")
     ] = Path("demo-out"),
     customers: Annotated[
-        int, typer.Option("--customers", min=100, help="Number of synthetic customers.")
+        int, typer.Option("--customers", min=1000, help="Number of synthetic customers.")
     ] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
 ) -> None:
-    """Run the main job on the embedded default: synthesise data, then build monthly features."""
+    """The main job on the embedded default: synthesise data, build both training tables,
+    train both models, log and register them in a local MLflow store, promote them."""
+    from suitability import tracking
     from suitability.data.synth import generate
-    from suitability.features.builder import build_features, monthly_snapshots
+    from suitability.models.sources import write_table
+    from suitability.models.spec import MODEL_NAMES, load_model_spec
+    from suitability.models.train import train_on_features
+    from suitability.models.training_table import build_training_table
     from suitability.specs import load_specs
 
-    data_dir, features_path = out / "data", out / "features.parquet"
+    data_dir = out / "data"
+    began = time.perf_counter()
     with _user_errors():
         if data_dir.exists() and any(data_dir.iterdir()):
             raise FileExistsError(
@@ -267,18 +661,44 @@ def demo(
             )
         out.mkdir(parents=True, exist_ok=True)
         specs = load_specs()
+        uri = tracking.use_store(
+            f"sqlite:///{(out / 'mlflow.db').resolve()}", artifacts=(out / "mlartifacts").resolve()
+        )
+        results, promotions = [], []
         with _progress() as bar:
-            summary = generate(
-                data_dir, customers, seed, progress=_track(bar, "1/2 synthesising data")
-            )
-            dates = monthly_snapshots(str(summary.snapshots[0]), str(summary.snapshots[-1]))
-            built = build_features(
-                data_dir, dates, features_path, specs, progress=_track(bar, "2/2 building features")
-            )
+            summary = generate(data_dir, customers, seed, progress=_track(bar, "synthesising data"))
+            for name in MODEL_NAMES:
+                spec = load_model_spec(name, specs)
+                with tempfile.TemporaryDirectory(prefix="suitability-") as scratch:
+                    table = build_training_table(
+                        spec, data_dir, specs, scratch, progress=_track(bar, f"{name}: features")
+                    )
+                path = out / f"{name.replace('-', '_')}_training.parquet"
+                write_table(table.frame, path)
+                result = train_on_features(
+                    table.frame, spec, specs, mode="data", progress=_track(bar, f"{name}: training")
+                )
+                source = {
+                    "mode": "data",
+                    "path": str(data_dir.resolve()),
+                    "table": str(path.resolve()),
+                }
+                logged = tracking.log_training(result, source=source)
+                promotions.append(tracking.promote(spec.registered_name, by="demo"))
+                results.append((result, logged, path))
     console.print(
-        f"[bold]data[/]     {escape(str(data_dir))}  ({summary.rows.get('events', 0):,} events)"
+        f"[bold]data[/]      {escape(str(data_dir))}  ({summary.rows.get('events', 0):,} events, "
+        f"{customers:,} customers)"
     )
-    console.print(
-        f"[bold]features[/] {escape(str(features_path))}  ({built.rows:,} rows, {len(dates)} monthly snapshots)"
-    )
-    console.print("next: `suitability features list --lang zh` describes every feature.")
+    for (result, logged, path), promotion in zip(results, promotions, strict=True):
+        console.print(f"[bold]training table[/] {escape(str(path))}  ({len(result.table):,} rows)")
+        _print_result(result, logged)
+        _print_promotion(promotion)
+    console.print(f"done in {time.perf_counter() - began:.0f}s. Next:")
+    # Commands stay on one line, whatever the terminal width: they are meant to be pasted.
+    for command in (
+        f"mlflow ui --backend-store-uri {uri}",
+        f"MLFLOW_TRACKING_URI={uri} suitability models list",
+        f"MLFLOW_TRACKING_URI={uri} suitability train churn --features {results[-1][2]}",
+    ):
+        console.print("  " + escape(command), soft_wrap=True, highlight=False)

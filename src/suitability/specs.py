@@ -307,6 +307,20 @@ class Specs(BaseModel):
     def features_by_name(self) -> dict[str, FeatureInfo]:
         return {f.name: f for f in self.features}
 
+    def categories_of(self, feature: str) -> list[str]:
+        """The vocabulary of a categorical profile feature, in the kernel's category order."""
+        p = self.profile
+        vocabularies = {
+            "gender": list(p.genders),
+            "city_tier": list(p.city_tiers),
+            "income_band": list(p.income_bands),
+            "channel_preference": list(self.behaviour.channels),
+            "segment": [s.id for s in p.segments],
+        }
+        if feature not in vocabularies:
+            raise KeyError(f"{feature!r} is not a categorical feature")
+        return vocabularies[feature]
+
 
 def _vocabularies(specs: Specs) -> dict[str, list[dict[str, Any]]]:
     """Each `per:` vocabulary as a list of template-variable dicts."""
@@ -430,6 +444,12 @@ def _parse(model: type[_M], data: Any, path: Path) -> _M:
     except ValidationError as exc:
         problems = [(_loc(e["loc"]), re.sub(r"^Value error, ", "", e["msg"])) for e in exc.errors()]
         raise SpecError(path, problems) from None
+
+
+def load_spec_file(model: type[_M], path: Path | str) -> _M:
+    """Read one YAML spec file into `model`, failing with the file, key and reason."""
+    path = Path(path)
+    return _parse(model, _read_yaml(path), path)
 
 
 def load_questionnaire(path: Path | str) -> QuestionnaireDefinition:

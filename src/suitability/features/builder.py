@@ -120,14 +120,26 @@ def build_features(
     out_path: Path | str,
     specs: Specs,
     *,
+    queries: pd.DataFrame | None = None,
+    label_queries: LabelQueries | None = None,
     chunk_customers: int | None = None,
     progress: Progress | None = None,
 ) -> BuildSummary:
     """Validate the raw tables of `data_dir` and write features for every customer registered at
-    each as-of time to `out_path` (parquet or csv by extension), atomically."""
+    each as-of time to `out_path` (parquet or csv by extension), atomically.
+
+    Training tables ask for more: `queries` (customer_id, as_of and any label columns, which are
+    passed through) replaces the as-of grid, and `label_queries(queries, events)` may drop and
+    label each chunk's queries from that chunk's validated events (all of them, past and
+    future), in the same single pass over the events."""
     data_dir, out_path = check_paths(data_dir, out_path)
-    if not as_of:
+    if queries is None and not as_of:
         raise AsOfError("no as-of dates given")
+    if queries is not None:
+        missing = {"customer_id", "as_of"} - set(queries.columns)
+        if missing:
+            raise ValueError(f"queries lack columns {sorted(missing)}")
+        queries = queries.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
     seconds = dict.fromkeys(("load_and_validate", "events", "compute", "write"), 0.0)
     began = time.perf_counter()
     tables = io.load_tables(
@@ -140,7 +152,8 @@ def build_features(
     seconds["load_and_validate"] = time.perf_counter() - began
 
     chunk_customers = chunk_customers or get_settings().feature_chunk_customers
-    per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // len(as_of)))
+    per_customer = len(as_of) if queries is None else max(1, len(queries) // max(1, len(ids)))
+    per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // per_customer))
     chunks = [customers.iloc[i : i + per_chunk] for i in range(0, len(customers), per_chunk)]
     last_ids = [c["customer_id"].iloc[-1] for c in chunks]
     # Scratch space beside the output, so the final rename stays on one file system.
@@ -163,7 +176,17 @@ def build_features(
                         events=chunk_events,
                         tags=_slice(tags, lo, hi),
                     )
-                    frame = compute_features(inputs, _queries(chunk, as_of), specs)
+                    chunk_queries = (
+                        _queries(chunk, as_of) if queries is None else _slice(queries, lo, hi)
+                    )
+                    if label_queries is not None:
+                        chunk_queries = label_queries(chunk_queries, chunk_events)
+                    frame = compute_features(inputs, chunk_queries[["customer_id", "as_of"]], specs)
+                    extra = chunk_queries.columns.difference(["customer_id", "as_of"], sort=False)
+                    if len(extra):
+                        frame = pd.concat(
+                            [frame, chunk_queries[list(extra)].reset_index(drop=True)], axis=1
+                        )
                     seconds["compute"] += time.perf_counter() - began
                     began = time.perf_counter()
                     rows += len(frame)
@@ -228,6 +251,10 @@ def build_features(
         events=n_events,
         seconds=seconds,
     )
+
+
+#: (queries of one chunk, all events of that chunk's customers) -> the queries to keep, labelled.
+LabelQueries = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
 
 
 class _Unsorted(Exception):

@@ -1,0 +1,435 @@
+"""The fitted models and their baselines, all predicting from a feature DataFrame.
+
+Every estimator here takes the same input (a DataFrame holding at least its feature columns;
+categorical columns as pandas categoricals or plain strings) and returns probabilities, so the
+trainer, the registry round trip and serving treat them alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Which columns a model reads and how: numeric ones as float, categorical ones as codes
+    over a fixed vocabulary (unknown or missing -> NaN, which LightGBM treats as missing)."""
+
+    names: tuple[str, ...]
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def check(self, frame: pd.DataFrame) -> None:
+        missing = [n for n in self.names if n not in frame.columns]
+        if missing:
+            shown = ", ".join(missing[:10]) + (
+                f" … ({len(missing)} in all)" if len(missing) > 10 else ""
+            )
+            raise ValueError(f"feature table lacks columns the model needs: {shown}")
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """A float64 matrix in `names` order."""
+        self.check(frame)
+        out = np.empty((len(frame), len(self.names)), dtype=np.float64)
+        for j, name in enumerate(self.names):
+            column = frame[name]
+            if name in self.categories:
+                codes = pd.Categorical(
+                    column.astype("string"), categories=list(self.categories[name])
+                ).codes
+                out[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+        return out
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [j for j, n in enumerate(self.names) if n in self.categories]
+
+    def frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns with categoricals as strings (missing as None) and numbers as
+        float: the shape scikit-learn pipelines and logged examples want."""
+        self.check(frame)
+        out = {}
+        for name in self.names:
+            column = frame[name]
+            if name in self.categories:
+                text = column.astype(object)
+                out[name] = text.where(column.notna(), None).astype(object)
+            else:
+                out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        return pd.DataFrame(out, index=frame.index)
+
+
+def layout_for(frame: pd.DataFrame, names: Sequence[str]) -> FeatureLayout:
+    """The layout of `names` in `frame`: categorical dtype columns keep their categories,
+    text columns get theirs from the data (sorted)."""
+    categories: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        column = frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            categories[name] = tuple(str(c) for c in column.cat.categories)
+        elif not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            categories[name] = tuple(sorted(column.dropna().astype(str).unique()))
+    return FeatureLayout(tuple(names), categories)
+
+
+def _lgb_params(params: Mapping[str, object], seed: int) -> dict[str, object]:
+    return {
+        "objective": "binary",
+        "verbosity": -1,
+        "seed": seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": 0,
+        **params,
+    }
+
+
+def _fit_booster(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    layout: FeatureLayout,
+    params: Mapping[str, object],
+    monotone: Mapping[str, int],
+    max_rounds: int,
+    early_stopping_rounds: int,
+    seed: int,
+) -> lgb.Booster:
+    """One binary LightGBM, early-stopped on the validation log loss."""
+    full = _lgb_params(params, seed)
+    if monotone:
+        full["monotone_constraints"] = [int(monotone.get(n, 0)) for n in layout.names]
+        # "advanced" broke the constraints on our data (the direction tests caught boosters
+        # whose output fell as a constrained feature rose); "intermediate" holds them.
+        full.setdefault("monotone_constraints_method", "intermediate")
+    train = lgb.Dataset(
+        x_train,
+        label=y_train,
+        feature_name=list(layout.names),
+        categorical_feature=layout.categorical_indices,
+        free_raw_data=True,
+        params={"max_bin": full.get("max_bin", 255), "verbosity": -1},
+    )
+    valid = lgb.Dataset(x_valid, label=y_valid, reference=train)
+    return lgb.train(
+        {**full, "metric": "binary_logloss"},
+        train,
+        num_boost_round=max_rounds,
+        valid_sets=[valid],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+    )
+
+
+class OrdinalLGBM:
+    """Ordered categories C1 < … < CK as K-1 cumulative binary LightGBMs, P(level > k), each
+    with the same monotone constraints, so a feature constrained upwards can only shift the
+    whole distribution upwards. The predicted level is the distribution's median, which (unlike
+    the most probable level) keeps that guarantee."""
+
+    task: Literal["ordinal"] = "ordinal"
+
+    def __init__(
+        self,
+        layout: FeatureLayout,
+        classes: Sequence[str],
+        params: Mapping[str, object],
+        monotone: Mapping[str, int],
+        max_rounds: int,
+        early_stopping_rounds: int,
+        seed: int = 7,
+    ) -> None:
+        self.layout = layout
+        self.classes = tuple(classes)
+        self.params = dict(params)
+        self.monotone = dict(monotone)
+        self.max_rounds = max_rounds
+        self.early_stopping_rounds = early_stopping_rounds
+        self.seed = seed
+        self.boosters: list[lgb.Booster] = []
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.layout.names)
+
+    @property
+    def best_iterations(self) -> list[int]:
+        return [b.best_iteration for b in self.boosters]
+
+    def fit(
+        self,
+        x_train: pd.DataFrame,
+        y_train: np.ndarray,
+        x_valid: pd.DataFrame,
+        y_valid: np.ndarray,
+        progress: Progress | None = None,
+    ) -> OrdinalLGBM:
+        """Fit one booster per cut; y are level codes 0..K-1."""
+        xt, xv = self.layout.matrix(x_train), self.layout.matrix(x_valid)
+        cuts = len(self.classes) - 1
+        self.boosters = []
+        for k in range(cuts):
+            self.boosters.append(
+                _fit_booster(
+                    xt,
+                    (y_train > k).astype(np.int8),
+                    xv,
+                    (y_valid > k).astype(np.int8),
+                    self.layout,
+                    self.params,
+                    self.monotone,
+                    self.max_rounds,
+                    self.early_stopping_rounds,
+                    self.seed + k,
+                )
+            )
+            if progress:
+                progress(k + 1, cuts)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        x = self.layout.matrix(frame)
+        above = np.column_stack(
+            [b.predict(x, num_iteration=b.best_iteration) for b in self.boosters]
+        )
+        return cumulative_to_proba(above)
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        proba = self.predict_proba(frame)
+        out = pd.DataFrame(proba, columns=[f"p_{c}" for c in self.classes], index=frame.index)
+        out["level"] = np.asarray(self.classes, dtype=object)[median_level(proba)]
+        out["expected_level"] = proba @ np.arange(1, len(self.classes) + 1)
+        return out
+
+
+def cumulative_to_proba(above: np.ndarray) -> np.ndarray:
+    """Level probabilities from P(level > k), k = 0..K-2; the cumulative curve is made
+    non-increasing first (a running minimum), so the probabilities are never negative."""
+    above = np.minimum.accumulate(np.clip(above, 0.0, 1.0), axis=1)
+    n = len(above)
+    upper = np.column_stack([np.ones(n), above])
+    lower = np.column_stack([above, np.zeros(n)])
+    return upper - lower
+
+
+def median_level(proba: np.ndarray) -> np.ndarray:
+    """The smallest level whose cumulative probability reaches one half."""
+    cumulative = np.cumsum(proba, axis=1)
+    return np.minimum((cumulative < 0.5 - 1e-12).sum(axis=1), proba.shape[1] - 1)
+
+
+class BinaryLGBM:
+    """Binary LightGBM early-stopped on the validation split, then calibrated on it
+    (sigmoid keeps the ranking; isotonic may tie scores)."""
+
+    task: Literal["binary"] = "binary"
+
+    def __init__(
+        self,
+        layout: FeatureLayout,
+        params: Mapping[str, object],
+        monotone: Mapping[str, int],
+        max_rounds: int,
+        early_stopping_rounds: int,
+        calibration: Literal["none", "sigmoid", "isotonic"] = "sigmoid",
+        output: str = "p_churn",
+        seed: int = 7,
+    ) -> None:
+        self.layout = layout
+        self.params = dict(params)
+        self.monotone = dict(monotone)
+        self.max_rounds = max_rounds
+        self.early_stopping_rounds = early_stopping_rounds
+        self.calibration = calibration
+        self.output = output
+        self.seed = seed
+        self.booster: lgb.Booster | None = None
+        self.calibrator: LogisticRegression | IsotonicRegression | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.layout.names)
+
+    @property
+    def best_iterations(self) -> list[int]:
+        return [self.booster.best_iteration] if self.booster else []
+
+    def fit(
+        self,
+        x_train: pd.DataFrame,
+        y_train: np.ndarray,
+        x_valid: pd.DataFrame,
+        y_valid: np.ndarray,
+        progress: Progress | None = None,
+    ) -> BinaryLGBM:
+        xv = self.layout.matrix(x_valid)
+        self.booster = _fit_booster(
+            self.layout.matrix(x_train),
+            y_train,
+            xv,
+            y_valid,
+            self.layout,
+            self.params,
+            self.monotone,
+            self.max_rounds,
+            self.early_stopping_rounds,
+            self.seed,
+        )
+        raw = self._raw(xv)
+        if self.calibration == "sigmoid":
+            self.calibrator = LogisticRegression(C=1e6).fit(raw[:, None], y_valid)
+        elif self.calibration == "isotonic":
+            self.calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(
+                raw, y_valid
+            )
+        if progress:
+            progress(1, 1)
+        return self
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        assert self.booster is not None, "fit first"
+        return self.booster.predict(x, raw_score=True, num_iteration=self.booster.best_iteration)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        raw = self._raw(self.layout.matrix(frame))
+        if isinstance(self.calibrator, LogisticRegression):
+            return self.calibrator.predict_proba(raw[:, None])[:, 1]
+        if isinstance(self.calibrator, IsotonicRegression):
+            return self.calibrator.predict(raw)
+        return 1.0 / (1.0 + np.exp(-raw))
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({self.output: self.predict_proba(frame)}, index=frame.index)
+
+
+# --- baselines ----------------------------------------------------------------------------------
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+class LogisticBaseline:
+    """(Multinomial) logistic regression on every model feature: median imputation with
+    missing indicators, signed log1p and scaling for the skewed amounts, one-hot categoricals."""
+
+    def __init__(self, layout: FeatureLayout, n_classes: int, seed: int = 7) -> None:
+        self.layout = layout
+        self.n_classes = n_classes
+        numeric = [n for n in layout.names if n not in layout.categories]
+        categorical = [n for n in layout.names if n in layout.categories]
+        self.pipeline = Pipeline(
+            [
+                (
+                    "columns",
+                    ColumnTransformer(
+                        [
+                            (
+                                "numeric",
+                                make_pipeline(
+                                    SimpleImputer(
+                                        strategy="median",
+                                        add_indicator=True,
+                                        keep_empty_features=True,
+                                    ),
+                                    FunctionTransformer(_signed_log1p),
+                                    StandardScaler(),
+                                ),
+                                numeric,
+                            ),
+                            (
+                                "categorical",
+                                make_pipeline(
+                                    SimpleImputer(strategy="constant", fill_value="(missing)"),
+                                    OneHotEncoder(handle_unknown="ignore"),
+                                ),
+                                categorical,
+                            ),
+                        ]
+                    ),
+                ),
+                ("model", LogisticRegression(C=0.5, max_iter=2000, random_state=seed)),
+            ]
+        )
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray) -> LogisticBaseline:
+        self.pipeline.fit(self.layout.frame(frame), y)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        proba = self.pipeline.predict_proba(self.layout.frame(frame))
+        if self.n_classes == 2:
+            return proba[:, 1]
+        # Classes missing from training get probability 0 in their column.
+        out = np.zeros((len(frame), self.n_classes))
+        out[:, self.pipeline.classes_.astype(int)] = proba
+        return out
+
+
+class QuestionnaireBandBaseline:
+    """The status quo: the category is the questionnaire's score band (`q_level`, 1..K).
+    Probabilities are how often reviewers confirmed each level given that band in training
+    (add-one smoothed); customers without a questionnaire get the no-band distribution."""
+
+    def __init__(self, n_classes: int, column: str = "q_level") -> None:
+        self.n_classes = n_classes
+        self.column = column
+        self.table = np.full((n_classes + 1, n_classes), 1.0 / n_classes)
+
+    def _band(self, frame: pd.DataFrame) -> np.ndarray:
+        band = pd.to_numeric(frame[self.column], errors="coerce").to_numpy(np.float64)
+        codes = np.where(np.isnan(band), self.n_classes, np.clip(band - 1, 0, self.n_classes - 1))
+        return codes.astype(int)
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray) -> QuestionnaireBandBaseline:
+        counts = np.ones((self.n_classes + 1, self.n_classes))
+        np.add.at(counts, (self._band(frame), y), 1)
+        self.table = counts / counts.sum(axis=1, keepdims=True)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.table[self._band(frame)]
+
+    def predict_level(self, frame: pd.DataFrame) -> np.ndarray:
+        band = self._band(frame)
+        return np.where(band < self.n_classes, band, median_level(self.table[band]))
+
+
+class RecencyBaseline:
+    """The rule of thumb: the longer since the last investment, the likelier churn. A logistic
+    fit on log days-since-invest (never invested -> its own indicator) turns it into a
+    probability."""
+
+    def __init__(self, column: str = "days_since_invest") -> None:
+        self.column = column
+        self.model = LogisticRegression()
+
+    def _x(self, frame: pd.DataFrame) -> np.ndarray:
+        days = pd.to_numeric(frame[self.column], errors="coerce").to_numpy(np.float64)
+        never = np.isnan(days)
+        return np.column_stack([np.log1p(np.where(never, 0.0, np.maximum(days, 0))), never])
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray) -> RecencyBaseline:
+        self.model.fit(self._x(frame), y)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(self._x(frame))[:, 1]

@@ -1,0 +1,109 @@
+"""The three ways to feed training — raw tables, a prebuilt feature table, a user's flat table —
+read at the edge and turned into a `TrainingResult`, so the CLI and the demo stay thin."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from suitability.models.flat import prepare_flat_table, read_flat_table
+from suitability.models.spec import ModelSpec
+from suitability.models.train import TrainingResult, train_on_features, train_on_flat_table
+from suitability.models.training_table import TIME_COLUMN, build_training_table
+from suitability.specs import C_LEVELS, Specs
+
+Progress = Callable[[int, int], None]
+
+
+def read_feature_table(path: Path | str) -> pd.DataFrame:
+    """A training table written by `suitability features training-table` (parquet or CSV)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--features {path}: no such file")
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise ValueError(f"--features {path}: not a readable parquet file ({exc})") from None
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path)
+    else:
+        raise ValueError(f"--features {path}: use a .parquet or .csv file")
+    if TIME_COLUMN in frame.columns:
+        frame[TIME_COLUMN] = pd.to_datetime(frame[TIME_COLUMN], errors="raise")
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: Path | str) -> None:
+    """Write a table atomically (parquet or CSV by suffix): a temporary file, then a rename."""
+    path = Path(path)
+    if path.suffix not in {".parquet", ".csv"}:
+        raise ValueError(f"--out {path}: use a .parquet or .csv file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {path}: folder {path.parent} does not exist")
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=".table-", suffix=path.suffix, delete=False
+    ) as handle:
+        tmp = Path(handle.name)
+    try:
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False, compression="zstd")
+        else:
+            frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def train_from_data(
+    spec: ModelSpec,
+    data_dir: Path | str,
+    specs: Specs,
+    *,
+    build_progress: Progress | None = None,
+    fit_progress: Progress | None = None,
+) -> TrainingResult:
+    """Build the training table from raw tables, then train."""
+    with tempfile.TemporaryDirectory(prefix="suitability-train-") as scratch:
+        table = build_training_table(spec, data_dir, specs, scratch, progress=build_progress)
+    return train_on_features(table.frame, spec, specs, mode="data", progress=fit_progress)
+
+
+def train_from_features(
+    spec: ModelSpec, path: Path | str, specs: Specs, *, fit_progress: Progress | None = None
+) -> TrainingResult:
+    return train_on_features(
+        read_feature_table(path), spec, specs, mode="features", progress=fit_progress
+    )
+
+
+def train_from_flat_table(
+    spec: ModelSpec,
+    path: Path | str,
+    *,
+    target: str,
+    id_column: str,
+    time_column: str | None = None,
+    fit_progress: Progress | None = None,
+) -> TrainingResult:
+    """Flat-table mode: any CSV/parquet with a target and an id column."""
+    frame = read_flat_table(path)
+    order = None
+    if spec.task == "ordinal" and target in frame.columns:
+        values = {str(v).strip().upper() for v in frame[target].dropna().unique()}
+        if values and values <= set(C_LEVELS):
+            order = list(C_LEVELS)
+    flat = prepare_flat_table(
+        frame,
+        target=target,
+        id_column=id_column,
+        task="ordinal" if spec.task == "ordinal" else "binary",
+        time_column=time_column,
+        ordinal_order=order,
+        source=str(path),
+    )
+    spec = spec.model_copy(update={"label": target})
+    return train_on_flat_table(flat, spec, id_column=id_column, progress=fit_progress)

@@ -1,0 +1,357 @@
+"""Train a model from a spec and evaluate it beside its baselines and, on synthetic data, the
+best possible predictions (the generator's true probabilities). Pure: no files, no tracking."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from suitability.models import metrics as m
+from suitability.models.estimators import (
+    BinaryLGBM,
+    FeatureLayout,
+    LogisticBaseline,
+    OrdinalLGBM,
+    QuestionnaireBandBaseline,
+    RecencyBaseline,
+    layout_for,
+    median_level,
+)
+from suitability.models.flat import FlatTable, assign_ids_to_splits
+from suitability.models.spec import ModelSpec
+from suitability.models.split import Split, split_flat, split_out_of_time
+from suitability.models.training_table import ID_COLUMN, TIME_COLUMN, TRUTH_PREFIX
+from suitability.specs import Specs
+
+Progress = Callable[[int, int], None]
+Mode = Literal["data", "features", "table"]
+FittedModel = OrdinalLGBM | BinaryLGBM
+BEST_POSSIBLE = "best_possible"
+
+
+@dataclass
+class TrainingResult:
+    """Everything a run produced, for tracking to log and the CLI to print."""
+
+    spec: ModelSpec
+    mode: Mode
+    model: FittedModel
+    table: pd.DataFrame  # the whole training table (ids, time, features, label, truth_*)
+    id_column: str
+    time_column: str | None
+    label_column: str
+    classes: list[str]
+    y: np.ndarray  # label codes for every row of `table`
+    split: Split
+    feature_info: pd.DataFrame  # name, source, unit, zh, en, categorical, monotone
+    metrics: dict[str, dict[str, float]]  # "validation" and "test" metrics of the model
+    baselines: dict[str, dict[str, float]]  # baseline name -> test metrics
+    best: dict[str, float] | None  # test metrics of the true probabilities (synthetic data)
+    ratios: dict[str, float] | None  # model / best, per test metric
+    test_predictions: dict[str, np.ndarray]  # model, baselines, best: probabilities on test
+    params: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> tuple[str, float]:
+        name = self.spec.primary_metric
+        return name, self.metrics["test"][name]
+
+    def rows(self, split: str) -> pd.DataFrame:
+        return self.table.iloc[self.split.rows(split)]
+
+
+def evaluate_predictions(
+    predictions: pd.DataFrame | np.ndarray, y: np.ndarray, task: str, classes: list[str]
+) -> dict[str, float]:
+    """Metrics of predicted probabilities (a model's `predict_frame` output or an array) against
+    label codes; ordinal predictions are scored at their median level."""
+    if task == "ordinal":
+        if isinstance(predictions, pd.DataFrame):
+            proba = predictions[[f"p_{c}" for c in classes]].to_numpy(np.float64)
+        else:
+            proba = np.asarray(predictions, dtype=np.float64)
+        return m.ordinal_metrics(y, proba, median_level(proba), classes)
+    p = (
+        predictions.iloc[:, 0].to_numpy(np.float64)
+        if isinstance(predictions, pd.DataFrame)
+        else np.asarray(predictions, dtype=np.float64)
+    )
+    return m.binary_metrics(y, p)
+
+
+def label_codes(values: pd.Series, classes: list[str], column: str) -> np.ndarray:
+    """Label codes into `classes`; a 0/1 (or boolean) column when the classes are `0`, `1`."""
+    if values.isna().any():
+        raise ValueError(f"label column {column!r} is missing in {int(values.isna().sum())} rows")
+    if classes == ["0", "1"] and (
+        pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values)
+    ):
+        numbers = values.astype("float64")
+        if not numbers.isin([0.0, 1.0]).all():
+            bad = sorted(set(numbers[~numbers.isin([0.0, 1.0])]))[:10]
+            raise ValueError(f"label column {column!r} has values other than 0 and 1: {bad}")
+        return numbers.to_numpy().astype(np.int64)
+    codes = pd.Categorical(values.astype(str), categories=classes).codes.astype(np.int64)
+    if (codes < 0).any():
+        bad = sorted(set(values[codes < 0].astype(str)))[:10]
+        raise ValueError(f"label column {column!r} has values outside {classes}: {bad}")
+    return codes
+
+
+def feature_info(spec: ModelSpec, specs: Specs) -> pd.DataFrame:
+    """The model's features with their catalogue descriptions (logged beside each run)."""
+    rows = []
+    by_name = specs.features_by_name
+    for name in spec.feature_names(specs):
+        f = by_name[name]
+        rows.append(
+            {
+                "name": name,
+                "source": f.source,
+                "unit": f.unit,
+                "zh": f.zh,
+                "en": f.en,
+                "categorical": f.is_categorical,
+                "monotone": spec.monotone.get(name, 0),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def train_on_features(
+    table: pd.DataFrame,
+    spec: ModelSpec,
+    specs: Specs,
+    *,
+    mode: Mode = "features",
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Train on a built-in training table (`customer_id`, `as_of`, catalogue features, the
+    spec's label, optional `truth_*`), split out of time and by customer."""
+    info = feature_info(spec, specs)
+    names = list(info["name"])
+    needed = [ID_COLUMN, TIME_COLUMN, spec.label, *names]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        shown = ", ".join(missing[:10]) + (" …" if len(missing) > 10 else "")
+        raise ValueError(
+            f"the feature table lacks {len(missing)} column(s) {spec.name} needs: {shown} "
+            f"(build it with `suitability features training-table {spec.name}`)"
+        )
+    table = table.reset_index(drop=True)
+    if table[spec.label].isna().any():
+        raise ValueError(
+            f"label column {spec.label!r} is missing in {int(table[spec.label].isna().sum())} rows"
+        )
+    classes = list(spec.classes) if spec.task == "ordinal" else ["0", "1"]
+    y = label_codes(table[spec.label], classes, spec.label)
+    split = split_out_of_time(table[ID_COLUMN], table[TIME_COLUMN], spec.split)
+    layout = FeatureLayout(
+        tuple(names),
+        {
+            n: tuple(str(c) for c in specs.categories_of(n))
+            for n in names
+            if specs.features_by_name[n].is_categorical
+        },
+    )
+    truth = _truth(table, spec, classes)
+    return _fit_and_evaluate(
+        table, y, classes, split, layout, info, spec, truth, mode, ID_COLUMN, TIME_COLUMN, progress
+    )
+
+
+def train_on_flat_table(
+    flat: FlatTable, spec: ModelSpec, *, id_column: str, progress: Progress | None = None
+) -> TrainingResult:
+    """Train on a user's prepared flat table: split by time or stratified at random, ids seen
+    in an earlier split dropped (with a warning) from later ones, no monotone constraints (the
+    directions of unknown columns are not certain)."""
+    warnings = list(flat.warnings)
+    assignment, info = split_flat(flat.target, flat.times, spec.flat_split)
+    assignment, crossed, dropped = assign_ids_to_splits(flat.ids, assignment)
+    if crossed:
+        warnings.append(
+            f"{crossed:,} id(s) appear in more than one split; dropped their {dropped:,} row(s) "
+            "from the later split(s), so no customer seen in training is scored in evaluation"
+        )
+    info.update(duplicate_ids_across_splits=crossed, dropped_rows=dropped)
+    split = Split(assignment, info)
+    for name in ("train", "validation", "test"):
+        rows = split.rows(name)
+        info[f"{name}_rows"] = len(rows)
+        if len(rows) == 0 or len(np.unique(flat.target[rows])) < 2:
+            raise ValueError(
+                f"the {name} split has {len(rows)} rows and too few classes to "
+                f"{'train' if name == 'train' else 'evaluate'}; the table needs more rows of each class"
+            )
+    names = list(flat.features.columns)
+    table = flat.features.copy()
+    time_column = None
+    table.insert(0, id_column, flat.ids.to_numpy())
+    if flat.times is not None:
+        time_column = str(flat.times.name or "time")
+        table.insert(1, time_column, flat.times.to_numpy())
+    label = spec.label
+    table[label] = np.asarray(flat.classes, dtype=object)[flat.target]
+    layout = layout_for(flat.features, names)
+    info_frame = pd.DataFrame(
+        {
+            "name": names,
+            "source": "table",
+            "unit": ["category" if n in layout.categories else "number" for n in names],
+            "zh": names,
+            "en": names,
+            "categorical": [n in layout.categories for n in names],
+            "monotone": 0,
+        }
+    )
+    flat_spec = spec.model_copy(update={"monotone": {}})
+    result = _fit_and_evaluate(
+        table,
+        flat.target,
+        list(flat.classes),
+        split,
+        layout,
+        info_frame,
+        flat_spec,
+        None,
+        "table",
+        id_column,
+        time_column,
+        progress,
+    )
+    result.warnings = warnings + result.warnings
+    result.params["flat.dropped_columns"] = len(flat.dropped)
+    return result
+
+
+def _truth(table: pd.DataFrame, spec: ModelSpec, classes: list[str]) -> np.ndarray | None:
+    """The generator's true probabilities, when the table carries them for every row."""
+    if spec.task == "ordinal":
+        columns = [f"{TRUTH_PREFIX}p_{c}" for c in classes]
+    else:
+        columns = [f"{TRUTH_PREFIX}p_{spec.name}"]
+    if not all(c in table.columns for c in columns) or table[columns].isna().any().any():
+        return None
+    values = table[columns].to_numpy(np.float64)
+    return values if spec.task == "ordinal" else values[:, 0]
+
+
+def _fit_and_evaluate(
+    table: pd.DataFrame,
+    y: np.ndarray,
+    classes: list[str],
+    split: Split,
+    layout: FeatureLayout,
+    info: pd.DataFrame,
+    spec: ModelSpec,
+    truth: np.ndarray | None,
+    mode: Mode,
+    id_column: str,
+    time_column: str | None,
+    progress: Progress | None,
+) -> TrainingResult:
+    seconds: dict[str, float] = {}
+    train, valid, test = (split.rows(s) for s in ("train", "validation", "test"))
+    x_train, x_valid, x_test = table.iloc[train], table.iloc[valid], table.iloc[test]
+    model: FittedModel
+    if spec.task == "ordinal":
+        model = OrdinalLGBM(
+            layout,
+            classes,
+            spec.params,
+            spec.monotone,
+            spec.max_rounds,
+            spec.early_stopping_rounds,
+            spec.split.seed,
+        )
+    else:
+        model = BinaryLGBM(
+            layout,
+            spec.params,
+            spec.monotone,
+            spec.max_rounds,
+            spec.early_stopping_rounds,
+            spec.calibration,
+            output=f"p_{spec.name}",
+            seed=spec.split.seed,
+        )
+    began = time.perf_counter()
+    model.fit(x_train, y[train], x_valid, y[valid], progress=progress)
+    seconds["fit"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    predictions = {"model": model.predict_proba(x_test)}
+    scores = {
+        "validation": evaluate_predictions(
+            model.predict_proba(x_valid), y[valid], spec.task, classes
+        ),
+        "test": evaluate_predictions(predictions["model"], y[test], spec.task, classes),
+    }
+    seconds["evaluate"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    baselines: dict[str, dict[str, float]] = {}
+    k = len(classes)
+    candidates: dict[str, Any] = {
+        "logistic_regression": LogisticBaseline(layout, k, spec.split.seed)
+    }
+    if spec.task == "ordinal" and "q_level" in table.columns and mode != "table":
+        candidates["questionnaire_band"] = QuestionnaireBandBaseline(k)
+    if spec.task == "binary" and "days_since_invest" in table.columns and mode != "table":
+        candidates["recency"] = RecencyBaseline()
+    for name, baseline in candidates.items():
+        baseline.fit(x_train, y[train])
+        p = baseline.predict_proba(x_test)
+        predictions[name] = p
+        if isinstance(baseline, QuestionnaireBandBaseline):
+            # The status quo commits to the band itself, not to its reviewers' median.
+            baselines[name] = m.ordinal_metrics(y[test], p, baseline.predict_level(x_test), classes)
+        else:
+            baselines[name] = evaluate_predictions(p, y[test], spec.task, classes)
+    seconds["baselines"] = time.perf_counter() - began
+
+    best = ratios = None
+    if truth is not None:
+        predictions[BEST_POSSIBLE] = truth[test]
+        best = evaluate_predictions(truth[test], y[test], spec.task, classes)
+        ratios = m.ratios(scores["test"], best)
+
+    params: dict[str, Any] = {
+        "task": spec.task,
+        "registered_name": spec.registered_name,
+        "primary_metric": spec.primary_metric,
+        "max_rounds": spec.max_rounds,
+        "early_stopping_rounds": spec.early_stopping_rounds,
+        "calibration": spec.calibration if spec.task == "binary" else "none",
+        "n_features": len(layout.names),
+        "best_iterations": ",".join(str(i) for i in model.best_iterations),
+        **{f"lgb.{key}": value for key, value in spec.params.items()},
+    }
+    return TrainingResult(
+        spec=spec,
+        mode=mode,
+        model=model,
+        table=table,
+        id_column=id_column,
+        time_column=time_column,
+        label_column=spec.label,
+        classes=classes,
+        y=y,
+        split=split,
+        feature_info=info,
+        metrics=scores,
+        baselines=baselines,
+        best=best,
+        ratios=ratios,
+        test_predictions=predictions,
+        params=params,
+        seconds=seconds,
+    )

@@ -1,0 +1,201 @@
+"""Training tables: point-in-time features joined with labels that come strictly after them.
+
+Risk level: one row per risk review, features as of just before `reviewed_at`.
+Churn: monthly snapshots t of investors active at t (invested in the `active_days` before t),
+labelled churned when they make no investment in (t, t + horizon_days].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+
+from suitability.data import io
+from suitability.features.builder import LabelQueries, build_features
+from suitability.models.spec import ChurnLabelSpec, ModelSpec
+from suitability.specs import C_LEVELS, Specs
+
+ID_COLUMN, TIME_COLUMN = "customer_id", "as_of"
+TRUTH_PREFIX = "truth_"
+_SECOND = pd.Timedelta(seconds=1)
+
+Progress = Callable[[int, int], None]
+
+
+class NoTrainingRows(ValueError):
+    """The data holds nothing to learn from (no reviews, no active investors)."""
+
+
+@dataclass(frozen=True)
+class TrainingTable:
+    frame: pd.DataFrame
+    label: str
+    snapshots: list[pd.Timestamp]
+    events: int
+
+
+def review_queries(reviews: pd.DataFrame) -> pd.DataFrame:
+    """One query per risk review, as of the last whole second strictly before `reviewed_at`
+    (the kernel counts facts at or before a whole-second as-of, so nothing known at the
+    review itself leaks into its features)."""
+    as_of = (reviews["reviewed_at"] - pd.Timedelta(microseconds=1)).dt.floor("s")
+    return pd.DataFrame(
+        {
+            ID_COLUMN: reviews["customer_id"].astype("str"),
+            TIME_COLUMN: as_of.astype("datetime64[us]"),
+            "reviewed_at": reviews["reviewed_at"].astype("datetime64[us]"),
+            "confirmed_level": reviews["confirmed_level"].astype("str"),
+        }
+    )
+
+
+def churn_snapshots(
+    first_event: pd.Timestamp, last_event: pd.Timestamp, labels: ChurnLabelSpec
+) -> list[pd.Timestamp]:
+    """Month starts t with a full activity window before t and a full label horizon after it
+    inside the data: first_event <= t - active_days and t + horizon_days <= last_event."""
+    lo = first_event + pd.Timedelta(days=labels.active_days)
+    hi = last_event - pd.Timedelta(days=labels.horizon_days)
+    if lo > hi:
+        return []
+    start = lo.to_period("M").to_timestamp()
+    if start < lo:
+        start = (lo + pd.offsets.MonthBegin(1)).normalize()
+    return [t for t in pd.date_range(start, hi, freq="MS")]
+
+
+def churn_labeller(labels: ChurnLabelSpec) -> LabelQueries:
+    """For the builder: keep the queries of investors active at `as_of` and label them
+    `churned` (1 = no investment in (as_of, as_of + horizon_days]) from the chunk's events."""
+    kinds = list(labels.invest_event_types)
+    active = pd.Timedelta(days=labels.active_days)
+    horizon = pd.Timedelta(days=labels.horizon_days)
+
+    def label(queries: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+        invest = events.loc[events["event_type"].isin(kinds), ["customer_id", "event_time"]]
+        before = count_in_windows(queries, invest, -active, pd.Timedelta(0))
+        after = count_in_windows(queries, invest, pd.Timedelta(0), horizon)
+        kept = queries.loc[before > 0].reset_index(drop=True)
+        kept["churned"] = (after[before > 0] == 0).astype(np.int8)
+        return kept
+
+    return label
+
+
+def count_in_windows(
+    queries: pd.DataFrame, facts: pd.DataFrame, lo: pd.Timedelta, hi: pd.Timedelta
+) -> np.ndarray:
+    """For each query (customer_id, as_of): how many of the customer's facts have event_time in
+    (as_of + lo, as_of + hi]. Fact times count to the whole second, rounded up, exactly as the
+    feature kernel counts them, so both agree on window edges."""
+    if len(queries) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ids = pd.Index(pd.unique(pd.concat([queries["customer_id"], facts["customer_id"]])))
+    q_code = ids.get_indexer(queries["customer_id"]).astype(np.int64)
+    f_code = ids.get_indexer(facts["customer_id"]).astype(np.int64)
+    f_sec = _ceil_seconds(facts["event_time"])
+    q_sec = queries["as_of"].to_numpy("datetime64[s]").astype(np.int64)
+    origin = min(q_sec.min() - 10**8, f_sec.min() if len(f_sec) else q_sec.min())
+    span = np.int64(1) << 32  # seconds: ~136 years either side of the origin
+    f_key = np.sort(f_code * span + (f_sec - origin))
+    q_base = q_code * span + (q_sec - origin)
+    upper = np.searchsorted(f_key, q_base + int(hi.total_seconds()), side="right")
+    lower = np.searchsorted(f_key, q_base + int(lo.total_seconds()), side="right")
+    return (upper - lower).astype(np.int64)
+
+
+def _ceil_seconds(times: pd.Series) -> np.ndarray:
+    us = times.to_numpy("datetime64[us]").astype(np.int64)
+    return -((-us) // 1_000_000)
+
+
+def event_time_range(data_dir: Path | str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last event time in the events table (only that column is read; the builder
+    validates every row afterwards)."""
+    source = io.locate_table(data_dir, "events")
+    lo = hi = None
+    for file in source.files:
+        for batch in io._read_batches(source, file, ["event_time"], io.BATCH_ROWS):
+            column = batch.column(0)
+            if source.format == "csv":
+                values = pd.to_datetime(
+                    pd.Series(column.to_pylist(), dtype="str"), errors="coerce", format="mixed"
+                )
+                b_lo, b_hi = values.min(), values.max()
+            else:
+                stats = pc.min_max(column).as_py()
+                b_lo, b_hi = pd.Timestamp(stats["min"]), pd.Timestamp(stats["max"])
+            if pd.notna(b_lo):
+                lo = b_lo if lo is None else min(lo, b_lo)
+                hi = b_hi if hi is None else max(hi, b_hi)
+    if lo is None or hi is None:
+        raise NoTrainingRows(f"{source.path}: no events, so no churn labels")
+    return pd.Timestamp(lo).tz_localize(None), pd.Timestamp(hi).tz_localize(None)
+
+
+def build_training_table(
+    spec: ModelSpec,
+    data_dir: Path | str,
+    specs: Specs,
+    scratch: Path | str,
+    *,
+    progress: Progress | None = None,
+) -> TrainingTable:
+    """Features and labels for `spec`'s model from the raw tables of `data_dir`; ground-truth
+    columns (`truth_*`) are joined when the folder has them (synthetic data). `scratch` is a
+    folder the caller owns (the features are staged there)."""
+    out = Path(scratch) / "features.parquet"
+    if spec.name == "risk-level":
+        reviews = io.load_table(data_dir, "risk_reviews", specs)
+        if len(reviews) == 0:
+            raise NoTrainingRows(f"{data_dir}: risk_reviews is empty, so no risk-level labels")
+        summary = build_features(
+            data_dir, [], out, specs, queries=review_queries(reviews), progress=progress
+        )
+        snapshots: list[pd.Timestamp] = []
+    else:
+        assert spec.labels is not None
+        first, last = event_time_range(data_dir)
+        snapshots = churn_snapshots(first, last, spec.labels)
+        if not snapshots:
+            raise NoTrainingRows(
+                f"{data_dir}: events span {first:%Y-%m-%d} … {last:%Y-%m-%d}; churn labels need "
+                f"{spec.labels.active_days} days of history and {spec.labels.horizon_days} days "
+                "of future around at least one month start"
+            )
+        summary = build_features(
+            data_dir,
+            snapshots,
+            out,
+            specs,
+            label_queries=churn_labeller(spec.labels),
+            progress=progress,
+        )
+    frame = pd.read_parquet(out)
+    if len(frame) == 0:
+        raise NoTrainingRows(f"{data_dir}: no {spec.name} training rows (no active investors?)")
+    truth = Path(data_dir) / "ground_truth"
+    if truth.is_dir():
+        frame = attach_truth(frame, pd.read_parquet(truth), spec)
+    return TrainingTable(frame, spec.label, snapshots, summary.events)
+
+
+def attach_truth(frame: pd.DataFrame, truth: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Join the generator's true probabilities: per customer for the level (a customer's true
+    tolerance does not move), per customer and snapshot for churn."""
+    if spec.name == "risk-level":
+        per_customer = truth.drop_duplicates("customer_id").set_index("customer_id")
+        columns = {f"p_{c.lower()}": f"{TRUTH_PREFIX}p_{c}" for c in C_LEVELS}
+        joined = per_customer[list(columns)].rename(columns=columns)
+        return frame.join(joined, on=ID_COLUMN)
+    keyed = truth[["customer_id", "snapshot", "p_churn"]].rename(
+        columns={"snapshot": TIME_COLUMN, "p_churn": f"{TRUTH_PREFIX}p_churn"}
+    )
+    keyed[TIME_COLUMN] = keyed[TIME_COLUMN].astype("datetime64[us]")
+    keyed["customer_id"] = keyed["customer_id"].astype("str")
+    return frame.merge(keyed, on=[ID_COLUMN, TIME_COLUMN], how="left", validate="m:1")

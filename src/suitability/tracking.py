@@ -1,0 +1,1036 @@
+"""Experiment tracking and the model registry: log a training run to MLflow, register its model,
+promote a challenger to champion on the same test data, and read back what is registered.
+
+The only module that imports mlflow. Nothing happens at import: `use_store` points this process
+at a store (a local SQLite file by default, `MLFLOW_TRACKING_URI` for a team server).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import cloudpickle
+import lightgbm
+import mlflow
+import mlflow.artifacts
+import mlflow.data
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import sklearn
+import yaml
+from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.entities import Param, ViewType
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+from mlflow.types.utils import _infer_schema
+
+from suitability import __version__
+from suitability.models import metrics as m
+from suitability.models import plots
+from suitability.models.estimators import median_level
+from suitability.models.train import (
+    BEST_POSSIBLE,
+    TrainingResult,
+    evaluate_predictions,
+    label_codes,
+)
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PROMOTIONS_EXPERIMENT",
+    "LoggedRun",
+    "Promotion",
+    "SuitabilityModel",
+    "alias_history",
+    "default_tracking_uri",
+    "evaluate_version",
+    "list_models",
+    "load_test_split",
+    "log_training",
+    "promote",
+    "resolve_model",
+    "use_store",
+]
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+#: The experiment whose runs record every promotion decision: the listable alias history.
+PROMOTIONS_EXPERIMENT = "suitability-promotions"
+REGISTERED_PREFIX = "suitability-"
+TEST_SPLIT_ARTIFACT = "evaluation/test.parquet"
+LABELS_ARTIFACT = "evaluation/labels.json"
+_MODEL_NAME = "model"
+_MAX_PARAM_LENGTH = 6000
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
+_STORE: dict[str, str | None] = {"uri": None, "artifacts": None}
+#: Rows a logged dataset's column types are inferred from.
+_SCHEMA_ROWS = 1000
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+def default_tracking_uri(root: Path | None = None) -> str:
+    """`MLFLOW_TRACKING_URI` when set, else a SQLite file `experiments/mlflow.db` in the project
+    (the file `mlflow ui --backend-store-uri <uri>` opens)."""
+    if uri := os.environ.get("MLFLOW_TRACKING_URI", "").strip():
+        return uri
+    if root is None:
+        from suitability.settings import get_settings
+
+        root = get_settings().project_dir
+    return f"sqlite:///{(Path(root).absolute() / 'experiments' / 'mlflow.db').as_posix()}"
+
+
+def use_store(uri: str | None = None, artifacts: Path | None = None) -> str:
+    """Point this process's MLflow tracking and registry at `uri` (default:
+    `default_tracking_uri()`) and quiet MLflow's own output. For a local SQLite store, new
+    experiments keep their artifacts in `artifacts` or beside the database in `mlartifacts/`.
+    A server that does not answer is a `ValueError`."""
+    uri = uri or default_tracking_uri()
+    scheme = urlparse(uri).scheme
+    # Our `--json` output is the last stdout line: no run links on stdout, no progress bars.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    # Client data stays in-house unless someone opts in (MLFLOW_DISABLE_TELEMETRY=false).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    _quiet_logging()
+    root: Path | None = None
+    if scheme == "sqlite":
+        database = _sqlite_path(uri)
+        if database is not None:
+            try:
+                database.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ValueError(
+                    f"cannot create the MLflow store folder {database.parent}: {error}"
+                ) from None
+            root = Path(artifacts) if artifacts is not None else database.parent / "mlartifacts"
+    elif scheme in ("http", "https"):
+        _check_reachable(uri)
+        root = Path(artifacts) if artifacts is not None else None
+    elif artifacts is not None:
+        root = Path(artifacts)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    _STORE["uri"] = uri
+    _STORE["artifacts"] = root.absolute().as_uri() if root is not None else None
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI, absolute (None for an in-memory database)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return Path(path).absolute()
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail in seconds, not after minutes of MLflow's retries, when a server does not answer."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered (perhaps asking for credentials): reachable
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ValueError(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}); start it, or set "
+            "MLFLOW_TRACKING_URI to a reachable server (unset it to use the local store)"
+        ) from None
+
+
+class _DropMessages(logging.Filter):
+    """Drops MLflow notices that say nothing to our users (the cloudpickle caution: the model
+    is our own class, loaded by our own code)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "serialized using CloudPickle" not in record.getMessage()
+
+
+def _quiet_logging() -> None:
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
+    if not any(isinstance(f, _DropMessages) for f in pyfunc_logger.filters):
+        pyfunc_logger.addFilter(_DropMessages())
+
+
+def _artifact_location(experiment: str) -> str | None:
+    """Where a new experiment keeps artifacts: a folder named after it under the root
+    `use_store` chose for the current store (beside the database for any SQLite store), else
+    the server's default."""
+    uri = mlflow.get_tracking_uri()
+    root = _STORE["artifacts"] if _STORE["uri"] == uri else None
+    if root is None and (database := _sqlite_path(uri)) is not None:
+        root = (database.parent / "mlartifacts").as_uri()
+    if root is None:
+        return None
+    return f"{root.rstrip('/')}/{_safe_folder(experiment)}"
+
+
+def _safe_folder(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "experiment"
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """A store that cannot be reached is a user's problem to fix, so a `ValueError`."""
+    try:
+        yield
+    except MlflowException as error:
+        text = str(error)
+        if "API request to" in text or "Max retries exceeded" in text:
+            raise ValueError(
+                f"cannot reach the MLflow tracking server at {mlflow.get_tracking_uri()}: "
+                f"{text.splitlines()[0][:300]}"
+            ) from None
+        raise
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=_artifact_location(name))
+    if experiment.lifecycle_stage == "deleted":
+        raise ValueError(
+            f"the MLflow experiment {name!r} is deleted; restore it "
+            f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) "
+            "or delete it for good (`mlflow gc`)"
+        )
+    return experiment.experiment_id
+
+
+# --- the model as MLflow stores it ---------------------------------------------------------------
+
+
+class SuitabilityModel(mlflow.pyfunc.PythonModel):
+    """A fitted `OrdinalLGBM` or `BinaryLGBM` as an MLflow pyfunc: feature DataFrame in, its
+    `predict_frame` out (`p_C1..p_C5, level, expected_level` or `p_<model>`)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    # The pandas hint tells MLflow not to infer a schema from hints; the logged signature rules.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        return self.model.predict_frame(model_input)
+
+
+def _model_signature(result: TrainingResult) -> tuple[ModelSignature, pd.DataFrame]:
+    """The input schema and example for the model's feature columns.
+
+    MLflow's schema enforcement refuses pandas `category` columns against `string` and int64
+    against `double`, though both are what the feature builder produces. So each column is
+    typed by its training dtype: int64 counts as `long`, floats as `double`, booleans as
+    `boolean`, and categorical (or any other) columns as `Any`; the model itself maps categories
+    (as categoricals or plain strings) onto its vocabulary.
+    """
+    layout = result.model.layout
+    head = result.rows("test").head(5)
+    example = layout.frame(head)
+    columns = []
+    for name in layout.names:
+        dtype = result.table[name].dtype
+        if name in layout.categories or not isinstance(dtype, np.dtype):
+            columns.append(ColSpec(AnyType(), name))
+        elif dtype.kind == "b":
+            columns.append(ColSpec(DataType.boolean, name))
+            example[name] = head[name].to_numpy(bool)
+        elif dtype.kind in "iu":
+            columns.append(ColSpec(DataType.long, name))
+            example[name] = head[name].to_numpy(np.int64)
+        elif dtype.kind == "f":
+            columns.append(ColSpec(DataType.double, name))
+        else:
+            columns.append(ColSpec(AnyType(), name))
+    example = example.reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the int-columns hint: typed on purpose
+        outputs = infer_signature(example, result.model.predict_frame(example)).outputs
+    return ModelSignature(inputs=Schema(columns), outputs=outputs), example
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned to what trained the model; `suitability` itself must be importable where it loads."""
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"lightgbm=={lightgbm.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+    ]
+
+
+# --- logging a training run -----------------------------------------------------------------------
+
+
+@dataclass
+class LoggedRun:
+    """Where a training run went: its run, experiment and (when registered) model version."""
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    model_uri: str
+    name: str
+    version: int | None
+    tracking_uri: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def log_training(
+    result: TrainingResult,
+    *,
+    source: dict[str, str],
+    experiment_config: Path | None = None,
+    register: bool = True,
+) -> LoggedRun:
+    """Log a training result as one MLflow run (params, metrics, tags, data lineage, plots, the
+    test split for later comparisons, the model) and register the model as the new challenger."""
+    spec = result.spec
+    client = MlflowClient()
+    with _store_errors():
+        experiment_id = _experiment_id(client, spec.experiment_name)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"{spec.name}-{result.mode}-{stamp}",
+            tags=_run_tags(result),
+        ) as run:
+            run_id = run.info.run_id
+            mlflow.log_params(_run_params(result, source))
+            mlflow.log_metrics(_run_metrics(result))
+            _log_files(result, experiment_config)
+            _log_datasets(result, source)
+            _log_plots(result)
+            _log_test_split(result)
+            signature, example = _model_signature(result)
+            with warnings.catch_warnings():
+                # MLflow's own use of APIs pandas deprecates: nothing our users can act on.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                info = mlflow.pyfunc.log_model(
+                    name=_MODEL_NAME,
+                    python_model=SuitabilityModel(result.model),
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=_pip_requirements(),
+                    metadata={"suitability_version": __version__, "task": spec.task},
+                )
+        name, version, model_uri = spec.registered_name, None, info.model_uri
+        if register:
+            version = _register(client, result, info, run_id)
+            model_uri = f"models:/{name}/{version}"
+    return LoggedRun(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        experiment_name=spec.experiment_name,
+        model_uri=model_uri,
+        name=name,
+        version=version,
+        tracking_uri=mlflow.get_tracking_uri(),
+    )
+
+
+def _run_tags(result: TrainingResult) -> dict[str, str]:
+    spec = result.spec
+    return {
+        "suitability.version": __version__,
+        "suitability.git_commit": _git_commit(),
+        "suitability.model": spec.name,
+        "suitability.task": spec.task,
+        "suitability.classes": ",".join(result.classes),
+        "suitability.label": result.label_column,
+        "suitability.primary_metric": spec.primary_metric,
+        "suitability.mode": result.mode,
+    }
+
+
+def _git_commit() -> str:
+    """The project checkout's commit, `-dirty` when it has uncommitted changes."""
+    from suitability.settings import get_settings
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args],
+            cwd=get_settings().project_dir,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain"))
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _safe_key(key: str) -> str:
+    return _UNSAFE_KEY.sub("_", key)
+
+
+def _run_params(result: TrainingResult, source: Mapping[str, str]) -> dict[str, str]:
+    params = {
+        **_flatten(result.params),
+        **_flatten(result.split.boundaries, "split."),
+        **{f"source.{key}": value for key, value in source.items()},
+        "mode": result.mode,
+    }
+    return {_safe_key(k): str(v)[:_MAX_PARAM_LENGTH] for k, v in params.items()}
+
+
+def _run_metrics(result: TrainingResult) -> dict[str, float]:
+    groups: list[tuple[str, Mapping[str, float] | None]] = [
+        ("test_", result.metrics.get("test")),
+        ("validation_", result.metrics.get("validation")),
+        *((f"baseline_{name}_test_", values) for name, values in result.baselines.items()),
+        (f"{BEST_POSSIBLE}_test_", result.best),
+        ("ratio_to_best_", result.ratios),
+    ]
+    out: dict[str, float] = {}
+    for prefix, values in groups:
+        for key, value in (values or {}).items():
+            number = float(value)
+            if math.isfinite(number):  # NaN (e.g. AUC of one class) is noise, not a value
+                out[_safe_key(f"{prefix}{key}")] = number
+    for key, seconds in result.seconds.items():
+        out[_safe_key(f"seconds_{key}")] = float(seconds)
+    return out
+
+
+def _log_files(result: TrainingResult, experiment_config: Path | None) -> None:
+    spec_yaml = yaml.safe_dump(
+        result.spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True
+    )
+    mlflow.log_text(spec_yaml, "spec.yaml")
+    if experiment_config is not None:
+        mlflow.log_artifact(str(experiment_config))
+    mlflow.log_dict(_jsonable(result.split.boundaries), "split.json")
+    mlflow.log_text(result.feature_info.to_csv(index=False), "features.csv")
+    if result.warnings:
+        mlflow.log_text("\n".join(result.warnings) + "\n", "warnings.txt")
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(
+        json.dumps(values, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    )
+
+
+def content_digest(frame: pd.DataFrame) -> str:
+    """sha256 of a table's column names and values (row order matters, the index does not):
+    a fingerprint of exactly what was trained or evaluated on, at hashing speed."""
+    return _digest(frame.columns, pd.util.hash_pandas_object(frame, index=False).to_numpy())
+
+
+def _digest(columns: pd.Index, row_hashes: np.ndarray) -> str:
+    digest = hashlib.sha256("\x1f".join(map(str, columns)).encode())
+    digest.update(np.ascontiguousarray(row_hashes).tobytes())
+    return digest.hexdigest()
+
+
+class _TableDataset(PandasDataset):
+    """A pandas dataset whose schema is inferred from its first rows: MLflow's inference visits
+    every value (minutes for a million rows) and the column types come out the same."""
+
+    @cached_property
+    def schema(self) -> Schema | None:
+        try:
+            return _infer_schema(self.df.head(_SCHEMA_ROWS))
+        except Exception:  # as MLflow's own: a dataset without a schema is still lineage
+            return None
+
+
+def _log_datasets(result: TrainingResult, source: Mapping[str, str]) -> None:
+    """The whole table and each split as MLflow datasets (lineage in the UI), with a sha256 of
+    every row as params `digest.<split>` (MLflow's own digest reads only the first 10,000)."""
+    row_hashes = pd.util.hash_pandas_object(result.table, index=False).to_numpy()
+    parts = {"full": ("full", np.arange(len(result.table)))}
+    for split, context in (("train", "training"), ("validation", "validation"), ("test", "test")):
+        parts[split] = (context, result.split.rows(split))
+    digests = {}
+    for split, (context, rows) in parts.items():
+        frame = result.table if split == "full" else result.table.iloc[rows]
+        digest = _digest(result.table.columns, row_hashes[rows])
+        digests[f"digest.{split}"] = digest
+        with warnings.catch_warnings():
+            # A local path resolves to the same source type twice, and integer columns get a
+            # hint about missing values; neither is news to our users.
+            warnings.simplefilter("ignore", UserWarning)
+            template = mlflow.data.from_pandas(
+                frame.head(1),
+                source=source.get("path"),
+                name=f"{result.spec.name}-{split}",
+                digest=digest[:32],
+            )
+            dataset = _TableDataset(
+                frame,
+                source=template.source,
+                targets=result.label_column,
+                name=template.name,
+                digest=digest[:32],  # the store keeps at most 36 characters
+            )
+            _ = dataset.schema
+        mlflow.log_input(dataset, context=context)
+    mlflow.log_params(digests)
+
+
+def _log_plots(result: TrainingResult) -> None:
+    test = result.split.rows("test")
+    y = result.y[test]
+    name = result.spec.name
+    if result.spec.task == "ordinal":
+        proba = np.asarray(result.test_predictions["model"], dtype=np.float64)
+        matrix = m.confusion(y, median_level(proba), len(result.classes))
+        figures = {
+            "plots/confusion_matrix.png": plots.confusion_matrix_figure(
+                matrix, result.classes, f"{name}: test confusion matrix (median level)"
+            ),
+            "plots/calibration.png": plots.ordinal_calibration_figure(
+                y, proba, result.classes, f"{name}: calibration per level (test)"
+            ),
+        }
+    else:
+        curves = {
+            label: (y, np.asarray(p, dtype=np.float64))
+            for label, p in result.test_predictions.items()
+        }
+        figures = {
+            "plots/roc_pr.png": plots.roc_pr_figure(curves, f"{name}: test"),
+            "plots/calibration.png": plots.calibration_figure(
+                curves, f"{name}: calibration (test)"
+            ),
+        }
+    for path, figure in figures.items():
+        mlflow.log_figure(figure, path)
+
+
+def _log_test_split(result: TrainingResult) -> None:
+    """The test rows (id, time, label, features) and how to read them, so `promote` and
+    `evaluate` score any later version on exactly the data this one was judged on."""
+    columns = [result.id_column]
+    if result.time_column:
+        columns.append(result.time_column)
+    columns += [result.label_column, *result.model.feature_names]
+    columns = list(dict.fromkeys(columns))
+    labels = {
+        "task": result.spec.task,
+        "classes": list(result.classes),
+        "label": result.label_column,
+        "id_column": result.id_column,
+        "time_column": result.time_column,
+        "primary_metric": result.spec.primary_metric,
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "test.parquet"
+        result.rows("test")[columns].reset_index(drop=True).to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), "evaluation")
+    mlflow.log_dict(labels, LABELS_ARTIFACT)
+
+
+def _register(client: MlflowClient, result: TrainingResult, info: Any, run_id: str) -> int:
+    """A new version of the spec's registered model, aliased `challenger`."""
+    spec = result.spec
+    name = spec.registered_name
+    try:
+        client.get_registered_model(name)
+        client.update_registered_model(name, description=spec.description)
+    except MlflowException as error:
+        if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        client.create_registered_model(name, description=spec.description)
+    metric, value = result.primary
+    version = client.create_model_version(
+        name,
+        source=info.model_uri,
+        run_id=run_id,
+        model_id=info.model_id,
+        tags={
+            "run_id": run_id,
+            "primary_metric": metric,
+            "primary_value": repr(float(value)),
+            "mode": result.mode,
+            "suitability.version": __version__,
+        },
+    )
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return int(version.version)
+
+
+# --- reading back ----------------------------------------------------------------------------------
+
+
+def _registered_name(name: str) -> str:
+    """`churn` and `risk-level` stand for `suitability-churn` and `suitability-risk-level`."""
+    name = name.strip()
+    if not name:
+        raise ValueError("give a model name, e.g. suitability-churn or churn")
+    return name if name.startswith(REGISTERED_PREFIX) else f"{REGISTERED_PREFIX}{name}"
+
+
+def _registered_model(client: MlflowClient, name: str) -> Any:
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+    known = [r.name for r in client.search_registered_models(f"name LIKE '{REGISTERED_PREFIX}%'")]
+    listed = ", ".join(sorted(known)) if known else "none yet; train one first"
+    raise ValueError(f"no registered model {name!r} (registered: {listed})")
+
+
+def _aliases(model: Any) -> dict[str, int]:
+    return {alias: int(version) for alias, version in (model.aliases or {}).items()}
+
+
+def _version(client: MlflowClient, name: str, version: int) -> ModelVersion:
+    return client.get_model_version(name, str(version))
+
+
+def load_test_split(run_id: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The test rows a training run logged (`evaluation/test.parquet`) and how to read them
+    (`evaluation/labels.json`: task, classes, label, id and time columns, primary metric)."""
+    with _store_errors(), tempfile.TemporaryDirectory() as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="evaluation", dst_path=folder
+            )
+            frame = pd.read_parquet(Path(local) / "test.parquet")
+            labels = json.loads((Path(local) / "labels.json").read_text(encoding="utf-8"))
+        except (MlflowException, OSError) as error:
+            raise ValueError(
+                f"run {run_id} has no readable {TEST_SPLIT_ARTIFACT} and {LABELS_ARTIFACT} "
+                f"(was it logged by `suitability train`?): {str(error).splitlines()[0][:200]}"
+            ) from None
+    return frame, labels
+
+
+def _schema_names(loaded: Any) -> list[str]:
+    schema = loaded.metadata.get_input_schema()
+    return list(schema.input_names()) if schema is not None else []
+
+
+def _conform(frame: pd.DataFrame, loaded: Any) -> pd.DataFrame:
+    """The model's columns of `frame`, with whole numbers cast where the signature wants the
+    other numeric type (a CSV's integer column for a `double` feature, and back), which MLflow's
+    enforcement refuses although nothing is lost."""
+    schema = loaded.metadata.get_input_schema()
+    if schema is None:
+        return frame
+    out = frame[list(schema.input_names())].copy()
+    for spec in schema.inputs:
+        column = out[spec.name]
+        if spec.type == DataType.double and column.dtype.kind in "iub":
+            out[spec.name] = column.astype("float64")
+        elif spec.type == DataType.long and column.dtype.kind == "f":
+            values = column.to_numpy()
+            if np.isfinite(values).all() and (values == np.round(values)).all():
+                out[spec.name] = column.astype("int64")
+    return out
+
+
+def _score(
+    loaded: Any, frame: pd.DataFrame, labels: Mapping[str, Any], who: str
+) -> dict[str, float]:
+    """Metrics of a loaded pyfunc on `frame` (which holds the label column)."""
+    label = labels["label"]
+    if label not in frame.columns:
+        raise ValueError(f"the table has no label column {label!r} to evaluate {who} against")
+    missing = [c for c in _schema_names(loaded) if c not in frame.columns]
+    if missing:
+        shown = ", ".join(missing[:10]) + (
+            f" … ({len(missing)} in all)" if len(missing) > 10 else ""
+        )
+        raise ValueError(f"{who} needs feature columns the table lacks: {shown}")
+    y = label_codes(frame[label], list(labels["classes"]), label)
+    try:
+        # Only the model's columns: MLflow warns about every extra one (ids, label).
+        predictions = loaded.predict(_conform(frame, loaded))
+    except MlflowException as error:
+        detail = str(error).rsplit("Error: ", 1)[-1].splitlines()[0][:300]
+        raise ValueError(f"{who} cannot score the table: {detail}") from None
+    return evaluate_predictions(predictions, y, labels["task"], list(labels["classes"]))
+
+
+def _load(name: str, version: int) -> Any:
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+
+
+# --- promotion -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Promotion:
+    """One `promote` decision: which versions were compared, on what, and what happened."""
+
+    name: str
+    challenger_version: int
+    champion_version: int | None  # before the decision
+    promoted: bool
+    forced: bool
+    metric: str
+    challenger_value: float | None
+    champion_value: float | None
+    reason: str
+    by: str
+    at: str  # ISO 8601, UTC
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _better(challenger: float | None, champion: float | None, higher: bool) -> bool:
+    """Strictly better; a missing or NaN champion value loses to any real challenger value."""
+    if challenger is None or math.isnan(challenger):
+        return False
+    if champion is None or math.isnan(champion):
+        return True
+    return challenger > champion if higher else challenger < champion
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def promote(
+    name: str, *, force: bool = False, reason: str | None = None, by: str | None = None
+) -> Promotion:
+    """Make the `challenger` version the `champion` if it scores strictly better on the
+    primary metric on the challenger's own test split (both versions score the same rows), or
+    unconditionally with `force` (which needs a `reason`). Every decision, promoted or not, is
+    recorded as a run in the `suitability-promotions` experiment; a promotion also tags the
+    version and moves the `challenger` alias off it."""
+    reason = (reason or "").strip() or None
+    if force and reason is None:
+        raise ValueError("a forced promotion needs a reason (--reason '...'), for the audit trail")
+    by = by or _current_user()
+    name = _registered_name(name)
+    client = MlflowClient()
+    with _store_errors():
+        aliases = _aliases(_registered_model(client, name))
+        if CHALLENGER not in aliases:
+            raise ValueError(f"{name} has no challenger; train one first")
+        challenger = aliases[CHALLENGER]
+        champion = aliases.get(CHAMPION)
+        if champion == challenger:
+            raise ValueError(f"{name} version {challenger} is already the champion")
+        run_id = _version(client, name, challenger).run_id
+        frame, labels = load_test_split(run_id)
+        metric = labels["primary_metric"]
+        higher = m.greater_is_better(metric)
+        challenger_value = _score(
+            _load(name, challenger), frame, labels, f"challenger version {challenger}"
+        )[metric]
+        champion_value = None
+        if champion is not None:
+            try:
+                champion_value = _score(
+                    _load(name, champion), frame, labels, f"champion version {champion}"
+                )[metric]
+            except ValueError as error:
+                if not force:
+                    raise ValueError(
+                        f"{error}; it cannot be compared on the challenger's test split. "
+                        "Promote anyway with --force --reason '...'"
+                    ) from None
+        better = _better(challenger_value, champion_value, higher)
+        promoted = better or force
+        if reason is None:
+            reason = _automatic_reason(metric, challenger_value, champion_value, champion, higher)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        decision = Promotion(
+            name=name,
+            challenger_version=challenger,
+            champion_version=champion,
+            promoted=promoted,
+            forced=force,
+            metric=metric,
+            challenger_value=_finite(challenger_value),
+            champion_value=_finite(champion_value),
+            reason=reason,
+            by=by,
+            at=at,
+        )
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, str(challenger))
+            client.delete_registered_model_alias(name, CHALLENGER)
+            tags = {
+                "promoted_at": at,
+                "promoted_by": by,
+                "promotion_reason": reason,
+                "replaced_version": str(champion) if champion is not None else "none",
+            }
+            for key, value in tags.items():
+                client.set_model_version_tag(name, str(challenger), key, value)
+            if champion is not None:
+                client.set_model_version_tag(name, str(champion), "replaced_by", str(challenger))
+        _record(client, decision)
+    return decision
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _automatic_reason(
+    metric: str,
+    challenger: float | None,
+    champion: float | None,
+    champion_version: int | None,
+    higher: bool,
+) -> str:
+    if champion_version is None:
+        return "no champion yet"
+    if champion is None:
+        return "the champion could not be scored on the challenger's test split"
+    relation = ">" if challenger is not None and challenger > champion else "<="
+    if not higher:
+        relation = "<" if challenger is not None and challenger < champion else ">="
+    return (
+        f"challenger {metric} {challenger:.6g} {relation} champion {champion:.6g} "
+        f"({'higher' if higher else 'lower'} is better) on the challenger's test split"
+    )
+
+
+def _record(client: MlflowClient, decision: Promotion) -> None:
+    """One run per decision in the promotions experiment: the durable alias history."""
+    experiment_id = _experiment_id(client, PROMOTIONS_EXPERIMENT)
+    outcome = "promoted" if decision.promoted else "kept"
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{decision.name}-v{decision.challenger_version}-{outcome}",
+        tags={"suitability.model": decision.name, "suitability.version": __version__},
+    )
+    params = {
+        "model": decision.name,
+        "from_version": "none" if decision.champion_version is None else decision.champion_version,
+        "to_version": decision.challenger_version,
+        "promoted": decision.promoted,
+        "forced": decision.forced,
+        "metric": decision.metric,
+        "challenger_value": "none"
+        if decision.challenger_value is None
+        else repr(decision.challenger_value),
+        "champion_value": "none"
+        if decision.champion_value is None
+        else repr(decision.champion_value),
+        "reason": decision.reason[:_MAX_PARAM_LENGTH],
+        "by": decision.by,
+        "at": decision.at,
+    }
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    client.set_terminated(run.info.run_id)
+
+
+def alias_history(name: str) -> list[dict[str, Any]]:
+    """Every `promote` decision about a model, newest first (from `suitability-promotions`)."""
+    name = _registered_name(name)
+    client = MlflowClient()
+    with _store_errors():
+        experiment = client.get_experiment_by_name(PROMOTIONS_EXPERIMENT)
+        if experiment is None:
+            _registered_model(client, name)  # unknown model: say so rather than "no history"
+            return []
+        runs = []
+        page_token = None
+        while True:
+            page = client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"params.model = '{name}'",
+                run_view_type=ViewType.ACTIVE_ONLY,
+                order_by=["attributes.start_time DESC"],
+                page_token=page_token,
+            )
+            runs.extend(page)
+            page_token = page.token
+            if not page_token:
+                break
+        if not runs:
+            _registered_model(client, name)
+    history = [_history_entry(run.data.params) for run in runs]
+    return sorted(history, key=lambda entry: entry["at"], reverse=True)
+
+
+def _history_entry(params: Mapping[str, str]) -> dict[str, Any]:
+    def number(key: str) -> float | None:
+        text = params.get(key, "none")
+        return None if text == "none" else float(text)
+
+    def version(key: str) -> int | None:
+        text = params.get(key, "none")
+        return None if text == "none" else int(text)
+
+    return {
+        "at": params.get("at", ""),
+        "model": params.get("model", ""),
+        "from_version": version("from_version"),
+        "to_version": version("to_version"),
+        "promoted": params.get("promoted") == "True",
+        "forced": params.get("forced") == "True",
+        "metric": params.get("metric", ""),
+        "challenger_value": number("challenger_value"),
+        "champion_value": number("champion_value"),
+        "reason": params.get("reason", ""),
+        "by": params.get("by", ""),
+    }
+
+
+# --- listing, resolving, evaluating ---------------------------------------------------------------
+
+
+def _iso(milliseconds: int | None) -> str | None:
+    if milliseconds is None:
+        return None
+    return datetime.fromtimestamp(milliseconds / 1000, UTC).isoformat(timespec="seconds")
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every version of every `suitability-*` registered model: name ascending, newest version
+    first, with its aliases, run and primary metric."""
+    client = MlflowClient()
+    rows = []
+    with _store_errors():
+        models = client.search_registered_models(f"name LIKE '{REGISTERED_PREFIX}%'")
+        for model in sorted(models, key=lambda r: r.name):
+            by_version: dict[int, list[str]] = {}
+            for alias, version in _aliases(model).items():
+                by_version.setdefault(version, []).append(alias)
+            versions = client.search_model_versions(f"name = '{model.name}'")
+            for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+                tags = version.tags or {}
+                rows.append(
+                    {
+                        "name": model.name,
+                        "version": int(version.version),
+                        "aliases": sorted(by_version.get(int(version.version), [])),
+                        "run_id": version.run_id,
+                        "created": _iso(version.creation_timestamp),
+                        "primary_metric": tags.get("primary_metric"),
+                        "primary_value": _number(tags.get("primary_value")),
+                        "mode": tags.get("mode"),
+                    }
+                )
+    return rows
+
+
+def resolve_model(ref: str) -> tuple[str, str]:
+    """`NAME` (its champion), `NAME@alias` or `NAME@version` as (registered name, models:/ URI);
+    `NAME` may be short (`churn`). Anything that does not exist is a `ValueError` that lists
+    what does."""
+    name, _, selector = ref.strip().partition("@")
+    name = _registered_name(name)
+    selector = selector.strip() or CHAMPION
+    client = MlflowClient()
+    with _store_errors():
+        try:
+            model = _registered_model(client, name)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; refer to a model as NAME (its champion), NAME@alias or NAME@version"
+            ) from None
+        aliases = _aliases(model)
+        if selector.isdigit():
+            versions = sorted(
+                int(v.version) for v in client.search_model_versions(f"name = '{name}'")
+            )
+            if int(selector) not in versions:
+                listed = ", ".join(map(str, versions)) or "none"
+                raise ValueError(f"{name} has no version {selector} (versions: {listed})")
+            return name, f"models:/{name}/{int(selector)}"
+        if selector not in aliases:
+            listed = ", ".join(f"{a} → {v}" for a, v in sorted(aliases.items())) or "none"
+            hint = " (promote a challenger first)" if selector == CHAMPION else ""
+            raise ValueError(f"{name} has no {selector!r} alias{hint}; aliases: {listed}")
+        return name, f"models:/{name}@{selector}"
+
+
+def _version_of(client: MlflowClient, uri: str) -> ModelVersion:
+    name, _, rest = uri.removeprefix("models:/").partition("/")
+    if "@" in name:
+        name, alias = name.split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    return client.get_model_version(name, rest)
+
+
+def evaluate_version(ref: str, frame: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Metrics of a registered version (see `resolve_model`) on `frame`, a table with the
+    label column and the model's features, or by default on the version's own logged test
+    split."""
+    name, uri = resolve_model(ref)
+    client = MlflowClient()
+    with _store_errors():
+        version = _version_of(client, uri)
+        test, labels = load_test_split(version.run_id)
+        data = "logged test split" if frame is None else "given table"
+        table = test if frame is None else frame
+        who = f"{name} version {version.version}"
+        metrics = _score(mlflow.pyfunc.load_model(uri), table, labels, who)
+    metric = labels["primary_metric"]
+    return {
+        "name": name,
+        "version": int(version.version),
+        "uri": uri,
+        "run_id": version.run_id,
+        "data": data,
+        "rows": len(table),
+        "primary_metric": metric,
+        "primary_value": _finite(metrics.get(metric)),
+        "metrics": {key: _finite(float(value)) for key, value in metrics.items()},
+    }

@@ -1,0 +1,159 @@
+"""The model commands end to end: train (three data sources), evaluate, promote, models list
+and history, the demo; user mistakes give a message and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from suitability.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _ok(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def _fails(args: list[str], code: int, *needles: str) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+    return result.output
+
+
+def _last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _telco_like(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """A churn table as users bring them: text-typed numbers with blanks and thousands
+    separators, Yes/No target, a free-text column, and ids that repeat."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, n)
+    monthly = rng.uniform(20, 120, n).round(2)
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], n)
+    logit = -0.04 * tenure + 0.02 * monthly + np.where(contract == "Month-to-month", 1.0, -1.0) - 1
+    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
+    total = [f"{t * m:,.2f}" for t, m in zip(tenure, monthly, strict=True)]
+    for i in range(0, n, 97):
+        total[i] = " "
+    ids = [f"{i:04d}-ABCDE" for i in range(n)]
+    for i in range(0, 60):  # 60 ids appear twice
+        ids[n - 1 - i] = ids[i]
+    return pd.DataFrame(
+        {
+            "customerID": ids,
+            "tenure": tenure.astype(str),
+            "MonthlyCharges": monthly,
+            "TotalCharges": total,
+            "Contract": contract,
+            "Comment": [f"called on day {i}" for i in range(n)],
+            "Churn": np.where(churn, "Yes", "No"),
+        }
+    )
+
+
+def test_flat_table_train_promote_list_history_evaluate_round_trip(store, tmp_path):
+    path = tmp_path / "telco.csv"
+    _telco_like().to_csv(path, index=False)
+    args = ["train", "churn", "--table", str(path), "--target", "Churn", "--id", "customerID"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    run = _last_json(result.stdout)
+    assert run["name"] == "suitability-churn" and run["version"] == 1
+    assert run["model_uri"] == "models:/suitability-churn/1"
+    assert 0.6 < run["metrics"]["roc_auc"] <= 1
+    assert "appear in more than one split" in result.output  # duplicates dropped, with a warning
+    assert "TotalCharges" not in result.stderr or "not numbers" not in result.stderr
+
+    promoted = _last_json(_ok(["promote", "churn", "--json"]))
+    assert promoted["promoted"] and promoted["challenger_version"] == 1
+    _fails(["promote", "churn"], 2, "challenger")  # nothing new to promote
+
+    listed = json.loads(_ok(["models", "list", "--json"]))
+    assert any(r["version"] == 1 and "champion" in r["aliases"] for r in listed)
+    history = json.loads(_ok(["models", "history", "churn", "--json"]))
+    assert history[0]["to_version"] == 1 and history[0]["promoted"]
+
+    report = _last_json(_ok(["evaluate", "suitability-churn@champion", "--json"]))
+    assert report["metrics"]["roc_auc"] == pytest.approx(run["metrics"]["roc_auc"])
+
+    # The registered champion loads with stock MLflow and predicts from a feature frame.
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    model = mlflow.pyfunc.load_model("models:/suitability-churn@champion")
+    frame = pd.DataFrame(
+        {
+            "tenure": [1.0, 70.0],
+            "MonthlyCharges": [110.0, 25.0],
+            "TotalCharges": [110.0, 1750.0],
+            "Contract": ["Month-to-month", "Two year"],
+        }
+    )
+    p = model.predict(frame)["p_churn"].to_numpy()
+    assert p[0] > p[1]
+
+    # A forced promotion needs a reason, and is recorded with it.
+    _ok([*args])
+    _fails(["promote", "churn", "--force"], 2, "--reason")
+    _ok(["promote", "churn", "--force", "--reason", "audit asked for it", "--by", "alice"])
+    history = json.loads(_ok(["models", "history", "churn", "--json"]))
+    assert history[0]["by"] == "alice" and history[0]["reason"] == "audit asked for it"
+
+
+def test_train_refuses_bad_arguments_with_a_message(store, tmp_path):
+    _fails(["train", "churn"], 2, "exactly one data source")
+    _fails(["train", "churn", "--table", str(tmp_path / "x.csv")], 2, "--target")
+    _fails(["train", "churn", "--data", str(tmp_path / "nope")], 2, "no such folder")
+    _fails(["train", "churn", "--features", str(tmp_path / "nope.parquet")], 2, "no such file")
+    path = tmp_path / "t.csv"
+    _telco_like(200).to_csv(path, index=False)
+    _fails(
+        ["train", "churn", "--table", str(path), "--target", "Churned", "--id", "customerID"],
+        2,
+        "Churned",
+    )
+    _fails(["evaluate", "suitability-nothing@champion"], 2, "suitability-nothing")
+    _fails(["train", "sideways", "--data", str(tmp_path)], 2)
+
+
+def test_demo_trains_registers_and_promotes_both_models(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "demo"
+    output = _ok(["demo", "--out", str(out), "--customers", "2500"])
+    assert (out / "mlflow.db").is_file()
+    assert (out / "churn_training.parquet").is_file()
+    assert "mlflow ui --backend-store-uri sqlite:///" in output
+    assert output.count("is now @champion") == 2
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    listed = json.loads(_ok(["models", "list", "--json"]))
+    assert {r["name"] for r in listed if "champion" in r["aliases"]} == {
+        "suitability-risk-level",
+        "suitability-churn",
+    }
+    # Retrain from the table the demo kept: a new challenger version.
+    run = _last_json(
+        _ok(["train", "churn", "--features", str(out / "churn_training.parquet"), "--json"])
+    )
+    assert run["version"] == 2
+    _fails(["demo", "--out", str(out), "--customers", "2500"], 2, "already holds data")
