@@ -156,7 +156,7 @@ def test_a_new_tag_or_window_is_a_yaml_change(tmp_path):
     behaviour = copy / "behaviour.yaml"
     behaviour.write_text(
         behaviour.read_text(encoding="utf-8").replace(
-            "windows: [7, 30, 90, 365]", "windows: [7, 30, 90, 180, 365]"
+            "windows: [7, 30, 90, 365, 1095]", "windows: [7, 30, 90, 180, 365, 1095]"
         ),
         encoding="utf-8",
     )
