@@ -28,6 +28,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+# MLflow starts its usage-telemetry client when it is imported; the platform's machines send
+# nothing out unless an operator opts in (MLFLOW_DISABLE_TELEMETRY=false), so this one
+# environment default has to be set before the import rather than in `use_store`.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 import cloudpickle
 import lightgbm
 import mlflow
