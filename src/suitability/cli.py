@@ -34,7 +34,8 @@ data_app = typer.Typer(
     help="Raw tables: generate synthetic data, validate a data folder.", no_args_is_help=True
 )
 features_app = typer.Typer(
-    help="Point-in-time features: build tables, list the catalogue.", no_args_is_help=True
+    help="Point-in-time features: build feature and training tables, list the catalogue.",
+    no_args_is_help=True,
 )
 models_app = typer.Typer(
     help="The model registry: list versions and aliases, show the promotion history.",
@@ -48,6 +49,16 @@ app.add_typer(models_app, name="models")
 class ModelName(StrEnum):
     risk_level = "risk-level"
     churn = "churn"
+
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object as the last line of output.")
+]
+JsonTable = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ExperimentOption = Annotated[
+    Path | None,
+    typer.Option("--experiment", help="Experiment config (YAML) changing the model spec."),
+]
 
 
 console = Console()
@@ -266,13 +277,12 @@ def features_training_table(
         Path, typer.Option("--data", help="Folder with the raw tables (parquet or CSV).")
     ],
     out: Annotated[Path, typer.Option("--out", help="Table to write (.parquet or .csv).")],
-    experiment: Annotated[
-        Path | None,
-        typer.Option("--experiment", help="Experiment config (YAML) changing the model spec."),
-    ] = None,
+    experiment: ExperimentOption = None,
 ) -> None:
-    """Write a model's training table: point-in-time features plus labels (risk reviews, or
-    churn labels of active investors at monthly snapshots); train on it with --features."""
+    """Write a model's training table: point-in-time features plus labels.
+
+    Risk level: one row per risk review; churn: active investors at monthly snapshots. Train
+    on it with `suitability train MODEL --features FILE`."""
     from suitability.models.sources import write_table
     from suitability.models.spec import load_model_spec
     from suitability.models.training_table import build_training_table
@@ -376,18 +386,12 @@ def train(
             "--time", help="Flat-table mode: split by this time column instead of at random."
         ),
     ] = None,
-    experiment: Annotated[
-        Path | None,
-        typer.Option("--experiment", help="Experiment config (YAML) changing the model spec."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object as the last line of output.")
-    ] = False,
+    experiment: ExperimentOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Train, evaluate against baselines, log to MLflow and register as @challenger."""
     from suitability import tracking
     from suitability.models import sources
-    from suitability.models.flat import FlatTableError
     from suitability.models.spec import load_model_spec
     from suitability.specs import load_specs
 
@@ -426,17 +430,14 @@ def train(
                 source = {"mode": "features", "path": str(features.resolve())}
             else:
                 assert table is not None and target is not None and id_column is not None
-                try:
-                    result = sources.train_from_flat_table(
-                        spec,
-                        table,
-                        target=target,
-                        id_column=id_column,
-                        time_column=time_column,
-                        fit_progress=fit,
-                    )
-                except FlatTableError:
-                    raise
+                result = sources.train_from_flat_table(
+                    spec,
+                    table,
+                    target=target,
+                    id_column=id_column,
+                    time_column=time_column,
+                    fit_progress=fit,
+                )
                 source = {
                     "mode": "table",
                     "path": str(table.resolve()),
@@ -480,9 +481,7 @@ def evaluate(
             help="Training table to evaluate on (default: the version's own test split).",
         ),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object as the last line of output.")
-    ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Score a registered model version on its logged test split or on a training table."""
     from suitability import tracking
@@ -514,12 +513,12 @@ def promote(
     by: Annotated[
         str | None, typer.Option("--by", help="Who promotes (default: the OS user); recorded.")
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object as the last line of output.")
-    ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Compare @challenger with @champion on the challenger's test split and move @champion
-    only if the challenger is better on the spec's primary metric (or --force --reason)."""
+    """Move @champion to @challenger if it is better on the primary metric.
+
+    Both are scored on the challenger's logged test split; --force --reason overrides, and
+    every decision is recorded (see `suitability models history`)."""
     from suitability import tracking
 
     with _user_errors():
@@ -553,7 +552,7 @@ def _print_promotion(outcome: Promotion) -> None:
 
 @models_app.command("list")
 def models_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonTable = False,
 ) -> None:
     """Every registered suitability model version with its aliases and primary metric."""
     from suitability import tracking
@@ -583,7 +582,7 @@ def models_list(
 @models_app.command("history")
 def models_history(
     model: Annotated[str, typer.Argument(help="risk-level, churn or a registered model name.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonTable = False,
 ) -> None:
     """Every promotion decision for a model, newest first: who, when, why, with the metrics."""
     from suitability import tracking
@@ -642,8 +641,9 @@ def demo(
     ] = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
 ) -> None:
-    """The main job on the embedded default: synthesise data, build both training tables,
-    train both models, log and register them in a local MLflow store, promote them."""
+    """Run the main job: synthesise, build features, train, register and promote both models.
+
+    Everything (data, training tables, the MLflow store) stays under --out."""
     from suitability import tracking
     from suitability.data.synth import generate
     from suitability.models.sources import write_table
