@@ -250,6 +250,7 @@ def test_training_run_logs_params_metrics_tags_and_files(
         "plots/calibration.png",
         "evaluation/test.parquet",
         "evaluation/labels.json",
+        "evaluation/calibration_curves.json",
     } <= files
     folder = Path(mlflow.artifacts.download_artifacts(run_id=first.run_id, artifact_path=""))
     assert "abc" in (folder / "warnings.txt").read_text()
@@ -507,6 +508,9 @@ def test_ordinal_model_logs_its_plots_and_round_trips(
     client = MlflowClient()
     files = _artifact_files(client, logged.run_id)
     assert {"plots/confusion_matrix.png", "plots/calibration.png", "quick.yaml"} <= files
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=logged.run_id, artifact_path=""))
+    matrix = json.loads((folder / "evaluation" / "confusion_matrix.json").read_text())
+    assert sum(map(sum, matrix["rows_true_columns_predicted"])) == len(result.rows("test"))
     metrics = client.get_run(logged.run_id).data.metrics
     assert metrics["test_qwk"] == pytest.approx(result.metrics["test"]["qwk"])
     assert "test_recall_C1" in metrics

@@ -542,11 +542,23 @@ def _log_plots(result: TrainingResult) -> None:
                 y, proba, result.classes, f"{name}: calibration per level (test)"
             ),
         }
+        # The numbers behind the picture, for reports and for anyone re-checking them.
+        mlflow.log_dict(
+            {"labels": list(result.classes), "rows_true_columns_predicted": matrix.tolist()},
+            "evaluation/confusion_matrix.json",
+        )
     else:
         curves = {
             label: (y, np.asarray(p, dtype=np.float64))
             for label, p in result.test_predictions.items()
         }
+        mlflow.log_dict(
+            {
+                label: m.calibration_table(y_true, p).to_dict(orient="list")
+                for label, (y_true, p) in curves.items()
+            },
+            "evaluation/calibration_curves.json",
+        )
         figures = {
             "plots/roc_pr.png": plots.roc_pr_figure(curves, f"{name}: test"),
             "plots/calibration.png": plots.calibration_figure(
