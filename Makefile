@@ -24,8 +24,9 @@ test: install ## Set up and run lint and the whole test suite (slow tests includ
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest
 
-bench: install ## Run the benchmarks at full scale (1M customers; see benchmarks/README.md)
+bench: install ## Run the benchmarks at full scale (1M customers / 1M training rows; see benchmarks/README.md)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_train.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
