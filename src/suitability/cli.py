@@ -495,7 +495,7 @@ def evaluate(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in report["metrics"].items():
-        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, f"{int(value):,}" if key == "n" else f"{value:.4f}")
     console.print(table)
     if as_json:
         print(json.dumps({**report, "metrics": _finite(report["metrics"])}, default=str))
@@ -564,8 +564,11 @@ def models_list(
         print(json.dumps(rows, default=str))
         return
     table = Table(title="registered models")
-    for column in ("name", "version", "aliases", "primary metric", "created", "run"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("aliases", overflow="fold")
+    table.add_column("primary metric", no_wrap=True)
+    table.add_column("created (UTC)", overflow="fold")
     for row in rows:
         value = row.get("primary_value")
         table.add_row(
@@ -573,8 +576,7 @@ def models_list(
             str(row["version"]),
             ", ".join(row.get("aliases") or []),
             f"{row.get('primary_metric')} {float(value):.4f}" if value not in (None, "") else "",
-            str(row.get("created", ""))[:19],
-            str(row.get("run_id", ""))[:12],
+            _when(row.get("created")),
         )
     console.print(table if rows else "no registered models yet: run `suitability train`")
 
@@ -594,23 +596,14 @@ def models_history(
         print(json.dumps(rows, default=str))
         return
     table = Table(title=escape(f"promotion history of {model}"))
-    for column in (
-        "at",
-        "from",
-        "to",
-        "promoted",
-        "metric",
-        "challenger",
-        "champion",
-        "by",
-        "reason",
-    ):
+    for column in ("at (UTC)", "version", "promoted", "metric", "challenger", "champion"):
+        table.add_column(column, no_wrap=True)
+    for column in ("by", "reason"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            str(row.get("at", ""))[:19],
-            str(row.get("from_version") or "–"),
-            str(row.get("to_version")),
+            _when(row.get("at")),
+            f"{row.get('from_version') or '–'} → {row.get('to_version')}",
             ("forced" if row.get("forced") else "yes") if row.get("promoted") else "no",
             str(row.get("metric", "")),
             _fmt(row.get("challenger_value")),
@@ -619,6 +612,11 @@ def models_history(
             escape(str(row.get("reason") or "")),
         )
     console.print(table if rows else f"no promotions recorded for {model}")
+
+
+def _when(value: object) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM`, short enough for one table cell."""
+    return str(value or "")[:16].replace("T", " ")
 
 
 def _fmt(value: object) -> str:

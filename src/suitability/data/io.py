@@ -151,6 +151,30 @@ def iter_events(
     log.raise_if_any()
 
 
+def event_time_range(data_dir: Path | str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last event time in the events table. Only that column is read and nothing is
+    validated (the caller's builder validates every row); unparseable CSV times are skipped."""
+    source = locate_table(data_dir, "events")
+    lo = hi = None
+    for file in source.files:
+        for batch in _read_batches(source, file, ["event_time"], BATCH_ROWS):
+            column = batch.column(0)
+            if source.format == "csv":
+                values = pd.to_datetime(
+                    pd.Series(column.to_pylist(), dtype="str"), errors="coerce", format="mixed"
+                )
+                b_lo, b_hi = values.min(), values.max()
+            else:
+                stats = pc.min_max(column).as_py()
+                b_lo, b_hi = pd.Timestamp(stats["min"]), pd.Timestamp(stats["max"])
+            if pd.notna(b_lo):
+                lo = b_lo if lo is None else min(lo, b_lo)
+                hi = b_hi if hi is None else max(hi, b_hi)
+    if lo is None or hi is None:
+        raise ValueError(f"{source.path}: no events with a time")
+    return pd.Timestamp(lo).tz_localize(None), pd.Timestamp(hi).tz_localize(None)
+
+
 def load_table(
     data_dir: Path | str,
     name: str,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
 from suitability.data import io
 from suitability.features.builder import LabelQueries, build_features
@@ -114,30 +113,6 @@ def _ceil_seconds(times: pd.Series) -> np.ndarray:
     return -((-us) // 1_000_000)
 
 
-def event_time_range(data_dir: Path | str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last event time in the events table (only that column is read; the builder
-    validates every row afterwards)."""
-    source = io.locate_table(data_dir, "events")
-    lo = hi = None
-    for file in source.files:
-        for batch in io._read_batches(source, file, ["event_time"], io.BATCH_ROWS):
-            column = batch.column(0)
-            if source.format == "csv":
-                values = pd.to_datetime(
-                    pd.Series(column.to_pylist(), dtype="str"), errors="coerce", format="mixed"
-                )
-                b_lo, b_hi = values.min(), values.max()
-            else:
-                stats = pc.min_max(column).as_py()
-                b_lo, b_hi = pd.Timestamp(stats["min"]), pd.Timestamp(stats["max"])
-            if pd.notna(b_lo):
-                lo = b_lo if lo is None else min(lo, b_lo)
-                hi = b_hi if hi is None else max(hi, b_hi)
-    if lo is None or hi is None:
-        raise NoTrainingRows(f"{source.path}: no events, so no churn labels")
-    return pd.Timestamp(lo).tz_localize(None), pd.Timestamp(hi).tz_localize(None)
-
-
 def build_training_table(
     spec: ModelSpec,
     data_dir: Path | str,
@@ -160,7 +135,7 @@ def build_training_table(
         snapshots: list[pd.Timestamp] = []
     else:
         assert spec.labels is not None
-        first, last = event_time_range(data_dir)
+        first, last = io.event_time_range(data_dir)
         snapshots = churn_snapshots(first, last, spec.labels)
         if not snapshots:
             raise NoTrainingRows(
