@@ -595,23 +595,25 @@ def models_history(
     if as_json:
         print(json.dumps(rows, default=str))
         return
-    table = Table(title=escape(f"promotion history of {model}"))
-    for column in ("at (UTC)", "version", "promoted", "metric", "challenger", "champion"):
-        table.add_column(column, no_wrap=True)
-    for column in ("by", "reason"):
-        table.add_column(column, overflow="fold")
+    # One block per decision rather than a table: the reason is free text of any length, and
+    # who and why must stay readable in any terminal.
+    if not rows:
+        console.print(f"no promotions recorded for {escape(model)}")
     for row in rows:
-        table.add_row(
-            _when(row.get("at")),
-            f"{row.get('from_version') or '–'} → {row.get('to_version')}",
-            ("forced" if row.get("forced") else "yes") if row.get("promoted") else "no",
-            str(row.get("metric", "")),
-            _fmt(row.get("challenger_value")),
-            _fmt(row.get("champion_value")),
-            str(row.get("by", "")),
-            escape(str(row.get("reason") or "")),
+        before, after = row.get("from_version") or "–", row.get("to_version")
+        if row.get("promoted"):
+            how = "forced" if row.get("forced") else "promoted"
+            outcome = f"@champion {before} → {after} ({how})"
+        else:
+            outcome = f"version {after} not promoted; @champion stays {before}"
+        metric = row.get("metric", "")
+        console.print(
+            f"[bold]{escape(_when(row.get('at')))} UTC[/]  {outcome}  "
+            f"{escape(str(metric))} {_fmt(row.get('challenger_value'))} vs "
+            f"{_fmt(row.get('champion_value'))}  by {escape(str(row.get('by', '')))}",
+            highlight=False,
         )
-    console.print(table if rows else f"no promotions recorded for {model}")
+        console.print(f"  reason: {escape(str(row.get('reason') or ''))}", highlight=False)
 
 
 def _when(value: object) -> str:
