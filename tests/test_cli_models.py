@@ -78,22 +78,26 @@ def test_flat_table_train_promote_list_history_evaluate_round_trip(store, tmp_pa
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     run = _last_json(result.stdout)
-    assert run["name"] == "suitability-churn" and run["version"] == 1
-    assert run["model_uri"] == "models:/suitability-churn/1"
+    # A user's table registers under its own name, never the one serving loads.
+    assert run["name"] == "suitability-churn-table" and run["version"] == 1
+    assert run["model_uri"] == "models:/suitability-churn-table/1"
     assert 0.6 < run["metrics"]["roc_auc"] <= 1
-    assert "appear in more than one split" in result.output  # duplicates dropped, with a warning
+    # Repeated ids are detected and reported, and kept in one split (grouped), so no customer
+    # seen in training is scored in evaluation.
+    assert "60 ids appear on more than one row" in result.output
+    assert "more than one split" not in result.output
     assert "TotalCharges" not in result.stderr or "not numbers" not in result.stderr
 
-    promoted = _last_json(_ok(["promote", "churn", "--json"]))
+    promoted = _last_json(_ok(["promote", "churn-table", "--json"]))
     assert promoted["promoted"] and promoted["challenger_version"] == 1
-    _fails(["promote", "churn"], 2, "challenger")  # nothing new to promote
+    _fails(["promote", "churn-table"], 2, "challenger")  # nothing new to promote
 
     listed = json.loads(_ok(["models", "list", "--json"]))
     assert any(r["version"] == 1 and "champion" in r["aliases"] for r in listed)
-    history = json.loads(_ok(["models", "history", "churn", "--json"]))
+    history = json.loads(_ok(["models", "history", "churn-table", "--json"]))
     assert history[0]["to_version"] == 1 and history[0]["promoted"]
 
-    report = _last_json(_ok(["evaluate", "suitability-churn@champion", "--json"]))
+    report = _last_json(_ok(["evaluate", "suitability-churn-table@champion", "--json"]))
     assert report["metrics"]["roc_auc"] == pytest.approx(run["metrics"]["roc_auc"])
 
     # The registered champion loads with stock MLflow and predicts from a feature frame.
@@ -101,7 +105,7 @@ def test_flat_table_train_promote_list_history_evaluate_round_trip(store, tmp_pa
 
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
-    model = mlflow.pyfunc.load_model("models:/suitability-churn@champion")
+    model = mlflow.pyfunc.load_model("models:/suitability-churn-table@champion")
     frame = pd.DataFrame(
         {
             "tenure": [1.0, 70.0],
@@ -115,10 +119,35 @@ def test_flat_table_train_promote_list_history_evaluate_round_trip(store, tmp_pa
 
     # A forced promotion needs a reason, and is recorded with it.
     _ok([*args])
-    _fails(["promote", "churn", "--force"], 2, "--reason")
-    _ok(["promote", "churn", "--force", "--reason", "audit asked for it", "--by", "alice"])
-    history = json.loads(_ok(["models", "history", "churn", "--json"]))
+    _fails(["promote", "churn-table", "--force"], 2, "--reason")
+    _ok(["promote", "churn-table", "--force", "--reason", "audit asked for it", "--by", "alice"])
+    history = json.loads(_ok(["models", "history", "churn-table", "--json"]))
     assert history[0]["by"] == "alice" and history[0]["reason"] == "audit asked for it"
+    _fails(["models", "history", "x'y"], 2, "is not a model name")
+
+
+def test_flat_table_with_several_rows_per_id_keeps_each_id_in_one_split(store, tmp_path):
+    """Panel data (12 monthly rows per customer): ids are grouped, with and without --time."""
+    rng = np.random.default_rng(5)
+    ids = np.repeat([f"c{i:03d}" for i in range(400)], 12)
+    month = np.tile(pd.date_range("2025-01-01", periods=12, freq="MS"), 400)
+    x = rng.normal(size=len(ids))
+    frame = pd.DataFrame(
+        {
+            "cid": ids,
+            "month": month.astype(str),
+            "x": x,
+            "churned": (rng.random(len(ids)) < 1 / (1 + np.exp(-2 * x))).astype(int),
+        }
+    )
+    path = tmp_path / "panel.csv"
+    frame.to_csv(path, index=False)
+    base = ["train", "churn", "--table", str(path), "--target", "churned", "--id", "cid"]
+    for extra in ([], ["--time", "month"]):
+        result = runner.invoke(app, [*base, *extra, "--json"])
+        assert result.exit_code == 0, result.output
+        assert "more than one split" not in result.output
+        assert _last_json(result.stdout)["metrics"]["roc_auc"] > 0.7
 
 
 def test_train_refuses_bad_arguments_with_a_message(store, tmp_path):

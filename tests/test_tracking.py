@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated"),
 ]
 
-NAME = "suitability-churn"
+NAME = "suitability-churn-table"  # flat-table runs register under their own name
 N_ROWS = 3000
 SOURCE = {"path": "/data/churn.csv", "kind": "table"}
 
@@ -135,7 +135,7 @@ def _live(
 ) -> None:
     steps["first"] = tracking.log_training(good, source=SOURCE)
     steps["aliases_after_first"] = _aliases()
-    steps["first_promotion"] = tracking.promote("churn", by="bob")
+    steps["first_promotion"] = tracking.promote("churn-table", by="bob")
     steps["aliases_after_promotion"] = _aliases()
     with pytest.raises(ValueError) as nothing:
         tracking.promote(NAME)
@@ -363,7 +363,7 @@ def test_forcing_needs_a_reason_and_is_recorded(life: dict[str, object]) -> None
 
 
 def test_history_lists_every_decision_newest_first(life: dict[str, object]) -> None:
-    history = tracking.alias_history("churn")
+    history = tracking.alias_history("churn-table")
     assert [(h["to_version"], h["promoted"], h["forced"], h["by"]) for h in history] == [
         (2, True, True, "alice"),
         (2, False, False, "carol"),
@@ -401,17 +401,17 @@ def test_list_models(life: dict[str, object]) -> None:
 
 
 def test_resolve_model(life: dict[str, object]) -> None:
-    assert tracking.resolve_model("churn") == (NAME, f"models:/{NAME}@champion")
+    assert tracking.resolve_model("churn-table") == (NAME, f"models:/{NAME}@champion")
     assert tracking.resolve_model(f"{NAME}@challenger") == (NAME, f"models:/{NAME}@challenger")
-    assert tracking.resolve_model("churn@1") == (NAME, f"models:/{NAME}/1")
+    assert tracking.resolve_model("churn-table@1") == (NAME, f"models:/{NAME}/1")
     with pytest.raises(
         ValueError, match=r"no registered model 'suitability-nope'.*suitability-churn"
     ):
         tracking.resolve_model("nope")
     with pytest.raises(ValueError, match=r"no 'staging' alias.*champion → 2"):
-        tracking.resolve_model("churn@staging")
+        tracking.resolve_model("churn-table@staging")
     with pytest.raises(ValueError, match=r"no version 9 \(versions: 1, 2, 3\)"):
-        tracking.resolve_model("churn@9")
+        tracking.resolve_model("churn-table@9")
     with pytest.raises(ValueError, match="no registered model"):
         tracking.promote("risk-level")
 
@@ -423,16 +423,16 @@ def test_evaluate_version_on_its_own_split_and_on_a_given_table(
     assert own["version"] == 1 and own["data"] == "logged test split"
     assert own["primary_value"] == pytest.approx(good.metrics["test"]["roc_auc"])
     validation = good.rows("validation")
-    given = tracking.evaluate_version("churn@1", validation)
+    given = tracking.evaluate_version("churn-table@1", validation)
     assert given["data"] == "given table" and given["rows"] == len(validation)
     assert given["metrics"]["log_loss"] == pytest.approx(good.metrics["validation"]["log_loss"])
     # A CSV read by pandas has whole-number columns as int64; the signature says double.
     as_csv = validation.assign(
         c=validation["c"].astype("int64"), city=validation["city"].astype(str)
     )
-    assert tracking.evaluate_version("churn@1", as_csv)["metrics"] == given["metrics"]
+    assert tracking.evaluate_version("churn-table@1", as_csv)["metrics"] == given["metrics"]
     with pytest.raises(ValueError, match="no label column"):
-        tracking.evaluate_version("churn@1", good.rows("test").drop(columns=[good.label_column]))
+        tracking.evaluate_version("churn-table@1", good.rows("test").drop(columns=[good.label_column]))
 
 
 # --- the registry round trip ----------------------------------------------------------------------
@@ -504,7 +504,7 @@ def test_ordinal_model_logs_its_plots_and_round_trips(
 
     logged = tracking.log_training(result, source={"path": "levels.csv"}, experiment_config=config)
 
-    assert logged.name == "suitability-risk-level" and logged.version == 1
+    assert logged.name == "suitability-risk-level-table" and logged.version == 1
     client = MlflowClient()
     files = _artifact_files(client, logged.run_id)
     assert {"plots/confusion_matrix.png", "plots/calibration.png", "quick.yaml"} <= files
@@ -515,14 +515,14 @@ def test_ordinal_model_logs_its_plots_and_round_trips(
     assert metrics["test_qwk"] == pytest.approx(result.metrics["test"]["qwk"])
     assert "test_recall_C1" in metrics
 
-    decision = tracking.promote("risk-level")
+    decision = tracking.promote("risk-level-table")
     assert decision.promoted and decision.by == getpass.getuser()
-    model = mlflow.pyfunc.load_model("models:/suitability-risk-level@champion")
+    model = mlflow.pyfunc.load_model("models:/suitability-risk-level-table@champion")
     test = result.rows("test")
     got, want = model.predict(test), result.model.predict_frame(test)
     assert list(got.columns) == [*(f"p_{c}" for c in levels), "level", "expected_level"]
     assert np.allclose(got[[f"p_{c}" for c in levels]], want[[f"p_{c}" for c in levels]])
     assert list(got["level"]) == list(want["level"])
-    evaluated = tracking.evaluate_version("risk-level")
+    evaluated = tracking.evaluate_version("risk-level-table")
     assert evaluated["primary_metric"] == "qwk"
     assert evaluated["primary_value"] == pytest.approx(result.metrics["test"]["qwk"])

@@ -79,6 +79,14 @@ def _user_errors() -> Iterator[None]:
     except (ValueError, OSError) as exc:  # bad arguments; paths that cannot be read or written
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:
+        # The tracking store's own errors (an unsupported MLFLOW_TRACKING_URI, a server that
+        # refuses a request) are about the user's setup; anything else is a bug and propagates.
+        if not type(exc).__module__.startswith("mlflow"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err_console.print(f"[bold red]error:[/] tracking store: {escape(first)}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _progress() -> Progress:
@@ -283,14 +291,14 @@ def features_training_table(
 
     Risk level: one row per risk review; churn: active investors at monthly snapshots. Train
     on it with `suitability train MODEL --features FILE`."""
+    from suitability.features.builder import check_paths
     from suitability.models.sources import write_table
     from suitability.models.spec import load_model_spec
     from suitability.models.training_table import build_training_table
     from suitability.specs import load_specs
 
     with _user_errors():
-        if out.suffix not in {".parquet", ".csv"}:
-            raise ValueError(f"--out {out}: use a .parquet or .csv file name")
+        check_paths(data, out)  # before hours of work, not after
         specs = load_specs()
         spec = load_model_spec(model.value, specs, experiment=experiment)
         began = time.perf_counter()
@@ -383,7 +391,9 @@ def train(
     time_column: Annotated[
         str | None,
         typer.Option(
-            "--time", help="Flat-table mode: split by this time column instead of at random."
+            "--time",
+            help="Flat-table mode: split by this time column instead of at random (ids that "
+            "repeat are kept in one split).",
         ),
     ] = None,
     experiment: ExperimentOption = None,
@@ -478,7 +488,8 @@ def evaluate(
         Path | None,
         typer.Option(
             "--features",
-            help="Training table to evaluate on (default: the version's own test split).",
+            help="A labelled training table the version did not train on, e.g. newer data "
+            "(default: the version's own test split).",
         ),
     ] = None,
     as_json: JsonFlag = False,

@@ -428,6 +428,8 @@ def _run_params(result: TrainingResult, source: Mapping[str, str]) -> dict[str, 
         **{f"source.{key}": value for key, value in source.items()},
         "mode": result.mode,
     }
+    if result.spec.labels is not None and result.mode != "table":
+        params.update(_flatten(result.spec.labels.model_dump(), "labels."))
     return {_safe_key(k): str(v)[:_MAX_PARAM_LENGTH] for k, v in params.items()}
 
 
@@ -624,11 +626,51 @@ def _register(client: MlflowClient, result: TrainingResult, info: Any, run_id: s
 # --- reading back ----------------------------------------------------------------------------------
 
 
+#: Run params that decide which customers a run trained on and what its labels mean. Two runs
+#: that agree on them split customers into the same groups, so the champion never trained on a
+#: customer in the challenger's test split.
+_SPLIT_PARAMS = (
+    "mode",
+    "split.method",
+    "split.seed",
+    "split.validation_customer_share",
+    "split.test_customer_share",
+    "split.validation",
+    "split.test",
+    "labels.active_days",
+    "labels.horizon_days",
+    "labels.invest_event_types",
+)
+
+
+def _check_comparable(
+    client: MlflowClient, challenger_run: str, champion_run: str, champion: int
+) -> None:
+    """Refuse a comparison that could flatter the champion: one whose customer groups or label
+    definition differ from the challenger's, so it may have trained on the test customers."""
+    ours = client.get_run(challenger_run).data.params
+    theirs = client.get_run(champion_run).data.params
+    differ = [
+        f"{key} {theirs.get(key, '–')} → {ours.get(key, '–')}"
+        for key in _SPLIT_PARAMS
+        if ours.get(key) != theirs.get(key)
+    ]
+    if differ:
+        raise ValueError(
+            f"champion version {champion} was split or labelled differently "
+            f"({'; '.join(differ)}), so it may have trained on the challenger's test customers "
+            "and the comparison would flatter it. Promote anyway with --force --reason '...'"
+        )
+
+
 def _registered_name(name: str) -> str:
     """`churn` and `risk-level` stand for `suitability-churn` and `suitability-risk-level`."""
     name = name.strip()
-    if not name:
-        raise ValueError("give a model name, e.g. suitability-churn or churn")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(
+            f"{name!r} is not a model name: use letters, digits, '-', '_' or '.', "
+            "e.g. suitability-churn or churn"
+        )
     return name if name.startswith(REGISTERED_PREFIX) else f"{REGISTERED_PREFIX}{name}"
 
 
@@ -786,6 +828,8 @@ def promote(
             _load(name, challenger), frame, labels, f"challenger version {challenger}"
         )[metric]
         champion_value = None
+        if champion is not None and not force:
+            _check_comparable(client, run_id, _version(client, name, champion).run_id, champion)
         if champion is not None:
             try:
                 champion_value = _score(

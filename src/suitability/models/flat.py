@@ -369,7 +369,7 @@ def _id_values(series: pd.Series, name: str, source: str, warnings: list[str]) -
     if repeated.any():
         warnings.append(
             f"{name}: {int(repeated.sum())} ids appear on more than one row "
-            f"({int(counts[repeated].sum())} rows in all)"
+            f"({int(counts[repeated].sum())} rows in all); each id's rows are kept in one split"
         )
     return pd.Series(uniques.take(codes), name=name, dtype="str")
 

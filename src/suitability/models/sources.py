@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from suitability.models.flat import prepare_flat_table, read_flat_table
@@ -33,7 +34,16 @@ def read_feature_table(path: Path | str) -> pd.DataFrame:
     else:
         raise ValueError(f"--features {path}: use a .parquet or .csv file")
     if TIME_COLUMN in frame.columns:
-        frame[TIME_COLUMN] = pd.to_datetime(frame[TIME_COLUMN], errors="raise")
+        parsed = pd.to_datetime(frame[TIME_COLUMN], errors="coerce", format="ISO8601")
+        bad = parsed.isna() & frame[TIME_COLUMN].notna()
+        if bad.any() or frame[TIME_COLUMN].isna().any():
+            rows = (np.flatnonzero(bad | frame[TIME_COLUMN].isna()) + 1)[:10].tolist()
+            raise ValueError(
+                f"--features {path}: column {TIME_COLUMN!r} has "
+                f"{int((bad | frame[TIME_COLUMN].isna()).sum())} value(s) that are not times "
+                f"(rows {rows}; row 1 is the first data row)"
+            )
+        frame[TIME_COLUMN] = parsed
     return frame
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from suitability.specs import C_LEVELS, Source, SpecError, Specs, load_spec_file
 
@@ -107,6 +107,12 @@ class ModelSpec(_Spec):
             raise ValueError("an ordinal model needs `classes`, in order, at least two")
         if self.name == "churn" and self.labels is None:
             raise ValueError("the churn model needs `labels` (active_days, horizon_days, ...)")
+        if self.labels is not None and self.split.embargo_days < self.labels.horizon_days:
+            raise ValueError(
+                f"split.embargo_days ({self.split.embargo_days}) must be at least "
+                f"labels.horizon_days ({self.labels.horizon_days}): otherwise training labels "
+                "look into the evaluation period"
+            )
         if self.name == "risk-level" and self.classes and list(self.classes) != list(C_LEVELS):
             raise ValueError(f"risk-level classes must be {list(C_LEVELS)}")
         known = PRIMARY_METRICS[self.task]
@@ -114,7 +120,38 @@ class ModelSpec(_Spec):
             raise ValueError(
                 f"primary_metric {self.primary_metric!r} is not a {self.task} metric ({', '.join(sorted(known))})"
             )
-        forbidden = {"objective", "num_class", "monotone_constraints", "num_iterations"}
+        forbidden = {
+            # set by the trainer (LightGBM also accepts these aliases, so they are refused too)
+            "objective",
+            "objective_type",
+            "app",
+            "application",
+            "loss",
+            "num_class",
+            "num_classes",
+            "monotone_constraints",
+            "monotone_constraint",
+            "mc",
+            "monotone_constraints_method",
+            "num_iterations",
+            "num_iteration",
+            "n_iter",
+            "num_tree",
+            "num_trees",
+            "num_round",
+            "num_rounds",
+            "nrounds",
+            "num_boost_round",
+            "n_estimators",
+            "max_iter",
+            "early_stopping_round",
+            "early_stopping_rounds",
+            "early_stopping",
+            "n_iter_no_change",
+            "metric",
+            "metrics",
+            "metric_types",
+        }
         if clash := forbidden.intersection(self.params):
             raise ValueError(
                 f"params: {sorted(clash)} are set by the trainer (use `monotone`, `max_rounds`)"
@@ -181,13 +218,16 @@ class ExperimentConfig(_Spec):
             "max_rounds",
             "early_stopping_rounds",
             "calibration",
-            "split",
-            "flat_split",
-            "labels",
         ):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        # Nested settings merge key by key: `split: {seed: 3}` changes the seed and keeps the
+        # spec's embargo, rather than resetting everything else to defaults.
+        for key in ("split", "flat_split", "labels"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = {**(data.get(key) or {}), **value.model_dump(exclude_unset=True)}
         if self.description:
             data["description"] = self.description
         return ModelSpec.model_validate(data, strict=False)
@@ -223,8 +263,12 @@ def load_model_spec(
             )
         try:
             spec = config.apply(spec)
-        except ValueError as exc:
-            raise SpecError(experiment, [("", str(exc))]) from None
+        except ValidationError as exc:
+            problems = [
+                (".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
+                for e in exc.errors()
+            ]
+            raise SpecError(experiment, problems) from None
         path = experiment
     spec.check_features(specs, path)
     return spec

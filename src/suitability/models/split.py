@@ -98,14 +98,30 @@ def split_out_of_time(ids: pd.Series, times: pd.Series, spec: SplitSpec) -> Spli
 
 
 def split_flat(
-    y: np.ndarray, times: pd.Series | None, spec: FlatSplitSpec
+    y: np.ndarray, ids: pd.Series, times: pd.Series | None, spec: FlatSplitSpec
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """A user table's split before id de-duplication: by time when a time column is given
-    (oldest rows train, newest test), else stratified at random."""
+    """A user table's split, each id in one split only.
+
+    One row per id: by time when a time column is given (oldest rows train, newest test), else
+    stratified at random. Several rows per id (panel data): ids are hashed into groups, and
+    with a time column the split is also out of time, as for the built-in tables."""
     n = len(y)
-    index = np.arange(n)
+    grouped = not pd.Series(ids).is_unique
     assignment = np.full(n, "train", dtype=object)
-    if times is not None:
+    if grouped:
+        groups = SplitSpec(
+            later_share=spec.validation + spec.test,
+            validation_customers=spec.validation,
+            test_customers=spec.test,
+            seed=spec.seed,
+        )
+        ids = pd.Series(ids).reset_index(drop=True)
+        if times is not None:
+            split = split_out_of_time(ids, pd.Series(times).reset_index(drop=True), groups)
+            return split.assignment, {**split.boundaries, "method": "time_grouped_by_id"}
+        assignment = customer_groups(ids, groups).astype(object)
+        info: dict[str, Any] = {"method": "random_grouped_by_id"}
+    elif times is not None:
         order = np.argsort(pd.to_datetime(times).to_numpy("datetime64[us]"), kind="stable")
         n_test = round(n * spec.test)
         n_valid = round(n * spec.validation)
@@ -118,6 +134,7 @@ def split_flat(
             "test_from": str(ordered.iloc[min(n - 1, n - n_test)]),
         }
     else:
+        index = np.arange(n)
         counts = np.bincount(y)
         stratify = y if counts[counts > 0].min() >= 3 else None
         rest, test = train_test_split(

@@ -174,7 +174,9 @@ def train_on_flat_table(
     in an earlier split dropped (with a warning) from later ones, no monotone constraints (the
     directions of unknown columns are not certain)."""
     warnings = list(flat.warnings)
-    assignment, info = split_flat(flat.target, flat.times, spec.flat_split)
+    assignment, info = split_flat(flat.target, flat.ids, flat.times, spec.flat_split)
+    # A safeguard: the split keeps each id in one split already, so this drops nothing unless
+    # that ever breaks.
     assignment, crossed, dropped = assign_ids_to_splits(flat.ids, assignment)
     if crossed:
         warnings.append(
@@ -212,7 +214,11 @@ def train_on_flat_table(
             "monotone": 0,
         }
     )
-    flat_spec = spec.model_copy(update={"monotone": {}})
+    # A user's table is not what serving scores: its models register under their own name, so
+    # they can never become the champion the matching service loads.
+    flat_spec = spec.model_copy(
+        update={"monotone": {}, "registered_name": f"{spec.registered_name}-table"}
+    )
     result = _fit_and_evaluate(
         table,
         flat.target,
