@@ -186,3 +186,34 @@ def test_demo_trains_registers_and_promotes_both_models(tmp_path, monkeypatch):
     )
     assert run["version"] == 2
     _fails(["demo", "--out", str(out), "--customers", "2500"], 2, "already holds data")
+
+
+def test_promote_refuses_a_champion_split_differently(store, tmp_path):
+    """A champion whose customers were split with another seed may have trained on the
+    challenger's test customers: comparing them would flatter it, so promote asks for --force."""
+    path = tmp_path / "telco.csv"
+    _telco_like().to_csv(path, index=False)
+    args = ["train", "churn", "--table", str(path), "--target", "Churn", "--id", "customerID"]
+    _ok(args)
+    _ok(["promote", "churn-table"])
+    other = tmp_path / "other-seed.yaml"
+    other.write_text("model: churn\nflat_split: {seed: 11}\n", encoding="utf-8")
+    _ok([*args, "--experiment", str(other)])
+    _fails(["promote", "churn-table"], 2, "split or labelled differently", "split.seed 7 → 11")
+    _ok(["promote", "churn-table", "--force", "--reason", "new split agreed with risk"])
+
+
+def test_experiment_cannot_undo_the_churn_embargo(store, tmp_path):
+    config = tmp_path / "short-embargo.yaml"
+    config.write_text("model: churn\nsplit: {embargo_days: 30}\n", encoding="utf-8")
+    _fails(
+        ["train", "churn", "--data", str(tmp_path), "--experiment", str(config)],
+        1,
+        "embargo_days (30) must be at least labels.horizon_days (90)",
+    )
+    config.write_text("model: churn\nparams: {n_estimators: 5}\n", encoding="utf-8")
+    _fails(
+        ["train", "churn", "--data", str(tmp_path), "--experiment", str(config)],
+        1,
+        "set by the trainer",
+    )

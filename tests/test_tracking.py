@@ -432,7 +432,9 @@ def test_evaluate_version_on_its_own_split_and_on_a_given_table(
     )
     assert tracking.evaluate_version("churn-table@1", as_csv)["metrics"] == given["metrics"]
     with pytest.raises(ValueError, match="no label column"):
-        tracking.evaluate_version("churn-table@1", good.rows("test").drop(columns=[good.label_column]))
+        tracking.evaluate_version(
+            "churn-table@1", good.rows("test").drop(columns=[good.label_column])
+        )
 
 
 # --- the registry round trip ----------------------------------------------------------------------
