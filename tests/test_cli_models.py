@@ -163,6 +163,11 @@ def test_train_refuses_bad_arguments_with_a_message(store, tmp_path):
         "Churned",
     )
     _fails(["evaluate", "suitability-nothing@champion"], 2, "suitability-nothing")
+    bad_times = tmp_path / "bad.csv"
+    pd.DataFrame({"customer_id": ["a", "b"], "as_of": ["2025-01-01", "soon"]}).to_csv(
+        bad_times, index=False
+    )
+    _fails(["train", "churn", "--features", str(bad_times)], 2, "'as_of'", "rows [2]")
     _fails(["train", "sideways", "--data", str(tmp_path)], 2)
 
 
@@ -217,3 +222,8 @@ def test_experiment_cannot_undo_the_churn_embargo(store, tmp_path):
         1,
         "set by the trainer",
     )
+
+
+def test_an_unusable_tracking_uri_is_a_message(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://nowhere")
+    _fails(["models", "list"], 2, "error:")
