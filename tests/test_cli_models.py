@@ -185,6 +185,24 @@ def test_demo_trains_registers_and_promotes_both_models(tmp_path, monkeypatch):
         "suitability-risk-level",
         "suitability-churn",
     }
+    # The registered champion loads with stock MLflow and predicts from a feature table.
+    import mlflow
+
+    uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    features = pd.read_parquet(out / "risk_level_training.parquet").head(50)
+    predicted = mlflow.pyfunc.load_model("models:/suitability-risk-level@champion").predict(
+        features
+    )
+    levels = predicted[[f"p_C{i}" for i in range(1, 6)]].to_numpy()
+    assert np.allclose(levels.sum(axis=1), 1) and set(predicted["level"]) <= {
+        "C1",
+        "C2",
+        "C3",
+        "C4",
+        "C5",
+    }
     # Retrain from the table the demo kept: a new challenger version.
     run = _last_json(
         _ok(["train", "churn", "--features", str(out / "churn_training.parquet"), "--json"])
