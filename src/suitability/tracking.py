@@ -122,8 +122,6 @@ def use_store(uri: str | None = None, artifacts: Path | None = None) -> str:
     # Our `--json` output is the last stdout line: no run links on stdout, no progress bars.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    # Client data stays in-house unless someone opts in (MLFLOW_DISABLE_TELEMETRY=false).
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     _quiet_logging()
     root: Path | None = None
     if scheme == "sqlite":

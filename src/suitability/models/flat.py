@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from suitability.models.split import DROPPED, SPLITS
+
 __all__ = [
     "MISSING_TOKENS",
     "NEGATIVE_LABELS",
@@ -46,8 +48,7 @@ NUMERIC_SHARE = 0.95
 #: A text column is a date column (and dropped) when at least this share of values look like dates.
 DATE_SHARE = 0.95
 
-_SPLIT_ORDER: dict[str, int] = {"train": 0, "validation": 1, "test": 2}
-_DROPPED_SPLIT = "dropped"
+_SPLIT_ORDER: dict[str, int] = {name: i for i, name in enumerate(SPLITS)}
 #: Below this many values, a text column with a different value in every row is as likely to be
 #: chance as an id, so it is kept (as a category).
 _MIN_ROWS_UNIQUE_RULE = 20
@@ -583,7 +584,7 @@ def assign_ids_to_splits(ids: pd.Series, split: np.ndarray) -> tuple[np.ndarray,
     later = np.zeros(len(labels), dtype=bool)
     later[usable] = rank[usable] > earliest[codes[usable]]
     crossed = np.unique(codes[later]).size
-    return np.where(later, _DROPPED_SPLIT, labels.astype(str)), crossed, int(later.sum())
+    return np.where(later, DROPPED, labels.astype(str)), crossed, int(later.sum())
 
 
 # --- message helpers ----------------------------------------------------------------------------

@@ -4,19 +4,17 @@ read at the edge and turned into a `TrainingResult`, so the CLI and the demo sta
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from suitability.features.builder import Progress
 from suitability.models.flat import prepare_flat_table, read_flat_table
 from suitability.models.spec import ModelSpec
 from suitability.models.train import TrainingResult, train_on_features, train_on_flat_table
 from suitability.models.training_table import TIME_COLUMN, build_training_table
 from suitability.specs import C_LEVELS, Specs
-
-Progress = Callable[[int, int], None]
 
 
 def read_feature_table(path: Path | str) -> pd.DataFrame:

@@ -4,7 +4,6 @@ best possible predictions (the generator's true probabilities). Pure: no files, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from suitability.models.estimators import (
     FeatureLayout,
     LogisticBaseline,
     OrdinalLGBM,
+    Progress,
     QuestionnaireBandBaseline,
     RecencyBaseline,
     layout_for,
@@ -28,7 +28,6 @@ from suitability.models.split import Split, split_flat, split_out_of_time
 from suitability.models.training_table import ID_COLUMN, TIME_COLUMN, TRUTH_PREFIX
 from suitability.specs import Specs
 
-Progress = Callable[[int, int], None]
 Mode = Literal["data", "features", "table"]
 FittedModel = OrdinalLGBM | BinaryLGBM
 BEST_POSSIBLE = "best_possible"

@@ -7,7 +7,6 @@ labelled churned when they make no investment in (t, t + horizon_days].
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +14,13 @@ import numpy as np
 import pandas as pd
 
 from suitability.data import io
-from suitability.features.builder import LabelQueries, build_features
+from suitability.features.builder import LabelQueries, Progress, build_features
 from suitability.models.spec import ChurnLabelSpec, ModelSpec
 from suitability.specs import C_LEVELS, Specs
 
 ID_COLUMN, TIME_COLUMN = "customer_id", "as_of"
 TRUTH_PREFIX = "truth_"
 _SECOND = pd.Timedelta(seconds=1)
-
-Progress = Callable[[int, int], None]
 
 
 class NoTrainingRows(ValueError):
