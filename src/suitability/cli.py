@@ -41,14 +41,50 @@ models_app = typer.Typer(
     help="The model registry: list versions and aliases, show the promotion history.",
     no_args_is_help=True,
 )
+report_app = typer.Typer(
+    help="Compliance reports (zh/en, HTML or PDF): one decision, or a model version's dossier.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+app.add_typer(report_app, name="report")
 
 
 class ModelName(StrEnum):
     risk_level = "risk-level"
     churn = "churn"
+
+
+class Lang(StrEnum):
+    zh = "zh"
+    en = "en"
+
+
+class Initiator(StrEnum):
+    investor = "investor"
+    platform = "platform"
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    pdf = "pdf"
+
+
+LangOption = Annotated[Lang, typer.Option("--lang", help="Language of reasons and reports.")]
+RiskModelOption = Annotated[
+    str,
+    typer.Option("--risk-model", help="Risk-level model: NAME[@alias|@version]."),
+]
+ChurnModelOption = Annotated[
+    str, typer.Option("--churn-model", help="Churn model: NAME[@alias|@version].")
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Assess as of this date or time (default: the data's last event)."
+    ),
+]
 
 
 JsonFlag = Annotated[
@@ -639,6 +675,254 @@ def _fmt(value: object) -> str:
         return "–"
 
 
+# --- explanations and reports -------------------------------------------------------------------
+
+
+def _print_reasons(title: str, reasons: list, lang: str) -> None:
+    table = Table(title=escape(title), title_justify="left")
+    for column in ("#", "source", "factor", "value", "direction", "SHAP"):
+        table.add_column(column, justify="right" if column in {"#", "SHAP"} else "left")
+    for i, r in enumerate(reasons, 1):
+        arrow = "↑" if r.direction == "up" else "↓"
+        table.add_row(
+            str(i),
+            r.source,
+            escape(r.description[lang]),
+            escape(r.value_text[lang]),
+            arrow,
+            f"{r.contribution:+.3f}",
+        )
+    console.print(table)
+    for r in reasons:
+        console.print("  • " + escape(r.text[lang]), highlight=False)
+
+
+def _print_case(case, lang: str) -> None:  # CustomerCase
+    risk, churn, m = case.risk, case.churn, case.mismatch
+    console.print(
+        f"[bold]{escape(case.customer.get('customer_id', ''))}[/] as of {case.as_of}   "
+        + "  ".join(escape(v) for k, v in case.customer.items() if k != "customer_id")
+    )
+    probabilities = "  ".join(f"{c} {p:.0%}" for c, p in risk.probabilities.items())
+    console.print(
+        f"[bold]risk level[/] {risk.predicted_level} (stated {risk.stated_level or 'none'}; "
+        f"{probabilities})   mismatch: {m.direction}"
+        + (
+            f" ({m.confidence:.0%}{', flagged' if m.flagged else ''})"
+            if m.direction != "none"
+            else ""
+        )
+    )
+    _print_reasons("why this category", risk.reasons, lang)
+    if risk.stated_reasons:
+        _print_reasons(
+            f"why not {risk.stated_level}, the questionnaire's", risk.stated_reasons, lang
+        )
+    console.print(f"[bold]churn[/] p = {churn.p_churn:.1%} within the horizon")
+    _print_reasons("why this churn risk", churn.reasons, lang)
+    if case.decision is not None and case.product is not None:
+        d = case.decision
+        console.print(
+            f"[bold]decision[/] {d.decision} for {escape(case.product.product_id)} "
+            f"({case.product.risk_level}, initiated by {case.initiated_by})"
+        )
+        for note in [*d.reasons, *d.warnings, *d.notes]:
+            console.print("  • " + escape(getattr(note, lang)), highlight=False)
+    models = ", ".join(f"{r.name} v{r.version}" for r in case.models.values())
+    console.print(f"models: {escape(models)}; rules {escape(case.rule_version)}", highlight=False)
+
+
+def _explainers(risk_model: str, churn_model: str, specs):
+    from suitability import tracking
+
+    tracking.use_store()
+    return tracking.load_explainer(risk_model, specs), tracking.load_explainer(churn_model, specs)
+
+
+@app.command("explain")
+def explain(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data folder holding the customer's facts.")
+    ] = None,
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="Customer id (with --data).")
+    ] = None,
+    as_of: AsOfOption = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            "--features",
+            help="Batch mode: a parquet feature table to explain row by row (with --out).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Batch mode: parquet file for the explanations.")
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option("--model", help="Batch mode: which model to explain, NAME[@alias|@version]."),
+    ] = "risk-level",
+    lang: LangOption = Lang.zh,
+    risk_model: RiskModelOption = "risk-level@champion",
+    churn_model: ChurnModelOption = "churn@champion",
+    as_json: JsonFlag = False,
+) -> None:
+    """Explain both models' answers for one customer (--data, --customer), or stream SHAP
+    contributions for a whole feature table (--features, --out)."""
+    from suitability.specs import load_specs
+
+    with _user_errors():
+        if (features is None) == (data is None):
+            raise ValueError("give either --data with --customer, or --features with --out")
+        specs = load_specs()
+        if features is not None:
+            from suitability import tracking
+            from suitability.explain.batch import explain_table
+
+            if out is None:
+                raise ValueError("--features needs --out (a parquet file)")
+            tracking.use_store()
+            explainer = tracking.load_explainer(model, specs)
+            with _progress() as bar:
+                rows = explain_table(
+                    explainer.model, features, out, progress=_track(bar, "explaining")
+                )
+            console.print(
+                f"explained {rows:,} rows with {escape(explainer.ref.name)} "
+                f"v{explainer.ref.version} → {escape(str(out))}"
+            )
+            if as_json:
+                print(json.dumps({"rows": rows, "out": str(out), "model": explainer.ref.to_json()}))
+            return
+        if customer is None:
+            raise ValueError("--data needs --customer")
+        from suitability.explain.cases import customer_case
+        from suitability.models.rules import load_rules
+
+        risk, churn = _explainers(risk_model, churn_model, specs)
+        case = customer_case(data, customer, risk, churn, specs, load_rules(), as_of=as_of)
+    _print_case(case, lang.value)
+    if as_json:
+        print(json.dumps(case.to_json(), ensure_ascii=False, default=str))
+
+
+def _report_path(out: Path, fmt: ReportFormat | None) -> str:
+    from suitability.explain.render import report_format
+
+    return report_format(out, fmt.value if fmt else None)
+
+
+@report_app.command("decision")
+def report_decision(
+    data: Annotated[Path, typer.Option("--data", help="Data folder holding the customer's facts.")],
+    customer: Annotated[str, typer.Option("--customer", help="Customer id.")],
+    product: Annotated[
+        str, typer.Option("--product", help="Product id (from the products table).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Report file (.html or .pdf).")],
+    initiated_by: Annotated[
+        Initiator, typer.Option("--initiated-by", help="Who proposed the product.")
+    ] = Initiator.investor,
+    as_of: AsOfOption = None,
+    lang: LangOption = Lang.zh,
+    fmt: Annotated[
+        ReportFormat | None,
+        typer.Option("--format", help="html or pdf (default: from the --out extension)."),
+    ] = None,
+    risk_model: RiskModelOption = "risk-level@champion",
+    churn_model: ChurnModelOption = "churn@champion",
+    log: Annotated[
+        bool,
+        typer.Option("--log/--no-log", help="Also attach the report to the risk model's run."),
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the decision report for one customer and one product: the decision, the stated
+    and predicted category, churn risk, the reasons, the facts used, models and rule version."""
+    from suitability import tracking
+    from suitability.explain.cases import customer_case
+    from suitability.explain.render import write_report
+    from suitability.explain.reports import decision_report
+    from suitability.models.rules import load_rules
+    from suitability.specs import load_specs
+
+    with _user_errors():
+        chosen = _report_path(out, fmt)
+        specs = load_specs()
+        risk, churn = _explainers(risk_model, churn_model, specs)
+        case = customer_case(
+            data,
+            customer,
+            risk,
+            churn,
+            specs,
+            load_rules(),
+            as_of=as_of,
+            product_id=product,
+            initiated_by=initiated_by.value,
+        )
+        path = write_report(decision_report(case, lang.value), out, chosen)
+        artifact = tracking.log_report(risk.ref.run_id, path) if log and risk.ref.run_id else None
+    assert case.decision is not None
+    console.print(
+        f"{case.decision.decision}: {escape(customer)} × {escape(product)} → {escape(str(path))}"
+        + (f" (logged to run {risk.ref.run_id} as {artifact})" if artifact else "")
+    )
+    if as_json:
+        print(
+            json.dumps(
+                {"path": str(path), "artifact": artifact, **case.to_json()},
+                ensure_ascii=False,
+                default=str,
+            )
+        )
+
+
+@report_app.command("model")
+def report_model(
+    model: Annotated[
+        str,
+        typer.Argument(help="NAME[@alias|@version], e.g. risk-level, churn@2 (default: champion)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Report file (.html or .pdf).")],
+    lang: LangOption = Lang.zh,
+    fmt: Annotated[
+        ReportFormat | None,
+        typer.Option("--format", help="html or pdf (default: from the --out extension)."),
+    ] = None,
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="Also attach the dossier to the model's run.")
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a model version's dossier: purpose, data and cutoffs, metrics overall, per class and
+    per slice, fairness gaps, calibration, global explanations, alias history, limitations."""
+    from suitability import tracking
+    from suitability.explain.render import write_report
+    from suitability.explain.reports import model_dossier
+    from suitability.models.rules import load_rules
+    from suitability.models.spec import MODEL_NAMES, load_model_spec
+    from suitability.specs import load_specs
+
+    with _user_errors():
+        chosen = _report_path(out, fmt)
+        specs = load_specs()
+        tracking.use_store()
+        data = tracking.dossier_data(model)
+        if data.loaded.spec_name not in MODEL_NAMES:
+            raise ValueError(f"{data.loaded.ref.name} is not a risk-level or churn model")
+        spec = load_model_spec(data.loaded.spec_name, specs)
+        path = write_report(model_dossier(data, spec, specs, load_rules(), lang.value), out, chosen)
+        ref = data.loaded.ref
+        artifact = tracking.log_report(ref.run_id, path) if log and ref.run_id else None
+    console.print(
+        f"{escape(ref.name)} v{ref.version} dossier → {escape(str(path))}"
+        + (f" (logged to run {ref.run_id} as {artifact})" if artifact else "")
+    )
+    if as_json:
+        print(json.dumps({"path": str(path), "artifact": artifact, "model": ref.to_json()}))
+
+
 # --- demo -----------------------------------------------------------------------------------------
 
 
@@ -705,11 +989,91 @@ def demo(
         console.print(f"[bold]training table[/] {escape(str(path))}  ({len(result.table):,} rows)")
         _print_result(result, logged)
         _print_promotion(promotion)
+    with _user_errors():
+        written = _demo_reports(out, data_dir, specs)
+    console.print("[bold]reports[/]")
+    for path in written:
+        console.print("  " + escape(str(path)), soft_wrap=True, highlight=False)
     console.print(f"done in {time.perf_counter() - began:.0f}s. Next:")
     # Commands stay on one line, whatever the terminal width: they are meant to be pasted.
     for command in (
         f"mlflow ui --backend-store-uri {uri}",
         f"MLFLOW_TRACKING_URI={uri} suitability models list",
         f"MLFLOW_TRACKING_URI={uri} suitability train churn --features {results[-1][2]}",
+        f"MLFLOW_TRACKING_URI={uri} suitability explain --data {data_dir} --customer "
+        f"{written_customer(written)} --lang en",
     ):
         console.print("  " + escape(command), soft_wrap=True, highlight=False)
+
+
+def written_customer(paths: list[Path]) -> str:
+    """The customer id a demo decision report is named after (decision-<id>-<product>.<lang>)."""
+    for path in paths:
+        if path.name.startswith("decision-"):
+            return path.name.split("-")[1]
+    return "C0000001"
+
+
+def _demo_reports(out: Path, data_dir: Path, specs) -> list[Path]:
+    """One decision report and both model dossiers, in zh and en, as HTML and PDF. The decision
+    is about a customer whose questionnaire the model disagrees with, for a product one level
+    above their stated category that they asked for themselves: the richest case to read."""
+    import pandas as pd
+
+    from suitability import tracking
+    from suitability.explain.cases import customer_case, default_as_of
+    from suitability.explain.render import write_report
+    from suitability.explain.reports import decision_report, model_dossier
+    from suitability.models.rules import load_rules
+    from suitability.models.spec import load_model_spec
+
+    rules = load_rules()
+    risk, churn = _explainers("risk-level@champion", "churn@champion", specs)
+    as_of = default_as_of(data_dir)
+    reviews = pd.read_parquet(
+        out / "risk_level_training.parquet", columns=["customer_id", "q_level"]
+    )
+    candidates = reviews.dropna(subset=["q_level"])["customer_id"].drop_duplicates().head(40)
+    case = None
+    for customer in candidates:
+        case = customer_case(data_dir, customer, risk, churn, specs, rules, as_of=as_of)
+        if case.mismatch.flagged and case.risk.stated_level not in (None, "C5"):
+            break
+    assert case is not None, "the demo data has reviewed customers with a questionnaire"
+    stated = case.risk.stated_level or "C1"
+    allowed = rules.matrix[stated]
+    products = pd.read_parquet(data_dir / "products.parquet")
+    above = products[~products["risk_level"].isin(allowed)]
+    product = str((above if len(above) else products)["product_id"].iloc[0])
+    customer = case.customer["customer_id"]
+    case = customer_case(
+        data_dir,
+        customer,
+        risk,
+        churn,
+        specs,
+        rules,
+        as_of=as_of,
+        product_id=product,
+        initiated_by="investor",
+    )
+    folder = out / "reports"
+    written = []
+    for lang in ("zh", "en"):
+        document = decision_report(case, lang)
+        for fmt in ("html", "pdf"):
+            written.append(
+                write_report(document, folder / f"decision-{customer}-{product}.{lang}.{fmt}", fmt)
+            )
+    for short in ("risk-level", "churn"):
+        data = tracking.dossier_data(f"{short}@champion")
+        spec = load_model_spec(short, specs)
+        for lang in ("zh", "en"):
+            document = model_dossier(data, spec, specs, rules, lang)
+            for fmt in ("html", "pdf"):
+                path = write_report(document, folder / f"dossier-{short}.{lang}.{fmt}", fmt)
+                tracking.log_report(data.loaded.ref.run_id, path)
+                written.append(path)
+    for path in written[:4]:
+        tracking.log_report(risk.ref.run_id, path)
+    return written

@@ -253,6 +253,19 @@ class FeatureFamily(_Spec):
     unit: Unit
     zh: NonEmpty
     en: NonEmpty
+    #: How reason codes print a value, e.g. "C{value:.0f}"; default: by unit.
+    display: str | None = None
+
+    @model_validator(mode="after")
+    def _display_formats(self) -> FeatureFamily:
+        if self.display is not None:
+            try:
+                self.display.format(value=1.0)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"display {self.display!r} is not a template over {{value}}: {exc}"
+                ) from None
+        return self
 
 
 class CatalogueSpec(_Spec):
@@ -269,6 +282,7 @@ class FeatureInfo(_Spec):
     unit: Unit
     zh: str
     en: str
+    display: str | None = None
 
     @property
     def is_categorical(self) -> bool:
@@ -396,6 +410,7 @@ def _expand_catalogue(specs: Specs) -> list[FeatureInfo]:
                         unit=fam.unit,
                         zh=fam.zh.format(**values),
                         en=fam.en.format(**values),
+                        display=fam.display,
                     )
                 )
             except KeyError as exc:

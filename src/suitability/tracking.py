@@ -54,6 +54,7 @@ from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 from mlflow.types.utils import _infer_schema
 
 from suitability import __version__
+from suitability.explain.assessment import Explainer, ModelRef
 from suitability.models import metrics as m
 from suitability.models import plots
 from suitability.models.estimators import median_level
@@ -88,6 +89,10 @@ CHALLENGER = "challenger"
 PROMOTIONS_EXPERIMENT = "suitability-promotions"
 REGISTERED_PREFIX = "suitability-"
 TEST_SPLIT_ARTIFACT = "evaluation/test.parquet"
+EXPLANATIONS_DIR = "explanations"
+REPORTS_DIR = "reports"
+#: Columns per-slice metrics and fairness gaps are computed over (when the table has them).
+SLICE_COLUMNS = ("age_years", "gender", "channel_preference", "segment")
 LABELS_ARTIFACT = "evaluation/labels.json"
 _MODEL_NAME = "model"
 _MAX_PARAM_LENGTH = 6000
@@ -342,6 +347,7 @@ def log_training(
             _log_datasets(result, source)
             _log_plots(result)
             _log_test_split(result)
+            _log_explanations(result)
             signature, example = _model_signature(result)
             with warnings.catch_warnings():
                 # MLflow's own use of APIs pandas deprecates: nothing our users can act on.
@@ -576,6 +582,8 @@ def _log_test_split(result: TrainingResult) -> None:
     if result.time_column:
         columns.append(result.time_column)
     columns += [result.label_column, *result.model.feature_names]
+    # Slices the dossier reports on, even those the model may not read (gender).
+    columns += [c for c in SLICE_COLUMNS if c in result.table.columns]
     columns = list(dict.fromkeys(columns))
     labels = {
         "task": result.spec.task,
@@ -590,6 +598,59 @@ def _log_test_split(result: TrainingResult) -> None:
         result.rows("test")[columns].reset_index(drop=True).to_parquet(path, index=False)
         mlflow.log_artifact(str(path), "evaluation")
     mlflow.log_dict(labels, LABELS_ARTIFACT)
+
+
+def _log_explanations(result: TrainingResult) -> None:
+    """Global explanations of the model on its test rows (mean |SHAP| by feature and source,
+    beeswarm, dependence and by-source plots) and, on synthetic data, the planted-driver check."""
+    from suitability.data.synth import PLANTED_DRIVERS
+    from suitability.explain import importance
+    from suitability.explain.reasons import SOURCE_LABELS
+    from suitability.explain.render import figure_font
+
+    specs = _specs_or_none()
+    test = result.rows("test")
+    if len(test) == 0:
+        return
+    explanation = importance.global_explanation(result.model, test, specs)
+    mlflow.log_dict(explanation.to_json(), f"{EXPLANATIONS_DIR}/global.json")
+    drivers = PLANTED_DRIVERS.get(result.spec.name)
+    if result.best is not None and drivers and result.mode != "table":
+        check = importance.planted_check(explanation.by_feature, drivers)
+        mlflow.log_dict(
+            {"top_k": importance.PLANTED_TOP_K, "drivers": check.to_dict(orient="records")},
+            f"{EXPLANATIONS_DIR}/planted_check.json",
+        )
+        mlflow.log_metric("planted_drivers_passed", float(check["passed"].mean()))
+    name = result.spec.name
+    import matplotlib
+
+    with matplotlib.rc_context({"font.family": [figure_font(), "DejaVu Sans"]}):
+        figures = {
+            "beeswarm.png": importance.beeswarm_figure(
+                explanation, f"{name}: SHAP ({explanation.output}), test sample"
+            ),
+            "by_source.png": importance.source_figure(
+                explanation,
+                {k: f"{v.zh} / {v.en}" for k, v in SOURCE_LABELS.items()},
+                f"{name}: mean |SHAP| by source",
+            ),
+            **{
+                f"dependence_{feature}.png": figure
+                for feature, figure in importance.dependence_figures(explanation).items()
+            },
+        }
+        for path, figure in figures.items():
+            mlflow.log_figure(figure, f"{EXPLANATIONS_DIR}/{path}")
+
+
+def _specs_or_none() -> Any:
+    from suitability.specs import SpecError, load_specs
+
+    try:
+        return load_specs()
+    except SpecError:
+        return None
 
 
 def _register(client: MlflowClient, result: TrainingResult, info: Any, run_id: str) -> int:
@@ -1093,3 +1154,140 @@ def evaluate_version(ref: str, frame: pd.DataFrame | None = None) -> dict[str, A
         "primary_value": _finite(metrics.get(metric)),
         "metrics": {key: _finite(float(value)) for key, value in metrics.items()},
     }
+
+
+# --- models for explanations and reports -----------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A registered version's fitted estimator, the spec it was trained from and its identity."""
+
+    model: Any  # OrdinalLGBM | BinaryLGBM
+    spec_name: str
+    ref: ModelRef
+
+
+def load_estimator(ref: str) -> LoadedModel:
+    """The fitted estimator behind `NAME[@alias|@version]` (see `resolve_model`), for SHAP and
+    reports, with the model version and run it came from."""
+    name, uri = resolve_model(ref)
+    client = MlflowClient()
+    with _store_errors():
+        version = _version_of(client, uri)
+        loaded = mlflow.pyfunc.load_model(uri)
+        model = loaded.unwrap_python_model()
+        run = client.get_run(version.run_id)
+    estimator = getattr(model, "model", None)
+    if estimator is None or not hasattr(estimator, "layout"):
+        raise ValueError(f"{name} version {version.version} is not a suitability model")
+    alias = uri.rsplit("@", 1)[1] if "@" in uri else None
+    return LoadedModel(
+        model=estimator,
+        spec_name=run.data.tags.get("suitability.model", ""),
+        ref=ModelRef(name=name, version=int(version.version), alias=alias, run_id=version.run_id),
+    )
+
+
+@dataclass
+class DossierData:
+    """Everything a model dossier shows, read back from the registry and the version's run."""
+
+    loaded: LoadedModel
+    created: str | None
+    description: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    split: dict[str, Any]
+    labels: dict[str, Any]
+    test: pd.DataFrame
+    aliases: list[str]
+    history: list[dict[str, Any]]
+    global_explanation: dict[str, Any] | None
+    planted_check: dict[str, Any] | None
+    images: dict[str, bytes]  # artifact path -> PNG
+    artifacts: dict[str, Any]  # other JSON artifacts (confusion matrix, calibration curves)
+
+
+def _artifact_json(run_id: str, path: str, folder: str) -> Any | None:
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=folder
+        )
+    except (MlflowException, OSError):
+        return None
+    return json.loads(Path(local).read_text(encoding="utf-8"))
+
+
+def dossier_data(ref: str) -> DossierData:
+    """Read what a model dossier needs about `NAME[@alias|@version]`: run params, metrics and
+    lineage, the logged test split, explanations and plots, aliases and promotion history."""
+    loaded = load_estimator(ref)
+    name, version, run_id = loaded.ref.name, loaded.ref.version, loaded.ref.run_id
+    client = MlflowClient()
+    with _store_errors():
+        model_version = client.get_model_version(name, str(version))
+        registered = client.get_registered_model(name)
+        run = client.get_run(run_id)
+        test, labels = load_test_split(run_id)
+        images: dict[str, bytes] = {}
+        artifacts: dict[str, Any] = {}
+        with tempfile.TemporaryDirectory() as folder:
+            for folder_name in ("plots", EXPLANATIONS_DIR):
+                try:
+                    local = mlflow.artifacts.download_artifacts(
+                        run_id=run_id, artifact_path=folder_name, dst_path=folder
+                    )
+                except (MlflowException, OSError):
+                    continue
+                for file in sorted(Path(local).glob("*.png")):
+                    images[f"{folder_name}/{file.name}"] = file.read_bytes()
+            for path in ("evaluation/confusion_matrix.json", "evaluation/calibration_curves.json"):
+                value = _artifact_json(run_id, path, folder)
+                if value is not None:
+                    artifacts[path] = value
+            split = _artifact_json(run_id, "split.json", folder) or {}
+            global_json = _artifact_json(run_id, f"{EXPLANATIONS_DIR}/global.json", folder)
+            planted = _artifact_json(run_id, f"{EXPLANATIONS_DIR}/planted_check.json", folder)
+        history = alias_history(name)
+    aliases = sorted(a for a, v in _aliases(registered).items() if v == version)
+    return DossierData(
+        loaded=loaded,
+        created=_iso(model_version.creation_timestamp),
+        description=registered.description or "",
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags=dict(run.data.tags),
+        split=split,
+        labels=labels,
+        test=test,
+        aliases=aliases,
+        history=[h for h in history if version in (h["from_version"], h["to_version"])],
+        global_explanation=global_json,
+        planted_check=planted,
+        images=images,
+        artifacts=artifacts,
+    )
+
+
+def log_report(run_id: str, path: Path, folder: str = REPORTS_DIR) -> str:
+    """Attach a written report to the run of the model it describes; returns its artifact path."""
+    with _store_errors():
+        MlflowClient().log_artifact(run_id, str(path), folder)
+    return f"{folder}/{Path(path).name}"
+
+
+def load_explainer(ref: str, specs: Any) -> Explainer:
+    """A registered version ready to explain: its estimator, the spec its wording comes from
+    (the run's spec name, read from the project's `models/`), and its identity."""
+    from suitability.models.spec import MODEL_NAMES, load_model_spec
+
+    loaded = load_estimator(ref)
+    if loaded.spec_name not in MODEL_NAMES:
+        raise ValueError(
+            f"{loaded.ref.name} version {loaded.ref.version} was trained as "
+            f"{loaded.spec_name or 'an unknown model'!r}, not one of {', '.join(MODEL_NAMES)}"
+        )
+    spec = load_model_spec(loaded.spec_name, specs)
+    return Explainer(model=loaded.model, spec=spec, ref=loaded.ref)

@@ -50,6 +50,7 @@ __all__ = [
     "locate_table",
     "locate_tables",
     "read_customer_ids",
+    "read_customer_records",
     "stage_events",
     "validate_folder",
 ]
@@ -126,6 +127,38 @@ def read_customer_ids(data_dir: Path | str) -> pa.Array:
     if not chunks:
         return pa.array([], type=pa.large_string())
     return _id_array(pa.chunked_array(chunks, type=pa.large_string()))
+
+
+#: The tables that make up one customer's bundle.
+BUNDLE_TABLES = ("customers", "questionnaire_responses", "events", "interview_tags")
+
+
+def read_customer_records(data_dir: Path | str, customer_id: str) -> dict[str, list[dict]]:
+    """One customer's raw rows of each bundle table (customers, questionnaire responses, events,
+    interview tags) as plain records, unvalidated: the caller validates them as a bundle, the
+    way the service does. Each table is scanned once, a batch at a time. Raises `ValueError`
+    when the customers table has no such customer."""
+    wanted = pa.scalar(str(customer_id), pa.large_string())
+    out: dict[str, list[dict]] = {}
+    for name in BUNDLE_TABLES:
+        source = locate_table(data_dir, name)
+        rows: list[dict] = []
+        for file in source.files:
+            columns = [c for c in _file_columns(source, file) if not _PANDAS_INDEX.match(c)]
+            if "customer_id" not in columns:
+                rule = f"{RULE_MISSING_COLUMN} (in {file.name})"
+                raise ContractError([Problem(name, "customer_id", None, rule)])
+            for batch in _read_batches(source, file, columns, BATCH_ROWS):
+                ids = pc.cast(batch.column(columns.index("customer_id")), pa.large_string())
+                hits = batch.filter(pc.equal(ids, wanted))
+                if hits.num_rows:
+                    rows.extend(hits.to_pylist())
+        out[name] = rows
+    if not out["customers"]:
+        raise ValueError(f"customer {customer_id!r} is not in {Path(data_dir) / 'customers'}")
+    if len(out["customers"]) > 1:
+        raise ValueError(f"customer {customer_id!r} appears {len(out['customers'])} times")
+    return out
 
 
 def iter_events(

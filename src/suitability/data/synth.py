@@ -119,6 +119,57 @@ class WorldParams:
 
 PARAMS = WorldParams()
 
+#: Where the generator plants each model's label drivers: latent -> the feature-name patterns
+#: (fnmatch) that carry its signal. A model trained on this data should rank at least one
+#: feature of every driver among its top global features (`explain.importance.planted_check`).
+PLANTED_DRIVERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "risk-level": {
+        # τ, as the investor states it: attitude answers, total score, band.
+        "stated_tolerance": ("q_answer_*", "q_total_score", "q_level"),
+        # τ, as investments reveal it: the risk mix of what they buy.
+        "revealed_appetite": (
+            "invest_share_high_risk_*",
+            "invest_avg_risk_*",
+            "revealed_minus_stated",
+        ),
+        # τ and liquidity need, as advisors hear them.
+        "interview_signals": ("tag_*", "tagdir_*", "tagcat_*"),
+    },
+    "churn": {
+        # Falling engagement (trend slope): fewer logins and invests, longer gaps.
+        "engagement_decline": (
+            "trend_*",
+            "days_since_invest",
+            "days_since_login",
+            "n_login_*",
+            "n_invest_*",
+            "amt_invest_*",
+            "active_days_*",
+        ),
+        # Satisfaction: complaints, the service contacts that follow them, dissatisfaction tags.
+        "dissatisfaction": (
+            "n_complaint_*",
+            "days_since_complaint",
+            "n_service_contact_*",
+            "days_since_service_contact",
+            "tag_*dissatisfied",
+            "tag_distrust_platform",
+            "tagcat_concern",
+        ),
+        # Life events raise liquidity need: withdrawals, redemptions, life-event tags.
+        "liquidity_need": (
+            "withdraw_ratio_*",
+            "redeem_ratio_*",
+            "amt_withdraw_*",
+            "n_withdraw_*",
+            "amt_redeem_*",
+            "n_redeem_*",
+            "tag_liquidity_need",
+            "tagcat_life_event",
+        ),
+    },
+}
+
 #: Calendar activity multipliers by month of year: Spring-Festival dip in Jan/Feb, golden-week
 #: dip in October, mid-year and year-end bumps.
 _SEASONALITY = np.array([0.92, 0.74, 1.05, 1.0, 0.97, 1.08, 1.0, 0.98, 1.02, 0.9, 1.04, 1.22])

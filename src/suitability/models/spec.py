@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from suitability.specs import C_LEVELS, Source, SpecError, Specs, load_spec_file
+from suitability.specs import C_LEVELS, Label, Source, SpecError, Specs, load_spec_file
 
 ModelName = Literal["risk-level", "churn"]
 MODEL_NAMES: tuple[str, ...] = ("risk-level", "churn")
@@ -82,6 +82,29 @@ class ChurnLabelSpec(_Spec):
     invest_event_types: list[str] = Field(default_factory=lambda: ["invest"], min_length=1)
 
 
+class ReasonWording(_Spec):
+    """How a reason sentence ends, by the direction the feature pushed the prediction."""
+
+    up: Label = Label(zh="推高预测值", en="pushing the prediction up")
+    down: Label = Label(zh="拉低预测值", en="pushing the prediction down")
+
+
+class StatedWording(_Spec):
+    """How a reason for a stated-vs-predicted mismatch ends: the feature shows more (`above`)
+    or less (`below`) risk appetite than the questionnaire states."""
+
+    above: Label
+    below: Label
+
+
+class DossierText(_Spec):
+    """What the model dossier says a model is for and where it must not be relied on."""
+
+    purpose: Label
+    intended_use: Label
+    limitations: list[Label] = Field(default_factory=list)
+
+
 class ModelSpec(_Spec):
     name: ModelName
     registered_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -100,6 +123,9 @@ class ModelSpec(_Spec):
     labels: ChurnLabelSpec | None = None
     primary_metric: str
     experiment: str | None = None
+    reasons: ReasonWording = Field(default_factory=ReasonWording)
+    stated_reasons: StatedWording | None = None
+    dossier: DossierText | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:

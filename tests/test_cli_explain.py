@@ -1,0 +1,274 @@
+"""`suitability explain` and `suitability report` end to end, on the demo's registered models:
+what a data scientist and a compliance officer get, and the clear errors for their mistakes."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pypdfium2 as pdfium
+import pytest
+from typer.testing import CliRunner
+
+from suitability.cli import app
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated"),
+]
+runner = CliRunner()
+
+
+def _run(args: list[str]):
+    return runner.invoke(app, args, catch_exceptions=False)
+
+
+def _ok(args: list[str]) -> str:
+    result = _run(args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _fails(args: list[str], code: int, *needles: str) -> str:
+    result = _run(args)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+    return result.output
+
+
+def _last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        output = _ok(["demo", "--out", str(out), "--customers", "2500"])
+    assert "reports" in output
+    return out
+
+
+@pytest.fixture()
+def store(demo, monkeypatch) -> Path:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+    return demo
+
+
+def _pdf_text(path: Path) -> str:
+    pdf = pdfium.PdfDocument(path)
+    try:
+        return "\n".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    finally:
+        pdf.close()
+
+
+def _raw_pii(demo: Path) -> list[str]:
+    customers = pd.read_parquet(demo / "data" / "customers")
+    return [
+        str(v)
+        for column in ("name", "phone", "id_number")
+        for v in customers[column].dropna().head(2500)
+    ]
+
+
+def test_demo_writes_both_dossiers_and_a_decision_report_in_both_languages(demo):
+    reports = sorted(p.name for p in (demo / "reports").iterdir())
+    assert len(reports) == 12
+    for stem in ("dossier-risk-level", "dossier-churn"):
+        for lang in ("zh", "en"):
+            for fmt in ("html", "pdf"):
+                assert f"{stem}.{lang}.{fmt}" in reports
+    assert sum(name.startswith("decision-") for name in reports) == 4
+    logged = {p.name for p in (demo / "mlartifacts").rglob("reports/*")}
+    assert set(reports) <= logged  # every report is attached to its model's run
+
+
+def test_explain_prints_both_models_reasons_and_a_json_record(store, demo):
+    customer = sorted((demo / "reports").glob("decision-*.zh.html"))[0].name.split("-")[1]
+    output = _ok(
+        ["explain", "--data", str(demo / "data"), "--customer", customer, "--lang", "en", "--json"]
+    )
+    record = _last_json(output)
+    risk, churn = record["risk_level"], record["churn"]
+    assert risk["predicted_level"] in {"C1", "C2", "C3", "C4", "C5"}
+    assert abs(sum(risk["probabilities"].values()) - 1) < 1e-9
+    assert 1 <= len(risk["reasons"]) <= 4 and 1 <= len(churn["reasons"]) <= 4
+    assert 0 <= churn["p_churn"] <= 1
+    assert (
+        record["models"]["risk-level"]["version"] == 1
+        and record["models"]["churn"]["alias"] == "champion"
+    )
+    assert len(record["feature_hash"]) == 64 and record["decision"] is None
+    assert (
+        risk["reasons"][0]["text"]["en"] in " ".join(output.split())
+        or "why this category" in output
+    )
+    for value in _raw_pii(demo):
+        assert value not in output
+
+
+def test_explain_as_of_an_earlier_time_uses_only_what_was_known(store, demo):
+    customer = sorted((demo / "reports").glob("decision-*.zh.html"))[0].name.split("-")[1]
+    early = _last_json(
+        _ok(
+            [
+                "explain",
+                "--data",
+                str(demo / "data"),
+                "--customer",
+                customer,
+                "--as-of",
+                "2025-06-01",
+                "--json",
+            ]
+        )
+    )
+    assert early["as_of"] == "2025-06-01T00:00:00"
+    for source in early["sources"]:
+        assert source["latest"] is None or source["latest"] <= "2025-06-01T00:00:00"
+
+
+def test_decision_report_renders_chinese_masks_pii_and_is_logged(store, demo, tmp_path):
+    customer = sorted((demo / "reports").glob("decision-*.zh.html"))[0].name.split("-")[1]
+    products = pd.read_parquet(demo / "data" / "products.parquet")
+    r1 = str(products.loc[products["risk_level"] == "R1", "product_id"].iloc[0])
+    pdf_path, html_path = tmp_path / "d.pdf", tmp_path / "d.html"
+    record = _last_json(
+        _ok(
+            [
+                "report",
+                "decision",
+                "--data",
+                str(demo / "data"),
+                "--customer",
+                customer,
+                "--product",
+                r1,
+                "--initiated-by",
+                "platform",
+                "--out",
+                str(pdf_path),
+                "--json",
+            ]
+        )
+    )
+    assert record["decision"]["decision"] in {"allow", "reassess"}  # R1 is within every category
+    assert record["artifact"] == "reports/d.pdf"
+    text = _pdf_text(pdf_path)
+    assert "适当性决定说明" in text and "风险承受能力等级" in text and customer in text
+    assert record["rule_version"] in text
+    _ok(
+        [
+            "report",
+            "decision",
+            "--data",
+            str(demo / "data"),
+            "--customer",
+            customer,
+            "--product",
+            r1,
+            "--out",
+            str(html_path),
+            "--lang",
+            "en",
+            "--no-log",
+        ]
+    )
+    html = html_path.read_text(encoding="utf-8")
+    HTMLParser().feed(html)
+    assert (
+        "Suitability decision report" in html and "https://" not in html and "<script" not in html
+    )
+    for value in _raw_pii(demo):
+        assert value not in html and value not in text
+
+
+def test_model_dossier_has_slices_fairness_explanations_and_history(store, tmp_path):
+    path = tmp_path / "risk.html"
+    _ok(["report", "model", "risk-level", "--out", str(path), "--lang", "en"])
+    html = path.read_text(encoding="utf-8")
+    for needle in (
+        "Model dossier",
+        "Purpose",
+        "Data digests",
+        "Recall per category",
+        "Confusion matrix",
+        "age_band",
+        "65+",
+        "gender",
+        "channel_preference",
+        "segment",
+        "Gaps between groups",
+        "Most important features",
+        "Planted-driver check",
+        "Alias history",
+        "Limitations",
+        "SR-2026.1",
+        "data:image/png;base64,",
+    ):
+        assert needle in html, needle
+    pdf = tmp_path / "churn.pdf"
+    _ok(["report", "model", "churn@1", "--out", str(pdf), "--no-log"])
+    text = _pdf_text(pdf)
+    assert "模型档案" in text and "分人群指标与公平性" in text and "suitability-churn" in text
+
+
+def test_batch_explanations_from_the_cli(store, demo, tmp_path):
+    out = tmp_path / "explained.parquet"
+    record = _last_json(
+        _ok(
+            [
+                "explain",
+                "--features",
+                str(demo / "churn_training.parquet"),
+                "--out",
+                str(out),
+                "--model",
+                "churn",
+                "--json",
+            ]
+        )
+    )
+    frame = pd.read_parquet(out)
+    assert record["rows"] == len(frame) == len(pd.read_parquet(demo / "churn_training.parquet"))
+    assert {"customer_id", "as_of", "p_churn", "base_p_churn", "reason_1"} <= set(frame.columns)
+
+
+def test_user_mistakes_get_messages_not_tracebacks(store, demo, tmp_path):
+    data = str(demo / "data")
+    _fails(["explain"], 2, "--data")
+    _fails(["explain", "--data", data], 2, "--customer")
+    _fails(["explain", "--data", data, "--customer", "NOPE"], 2, "'NOPE' is not in")
+    _fails(
+        ["explain", "--data", data, "--customer", "C0000001", "--risk-model", "risk-level@gold"],
+        2,
+        "no 'gold' alias",
+    )
+    _fails(["explain", "--features", str(demo / "churn_training.parquet")], 2, "--out")
+    _fails(
+        [
+            "report",
+            "decision",
+            "--data",
+            data,
+            "--customer",
+            "C0000001",
+            "--product",
+            "P99999",
+            "--out",
+            str(tmp_path / "x.pdf"),
+        ],
+        2,
+        "P99999",
+    )
+    _fails(["report", "model", "churn", "--out", str(tmp_path / "x.docx")], 2, "x.docx")
+    _fails(
+        ["report", "model", "nothing", "--out", str(tmp_path / "x.pdf")], 2, "no registered model"
+    )
+    assert not any(tmp_path.iterdir())  # nothing half-written
