@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from suitability.specs import FeatureInfo, Label, Source, Specs
 
@@ -51,8 +52,8 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _plain(value: Any) -> float | str | None:
-    """A JSON-able copy of a feature value (numpy scalars, pandas NA and NaN handled)."""
+def plain_value(value: Any) -> float | str | None:
+    """A JSON-able copy of a feature value (numpy scalars, pandas NA, NaT and NaN -> None)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -60,8 +61,7 @@ def _plain(value: Any) -> float | str | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        text = str(value)
-        return None if text in {"<NA>", "nan", "NaT"} else text
+        return None if pd.isna(value) else str(value)
     return None if math.isnan(number) else number
 
 
@@ -93,7 +93,7 @@ def _option_label(question: str, score: float, specs: Specs, lang: Lang) -> str 
 
 def format_value(info: FeatureInfo | None, value: Any, specs: Specs, lang: Lang) -> str:
     """A feature value as a reader wants it: by the catalogue's `display` template or unit."""
-    value = _plain(value)
+    value = plain_value(value)
     if value is None:
         return _NONE[lang]
     if info is None:
@@ -179,7 +179,7 @@ def reason_codes(
         direction: Literal["up", "down"] = "up" if c > 0 else "down"
         effect = wording[direction]
         raw = values.get(name)
-        missing = _plain(raw) is None
+        missing = plain_value(raw) is None
         value_text = {lang: format_value(info, raw, specs, lang) for lang in LANGS}
         description = {lang: (getattr(info, lang) if info is not None else name) for lang in LANGS}
         reasons.append(
@@ -188,7 +188,7 @@ def reason_codes(
                 source=info.source if info is not None else "other",
                 direction=direction,
                 contribution=c,
-                value=_plain(raw),
+                value=plain_value(raw),
                 value_text=value_text,
                 description=description,
                 text={

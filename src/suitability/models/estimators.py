@@ -44,18 +44,38 @@ class FeatureLayout:
         """A float64 matrix in `names` order."""
         self.check(frame)
         out = np.empty((len(frame), len(self.names)), dtype=np.float64)
+        # Columns already numeric convert as one block (one copy, not one per column: this is
+        # on the per-request path); text and categorical columns go one by one.
+        dtypes = frame.dtypes
+        block = [
+            j
+            for j, name in enumerate(self.names)
+            if name not in self.categories and _plain_number(dtypes[name])
+        ]
+        if block:
+            names = [self.names[j] for j in block]
+            out[:, block] = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
+        done = set(block)
         for j, name in enumerate(self.names):
+            if j in done:
+                continue
             column = frame[name]
             if name in self.categories:
-                codes = pd.Categorical(
-                    column.astype("string"), categories=list(self.categories[name])
-                ).codes
+                text = column.astype("string").to_numpy(dtype=object, na_value=None)
+                codes = self._vocabulary(name).get_indexer(text)
                 out[:, j] = np.where(codes < 0, np.nan, codes)
             else:
                 out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan
                 )
         return out
+
+    def _vocabulary(self, name: str) -> pd.Index:
+        """The categories of `name` as an index (its hash table built once per layout)."""
+        cache = self.__dict__.setdefault("_vocabularies", {})  # frozen: not a field
+        if name not in cache:
+            cache[name] = pd.Index(list(self.categories[name]), dtype=object)
+        return cache[name]
 
     @property
     def categorical_indices(self) -> list[int]:
@@ -74,6 +94,11 @@ class FeatureLayout:
             else:
                 out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
         return pd.DataFrame(out, index=frame.index)
+
+
+def _plain_number(dtype: object) -> bool:
+    """Numbers and booleans (numpy or nullable) that convert to float without parsing."""
+    return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
 
 
 def layout_for(frame: pd.DataFrame, names: Sequence[str]) -> FeatureLayout:
