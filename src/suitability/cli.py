@@ -45,10 +45,20 @@ report_app = typer.Typer(
     help="Compliance reports (zh/en, HTML or PDF): one decision, or a model version's dossier.",
     no_args_is_help=True,
 )
+keys_app = typer.Typer(
+    help="API keys of the prediction service: add (printed once), list, remove.",
+    no_args_is_help=True,
+)
+audit_app = typer.Typer(
+    help="The service's audit log: show one answered request, export a time range.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
 app.add_typer(report_app, name="report")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 
 class ModelName(StrEnum):
@@ -64,6 +74,16 @@ class Lang(StrEnum):
 class Initiator(StrEnum):
     investor = "investor"
     platform = "platform"
+
+
+class Role(StrEnum):
+    matching = "matching"
+    compliance = "compliance"
+
+
+class ExportFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
 
 
 class ReportFormat(StrEnum):
@@ -83,6 +103,24 @@ AsOfOption = Annotated[
     str | None,
     typer.Option(
         "--as-of", help="Assess as of this date or time (default: the data's last event)."
+    ),
+]
+
+
+KeysFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys",
+        help="API keys file (hashes and roles). Default: $SUITABILITY_KEYS_FILE.",
+        show_default=False,
+    ),
+]
+AuditDbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="Audit log (SQLite). Default: $SUITABILITY_AUDIT_DB or ./serving-audit.sqlite.",
+        show_default=False,
     ),
 ]
 
@@ -1077,3 +1115,139 @@ def _demo_reports(out: Path, data_dir: Path, specs) -> list[Path]:
     for path in written[:4]:
         tracking.log_report(risk.ref.run_id, path)
     return written
+
+
+# --- serving: keys and audit ----------------------------------------------------------------------
+
+
+def _keys_file(keys: Path | None) -> Path:
+    from suitability.settings import get_settings
+
+    path = keys or get_settings().keys_file
+    if path is None:
+        raise ValueError("no keys file: pass --keys FILE or set SUITABILITY_KEYS_FILE")
+    return path
+
+
+@keys_app.command("add")
+def keys_add(
+    role: Annotated[
+        Role,
+        typer.Option(
+            "--role",
+            help="matching: prediction endpoints; compliance: also reads audit records.",
+        ),
+    ],
+    keys: KeysFileOption = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Who or what the key is for (stored).")
+    ] = None,
+) -> None:
+    """Create an API key and print it once; the file keeps only its sha256 and role."""
+    from suitability.serving.keys import add_key
+
+    with _user_errors():
+        path = _keys_file(keys)
+        new = add_key(path, role.value, label)
+    err_console.print(
+        f"added {new.key_id} ({new.role}) to {escape(str(path))}. "
+        "The key is printed once, below; store it now.",
+        highlight=False,
+    )
+    # The bare key on stdout, so `KEY=$(suitability keys add …)` works.
+    print(new.token)
+
+
+@keys_app.command("list")
+def keys_list(keys: KeysFileOption = None, as_json: JsonTable = False) -> None:
+    """The keys of a keys file: id, role, label, created (never the key or its hash)."""
+    from suitability.serving.keys import list_keys
+
+    with _user_errors():
+        entries = list_keys(_keys_file(keys))
+    rows = [
+        {"key_id": e.key_id, "role": e.role, "label": e.label, "created": e.created}
+        for e in entries
+    ]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("key id", "role", "label", "created")
+    for r in rows:
+        table.add_row(r["key_id"], r["role"], escape(r["label"] or ""), r["created"])
+    console.print(table)
+
+
+@keys_app.command("remove")
+def keys_remove(
+    key_id: Annotated[str, typer.Argument(help="The key id `keys list` shows.")],
+    keys: KeysFileOption = None,
+) -> None:
+    """Revoke a key (a running service reads the file at start-up: restart it)."""
+    from suitability.serving.keys import remove_key
+
+    with _user_errors():
+        remove_key(_keys_file(keys), key_id)
+    console.print(f"removed {escape(key_id)}")
+
+
+def _audit_log(db: Path | None):  # AuditLog
+    from suitability.serving.audit import AuditLog
+    from suitability.settings import get_settings
+
+    settings = get_settings()
+    return AuditLog(db or settings.audit_db, settings.audit_retention_days, create=False)
+
+
+def _time_option(value: str | None, name: str):  # datetime | None
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 date or time, e.g. 2026-11-01") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+@audit_app.command("show")
+def audit_show(
+    request_id: Annotated[str, typer.Argument(help="The request id a response carried.")],
+    db: AuditDbOption = None,
+) -> None:
+    """Print one audit record as JSON: who asked, when, models, rules, feature hash, outputs
+    and reasons."""
+    with _user_errors():
+        with _audit_log(db) as log:
+            record = log.get(request_id)
+        if record is None:
+            raise ValueError(f"no audit record with request id {request_id!r}")
+    print(json.dumps(record.to_dict(), ensure_ascii=False, indent=2))
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="File to write (.jsonl or .csv).")],
+    db: AuditDbOption = None,
+    fmt: Annotated[
+        ExportFormat | None,
+        typer.Option("--format", help="jsonl or csv (default: from the file extension)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (UTC unless an offset is given).")
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Before this time (UTC unless an offset is given)."),
+    ] = None,
+) -> None:
+    """Write the audit records of a time range (all by default) to a file, atomically."""
+    with _user_errors():
+        kind = fmt.value if fmt is not None else out.suffix.lstrip(".").lower()
+        if kind not in ("jsonl", "csv"):
+            raise ValueError(f"cannot tell the format of {out}: use .jsonl or .csv, or --format")
+        start, end = _time_option(since, "--since"), _time_option(until, "--until")
+        with _audit_log(db) as log:
+            count = log.export(out, kind, since=start, until=end)  # type: ignore[arg-type]
+    console.print(f"wrote {count:,} records to {escape(str(out))}", highlight=False)

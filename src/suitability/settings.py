@@ -34,6 +34,20 @@ class Settings(BaseSettings):
     #: Problems listed in a contract error before "... and N more".
     max_problems_shown: int = Field(default=20, gt=0)
 
+    # --- serving (DESIGN §3; `suitability serve` flags override these) ---
+    #: API keys file (hashes and roles; `suitability keys add` writes it).
+    keys_file: Path | None = None
+    #: Registry alias the service loads each model by.
+    model_alias: str = "champion"
+    #: Where every served decision is appended (SQLite, WAL mode).
+    audit_db: Path = Path("serving-audit.sqlite")
+    #: Audit records older than this are deleted (20 years by default).
+    audit_retention_days: int = Field(default=7305, gt=0)
+    #: Request bodies above this size are refused with 413, unread.
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, gt=0, lt=65536)
+
     @property
     def features_path(self) -> Path:
         return self.features_dir or self.project_dir / "features"

@@ -58,6 +58,12 @@ from suitability.explain.assessment import Explainer, ModelRef
 from suitability.models import metrics as m
 from suitability.models import plots
 from suitability.models.estimators import median_level
+from suitability.models.portable import (
+    PortableModelError,
+    load_portable,
+    manifest_sha256,
+    save_portable,
+)
 from suitability.models.train import (
     BEST_POSSIBLE,
     TrainingResult,
@@ -68,6 +74,8 @@ from suitability.models.train import (
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "PORTABLE_DIR",
+    "PORTABLE_SHA256_TAG",
     "PROMOTIONS_EXPERIMENT",
     "LoggedRun",
     "Promotion",
@@ -76,6 +84,7 @@ __all__ = [
     "default_tracking_uri",
     "evaluate_version",
     "list_models",
+    "load_portable_estimator",
     "load_test_split",
     "log_training",
     "promote",
@@ -90,6 +99,10 @@ PROMOTIONS_EXPERIMENT = "suitability-promotions"
 REGISTERED_PREFIX = "suitability-"
 TEST_SPLIT_ARTIFACT = "evaluation/test.parquet"
 EXPLANATIONS_DIR = "explanations"
+#: Run artifacts holding the model in forms that execute no code (`models/portable.py`).
+PORTABLE_DIR = "portable"
+#: The portable manifest's sha256, on the run and on its model version, checked at load.
+PORTABLE_SHA256_TAG = "suitability.portable_sha256"
 REPORTS_DIR = "reports"
 #: Columns per-slice metrics and fairness gaps are computed over (when the table has them).
 SLICE_COLUMNS = ("age_years", "gender", "channel_preference", "segment")
@@ -360,9 +373,10 @@ def log_training(
                     pip_requirements=_pip_requirements(),
                     metadata={"suitability_version": __version__, "task": spec.task},
                 )
+            portable_sha256 = _log_portable(result)
         name, version, model_uri = spec.registered_name, None, info.model_uri
         if register:
-            version = _register(client, result, info, run_id)
+            version = _register(client, result, info, run_id, portable_sha256)
             model_uri = f"models:/{name}/{version}"
     return LoggedRun(
         run_id=run_id,
@@ -644,6 +658,18 @@ def _log_explanations(result: TrainingResult) -> None:
             mlflow.log_figure(figure, f"{EXPLANATIONS_DIR}/{path}")
 
 
+def _log_portable(result: TrainingResult) -> str:
+    """The model in forms that execute no code (`portable/`: LightGBM text and JSON), for
+    services that must never unpickle; its manifest's sha256 is tagged on the run and returned
+    for registration to record."""
+    with tempfile.TemporaryDirectory() as folder:
+        save_portable(result.model, folder)
+        sha256 = manifest_sha256(folder)
+        mlflow.log_artifacts(folder, PORTABLE_DIR)
+    mlflow.set_tag(PORTABLE_SHA256_TAG, sha256)
+    return sha256
+
+
 def _specs_or_none() -> Any:
     from suitability.specs import SpecError, load_specs
 
@@ -653,8 +679,11 @@ def _specs_or_none() -> Any:
         return None
 
 
-def _register(client: MlflowClient, result: TrainingResult, info: Any, run_id: str) -> int:
-    """A new version of the spec's registered model, aliased `challenger`."""
+def _register(
+    client: MlflowClient, result: TrainingResult, info: Any, run_id: str, portable_sha256: str
+) -> int:
+    """A new version of the spec's registered model, aliased `challenger`, recording the sha256
+    its portable form must have when loaded."""
     spec = result.spec
     name = spec.registered_name
     try:
@@ -676,6 +705,7 @@ def _register(client: MlflowClient, result: TrainingResult, info: Any, run_id: s
             "primary_value": repr(float(value)),
             "mode": result.mode,
             "suitability.version": __version__,
+            PORTABLE_SHA256_TAG: portable_sha256,
         },
     )
     client.set_registered_model_alias(name, CHALLENGER, version.version)
@@ -1181,6 +1211,48 @@ def load_estimator(ref: str) -> LoadedModel:
     estimator = getattr(model, "model", None)
     if estimator is None or not hasattr(estimator, "layout"):
         raise ValueError(f"{name} version {version.version} is not a suitability model")
+    return _loaded_model(estimator, name, uri, version, run)
+
+
+def load_portable_estimator(ref: str) -> LoadedModel:
+    """Like `load_estimator`, but from the version's portable form (LightGBM text and JSON),
+    never from a pickle: every file is checked against the sha256 recorded at registration
+    before anything is parsed, and a difference is a `PortableModelError`."""
+    name, uri = resolve_model(ref)
+    client = MlflowClient()
+    with _store_errors():
+        version = _version_of(client, uri)
+        who = f"{name} version {version.version}"
+        sha256 = (version.tags or {}).get(PORTABLE_SHA256_TAG)
+        if not sha256:
+            raise ValueError(
+                f"{who} has no {PORTABLE_SHA256_TAG} tag: it was registered before portable "
+                "models; retrain it"
+            )
+        run = client.get_run(version.run_id)
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=version.run_id, artifact_path=PORTABLE_DIR, dst_path=folder
+                )
+            except (MlflowException, OSError) as error:
+                raise ValueError(
+                    f"{who}: cannot read its {PORTABLE_DIR}/ artifacts from run "
+                    f"{version.run_id}: {str(error).splitlines()[0][:200]}"
+                ) from None
+            try:
+                estimator = load_portable(local, sha256)
+            except PortableModelError as error:
+                raise PortableModelError(
+                    f"{who} (run {version.run_id}, artifacts {PORTABLE_DIR}/) failed its "
+                    f"integrity check: {error}"
+                ) from None
+    return _loaded_model(estimator, name, uri, version, run)
+
+
+def _loaded_model(
+    estimator: Any, name: str, uri: str, version: ModelVersion, run: Any
+) -> LoadedModel:
     alias = uri.rsplit("@", 1)[1] if "@" in uri else None
     return LoadedModel(
         model=estimator,
@@ -1278,12 +1350,14 @@ def log_report(run_id: str, path: Path, folder: str = REPORTS_DIR) -> str:
     return f"{folder}/{Path(path).name}"
 
 
-def load_explainer(ref: str, specs: Any) -> Explainer:
+def load_explainer(ref: str, specs: Any, *, portable: bool = False) -> Explainer:
     """A registered version ready to explain: its estimator, the spec its wording comes from
-    (the run's spec name, read from the project's `models/`), and its identity."""
+    (the run's spec name, read from the project's `models/`), and its identity. `portable`
+    loads the estimator from its checked portable form (`load_portable_estimator`), as a
+    service must, instead of unpickling the MLflow pyfunc."""
     from suitability.models.spec import MODEL_NAMES, load_model_spec
 
-    loaded = load_estimator(ref)
+    loaded = load_portable_estimator(ref) if portable else load_estimator(ref)
     if loaded.spec_name not in MODEL_NAMES:
         raise ValueError(
             f"{loaded.ref.name} version {loaded.ref.version} was trained as "

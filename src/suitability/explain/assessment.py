@@ -317,46 +317,71 @@ def assess_customer(
     """Explain both models for one customer's feature row and, given a product, decide."""
     if len(features) != 1:
         raise ValueError(f"expected one feature row, got {len(features)}")
+    return assess_customers(
+        features, [inputs], risk, churn, specs, rules, [product], [initiated_by]
+    )[0]
+
+
+def assess_customers(
+    features: pd.DataFrame,
+    inputs: Sequence[FeatureInputs],
+    risk: Explainer,
+    churn: Explainer,
+    specs: Specs,
+    rules: RuleTable,
+    products: Sequence[Product | None],
+    initiated_by: Sequence[str | None],
+) -> list[CustomerCase]:
+    """`assess_customer` for several rows at once (row i: `inputs[i]`, `products[i]`, …): the
+    models predict and explain the whole frame in one call each."""
+    if not (len(features) == len(inputs) == len(products) == len(initiated_by)):
+        raise ValueError("features, inputs, products and initiators must line up")
     if not isinstance(risk.model, OrdinalLGBM) or not isinstance(churn.model, BinaryLGBM):
         raise TypeError("risk must be an ordinal model and churn a binary one")
-    as_of = pd.Timestamp(features["as_of"].iloc[0])
-    risk_answer = assess_risk(risk.model, features, specs, risk.spec)[0]
-    churn_answer = assess_churn(churn.model, features, specs, churn.spec)[0]
-    values = row_values(features)[0]
-    mismatch = assess_mismatch(
-        risk_answer.stated_level,
-        risk_answer.predicted_level,
-        risk_answer.probabilities,
-        rules,
-    )
-    decision = None
-    if product is not None:
-        if initiated_by is None:
-            raise ValueError("a decision needs who initiated it: investor or platform")
-        decision = decide(
-            rule_input_from_features(
-                values,
-                predicted_level=risk_answer.predicted_level,
-                level_probabilities=risk_answer.probabilities,
-                p_churn=churn_answer.p_churn,
-                product_id=product.product_id,
-                product_risk=product.risk_level,
-                initiated_by=initiated_by,  # type: ignore[arg-type]
-            ),
+    risk_answers = assess_risk(risk.model, features, specs, risk.spec)
+    churn_answers = assess_churn(churn.model, features, specs, churn.spec)
+    names = [*risk.model.feature_names, *churn.model.feature_names]
+    cases = []
+    for i, values in enumerate(row_values(features)):
+        risk_answer, churn_answer = risk_answers[i], churn_answers[i]
+        product, initiator = products[i], initiated_by[i]
+        as_of = pd.Timestamp(values["as_of"])
+        mismatch = assess_mismatch(
+            risk_answer.stated_level,
+            risk_answer.predicted_level,
+            risk_answer.probabilities,
             rules,
         )
-    names = [*risk.model.feature_names, *churn.model.feature_names]
-    return CustomerCase(
-        customer=masked_profile(inputs),
-        as_of=as_of.isoformat(timespec="seconds"),
-        risk=risk_answer,
-        churn=churn_answer,
-        mismatch=mismatch,
-        sources=sources_used(inputs, as_of),
-        models={"risk-level": risk.ref, "churn": churn.ref},
-        rule_version=rules.version,
-        feature_hash=feature_hash(values, names),
-        product=product,
-        initiated_by=initiated_by,
-        decision=decision,
-    )
+        decision = None
+        if product is not None:
+            if initiator is None:
+                raise ValueError("a decision needs who initiated it: investor or platform")
+            decision = decide(
+                rule_input_from_features(
+                    values,
+                    predicted_level=risk_answer.predicted_level,
+                    level_probabilities=risk_answer.probabilities,
+                    p_churn=churn_answer.p_churn,
+                    product_id=product.product_id,
+                    product_risk=product.risk_level,
+                    initiated_by=initiator,  # type: ignore[arg-type]
+                ),
+                rules,
+            )
+        cases.append(
+            CustomerCase(
+                customer=masked_profile(inputs[i]),
+                as_of=as_of.isoformat(timespec="seconds"),
+                risk=risk_answer,
+                churn=churn_answer,
+                mismatch=mismatch,
+                sources=sources_used(inputs[i], as_of),
+                models={"risk-level": risk.ref, "churn": churn.ref},
+                rule_version=rules.version,
+                feature_hash=feature_hash(values, names),
+                product=product,
+                initiated_by=initiator,
+                decision=decision,
+            )
+        )
+    return cases

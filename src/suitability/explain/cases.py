@@ -9,7 +9,7 @@ import pandas as pd
 
 from suitability.data.io import event_time_range, load_table, read_customer_records
 from suitability.explain.assessment import CustomerCase, Explainer, Product, assess_customer
-from suitability.features.bundle import CustomerBundle, bundle_inputs, customer_features
+from suitability.features.bundle import CustomerBundle, bundle_inputs, features_of
 from suitability.models.rules import RuleTable
 from suitability.specs import Specs
 
@@ -67,10 +67,10 @@ def customer_case(
         events=records["events"],
         tags=records["interview_tags"],
     )
-    features = customer_features(bundle, when, specs)
+    inputs = bundle_inputs(bundle, specs)
     return assess_customer(
-        features,
-        bundle_inputs(bundle, specs),
+        features_of(inputs, when, specs),
+        inputs,
         risk,
         churn,
         specs,

@@ -116,9 +116,17 @@ def customer_features(
     """One feature row per as-of time for the bundle's customer (same columns and dtypes as the
     batch builder's output). An as-of time before the customer registered is refused, as the
     batch builder gives such a customer no row."""
+    return features_of(bundle_inputs(bundle, specs), as_of, specs)
+
+
+def features_of(
+    inputs: FeatureInputs,
+    as_of: pd.Timestamp | datetime | date | str | Sequence[pd.Timestamp | datetime | date | str],
+    specs: Specs,
+) -> pd.DataFrame:
+    """`customer_features` for inputs already validated by `bundle_inputs`."""
     single = isinstance(as_of, str | date | datetime | pd.Timestamp | np.datetime64)
     times = pd.DatetimeIndex(pd.to_datetime([as_of] if single else list(as_of)))
-    inputs = bundle_inputs(bundle, specs)
     registered = inputs.customers["registered_at"].iloc[0]
     if (times < registered).any():
         raise ValueError(
