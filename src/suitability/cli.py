@@ -1251,3 +1251,85 @@ def audit_export(
         with _audit_log(db) as log:
             count = log.export(out, kind, since=start, until=end)  # type: ignore[arg-type]
     console.print(f"wrote {count:,} records to {escape(str(out))}", highlight=False)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it).",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default 3000).", show_default=False)
+    ] = None,
+    keys: KeysFileOption = None,
+    alias: Annotated[
+        str | None,
+        typer.Option(
+            "--alias",
+            help="Registry alias to load both models by (default champion).",
+            show_default=False,
+        ),
+    ] = None,
+    audit_db: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit-db",
+            help="Audit log file (default ./serving-audit.sqlite).",
+            show_default=False,
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-body-bytes",
+            min=1,
+            help="Larger bodies get 413 (default 1 MiB).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Start the prediction service (BentoML) against the configured MLflow store
+    (MLFLOW_TRACKING_URI, default experiments/mlflow.db)."""
+    import os
+    import sys
+
+    from suitability import tracking
+    from suitability.serving.keys import KeyStore
+    from suitability.settings import get_settings
+
+    settings = get_settings()
+    with _user_errors():
+        keys_file = _keys_file(keys)
+        KeyStore.load(keys_file)  # a bad file fails here, with its reason
+        chosen = alias or settings.model_alias
+        uri = tracking.use_store()
+        for model in ("risk-level", "churn"):
+            tracking.resolve_model(f"{model}@{chosen}")
+    env = {
+        "MLFLOW_TRACKING_URI": uri,
+        "SUITABILITY_PROJECT_DIR": str(settings.project_dir.resolve()),
+        "SUITABILITY_KEYS_FILE": str(keys_file.resolve()),
+        "SUITABILITY_MODEL_ALIAS": chosen,
+        "SUITABILITY_AUDIT_DB": str((audit_db or settings.audit_db).resolve()),
+        "SUITABILITY_MAX_BODY_BYTES": str(max_body_bytes or settings.max_body_bytes),
+        "SUITABILITY_HOST": host or settings.host,
+        "SUITABILITY_PORT": str(port or settings.port),
+    }
+    os.environ.update(env)
+    bind = f"{env['SUITABILITY_HOST']}:{env['SUITABILITY_PORT']}"
+    err_console.print(
+        f"serving {chosen} models from {escape(uri)} on http://{bind} "
+        f"(audit log {escape(env['SUITABILITY_AUDIT_DB'])})",
+        highlight=False,
+    )
+    command = [
+        sys.executable, "-m", "bentoml", "serve", "serving.service:Suitability",
+        "--working-dir", env["SUITABILITY_PROJECT_DIR"],
+        "--host", env["SUITABILITY_HOST"], "--port", env["SUITABILITY_PORT"],
+    ]  # fmt: skip
+    os.execv(sys.executable, command)

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=7305, gt=0)
     #: Request bodies above this size are refused with 413, unread.
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    #: Times in requests and data carry no zone: they are local to this one. "Now" (the
+    #: default as-of time, the limit for "in the future") is taken here.
+    time_zone: str = "Asia/Shanghai"
     host: str = "127.0.0.1"
     port: int = Field(default=3000, gt=0, lt=65536)
 

@@ -144,12 +144,16 @@ class Scorer:
     # --- answers ----------------------------------------------------------------------------
 
     def risk_level(
-        self, requests: Sequence[CustomerBundle], request_ids: Sequence[str], caller: Caller
+        self,
+        requests: Sequence[CustomerBundle],
+        request_ids: Sequence[str],
+        caller: Caller,
+        batch: bool = False,
     ) -> list[Answer]:
         """The category with its reasons and, when it differs from the questionnaire's, the
         mismatch with why."""
         now = local_now(self.time_zone)
-        prepared = self.prepare(requests, now, _prefix(requests))
+        prepared = self.prepare(requests, now, "requests" if batch else "")
         frame = _frame(prepared)
         answers = assess_risk(self.risk.model, frame, self.specs, self.risk.spec)
         out = []
@@ -169,11 +173,15 @@ class Scorer:
         return out
 
     def churn_risk(
-        self, requests: Sequence[CustomerBundle], request_ids: Sequence[str], caller: Caller
+        self,
+        requests: Sequence[CustomerBundle],
+        request_ids: Sequence[str],
+        caller: Caller,
+        batch: bool = False,
     ) -> list[Answer]:
         """The churn probability with its reasons."""
         now = local_now(self.time_zone)
-        prepared = self.prepare(requests, now, _prefix(requests))
+        prepared = self.prepare(requests, now, "requests" if batch else "")
         frame = _frame(prepared)
         answers = assess_churn(self.churn.model, frame, self.specs, self.churn.spec)
         out = []
@@ -193,10 +201,11 @@ class Scorer:
         requests: Sequence[SuitabilityRequest],
         request_ids: Sequence[str],
         caller: Caller,
+        batch: bool = False,
     ) -> list[Answer]:
         """Both models explained and the suitability decision for the product."""
         now = local_now(self.time_zone)
-        prepared = self.prepare(requests, now, _prefix(requests))
+        prepared = self.prepare(requests, now, "requests" if batch else "")
         frame = _frame(prepared)
         cases = assess_customers(
             frame,
@@ -227,10 +236,6 @@ class Scorer:
 
     def _answer(self, endpoint: str, body: dict[str, Any], caller: Caller) -> Answer:
         return Answer(body=body, record=_record(endpoint, body, caller))
-
-
-def _prefix(requests: Sequence[Any]) -> str:
-    return "requests" if len(requests) > 1 else ""
 
 
 def _frame(prepared: Sequence[Prepared]) -> pd.DataFrame:

@@ -11,7 +11,7 @@ events …) are the data contracts' own, applied when the bundle is turned into 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,9 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     create_model,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -87,18 +85,6 @@ def _allowed_rule(values: frozenset[str]) -> str:
     return f"value not allowed (expected one of: {shown})"
 
 
-def _vocabulary_check(key: str) -> Callable[[str | None, ValidationInfo], str | None]:
-    def check(value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or info.context is None:
-            return value
-        allowed = info.context["vocabulary"][key]
-        if value not in allowed:
-            raise PydanticCustomError("not_allowed", _allowed_rule(allowed))
-        return value
-
-    return check
-
-
 def _naive_time(value: datetime | date) -> datetime | date:
     """Times carry no zone in the data; a time sent with an offset is refused rather than
     silently shifted."""
@@ -118,7 +104,7 @@ _TYPES: dict[str, type] = {
 }
 
 
-def _field(schema: TableSchema, column: Column) -> tuple[Any, Any]:
+def _field(column: Column) -> tuple[Any, Any]:
     kind = _TYPES[column.type]
     constraints: dict[str, Any] = {}
     validators: list[Any] = []
@@ -130,8 +116,6 @@ def _field(schema: TableSchema, column: Column) -> tuple[Any, Any]:
         constraints["ge"] = column.min
     if column.type in ("timestamp", "date"):
         validators.append(AfterValidator(_naive_time))
-    if column.allowed is not None:
-        validators.append(AfterValidator(_vocabulary_check(f"{schema.name}.{column.name}")))
     annotation: Any = Annotated[kind, Field(**constraints), *validators]
     if column.nullable:
         return annotation | None, None
@@ -140,9 +124,7 @@ def _field(schema: TableSchema, column: Column) -> tuple[Any, Any]:
 
 def _record_model(schema: TableSchema, name: str, doc: str) -> type[BaseModel]:
     fields = {
-        c.name: _field(schema, c)
-        for c in schema.columns
-        if c.name != "customer_id" or schema is CUSTOMERS
+        c.name: _field(c) for c in schema.columns if c.name != "customer_id" or schema is CUSTOMERS
     }
     model = create_model(name, __config__=_STRICT, __doc__=doc, **fields)  # type: ignore[call-overload]
     return model
@@ -187,35 +169,6 @@ class CustomerBundle(BaseModel):
     events: Annotated[list[Event], Field(max_length=MAX_EVENTS)] = []  # type: ignore[valid-type]
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = []  # type: ignore[valid-type]
     as_of: Annotated[datetime | None, AfterValidator(_naive_time)] = None
-
-    @model_validator(mode="after")
-    def _nothing_from_the_future(self, info: ValidationInfo) -> CustomerBundle:
-        if info.context is None:
-            return self
-        limit: datetime = info.context["now"] + timedelta(seconds=FUTURE_SKEW_SECONDS)
-        problems: list[tuple[Any, ...]] = []
-        if self.as_of is not None and self.as_of > limit:
-            problems.append(("as_of",))
-        for part in ("profile",):
-            for name, value in _times(getattr(self, part)):
-                if value > limit:
-                    problems.append((part, name))
-        for part in ("answers", "events", "tags"):
-            for i, record in enumerate(getattr(self, part)):
-                for name, value in _times(record):
-                    if value > limit:
-                        problems.append((part, i, name))
-        if problems:
-            raise FutureTimes(problems)
-        return self
-
-
-class FutureTimes(ValueError):
-    """Times after the request arrived (raised inside validation, reported per field)."""
-
-    def __init__(self, locations: list[tuple[Any, ...]]) -> None:
-        super().__init__("must not be in the future")
-        self.locations = locations
 
 
 class ProductRef(BaseModel):
@@ -265,15 +218,16 @@ class RequestProblem(BaseModel):
 class InvalidRequest(ValueError):
     """A request that breaks its contract; `status` is the HTTP status to answer with."""
 
-    def __init__(self, problems: list[RequestProblem], status: int = 422) -> None:
+    def __init__(self, problems: list[RequestProblem], status: int = 400) -> None:
         self.problems = problems
         self.status = status
         super().__init__("; ".join(f"{p.field}: {p.rule}" for p in problems[:5]))
 
     def to_json(self) -> dict[str, Any]:
+        count = len(self.problems)
         return {
-            "error": "invalid request",
-            "problems": [p.model_dump() for p in self.problems],
+            "error": f"invalid request: {count} problem{'s' if count != 1 else ''}",
+            "detail": [p.model_dump() for p in self.problems],
         }
 
 
@@ -318,18 +272,69 @@ def _rule(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
-def parse_request(model: type[BaseModel], body: bytes | str, context: RequestContext) -> Any:
-    """Validate a JSON body against `model`; raises `InvalidRequest` naming every problem."""
-    try:
-        return model.model_validate_json(body, strict=True, context=context.as_dict())
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_input=False, include_url=False):
-            location = tuple(error["loc"])
-            future = (error.get("ctx") or {}).get("error")
-            if isinstance(future, FutureTimes):
-                for where in future.locations:
-                    problems.append(RequestProblem(field=_path(location + where), rule=str(future)))
+def check_request(request: BaseModel, context: RequestContext) -> None:
+    """The rules a JSON schema cannot state: values within the specs' vocabularies and no time
+    after the request arrived. Works on any request model (single or batch); raises
+    `InvalidRequest` naming every problem."""
+    problems: list[RequestProblem] = []
+    limit = context.now + timedelta(seconds=FUTURE_SKEW_SECONDS)
+    for location, record in _records(request, ()):
+        table = _TABLE_OF.get(type(record))
+        for name, value in record:
+            if value is None:
                 continue
-            problems.append(RequestProblem(field=_path(location), rule=_rule(error)))
-        raise InvalidRequest(problems) from None
+            if isinstance(value, datetime) and value > limit:
+                problems.append(RequestProblem(field=_path((*location, name)), rule=_FUTURE))
+            if table is not None:
+                allowed = context.vocabulary.get(f"{table}.{name}")
+                if allowed is not None and value not in allowed:
+                    problems.append(
+                        RequestProblem(field=_path((*location, name)), rule=_allowed_rule(allowed))
+                    )
+    if problems:
+        raise InvalidRequest(problems)
+
+
+_FUTURE = "must not be after the time the request arrived"
+
+
+def _records(
+    model: BaseModel, location: tuple[Any, ...]
+) -> Iterator[tuple[tuple[Any, ...], BaseModel]]:
+    """Every model inside `model` (itself first) with its location."""
+    yield location, model
+    for name, value in model:
+        if isinstance(value, BaseModel):
+            yield from _records(value, (*location, name))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _records(item, (*location, name, i))
+
+
+def parse_request(model: type[BaseModel], body: bytes | str, context: RequestContext) -> Any:
+    """Validate a JSON body against `model` and `check_request`; raises `InvalidRequest`."""
+    try:
+        request = model.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    check_request(request, context)
+    return request
+
+
+def invalid(error: ValidationError) -> InvalidRequest:
+    """pydantic's errors as request problems (paths and rules, never the input)."""
+    return InvalidRequest(
+        [
+            RequestProblem(field=_path(tuple(e["loc"])), rule=_rule(e))
+            for e in error.errors(include_input=False, include_url=False)
+        ]
+    )
+
+
+_TABLE_OF: dict[type[BaseModel], str] = {
+    Profile: CUSTOMERS.name,
+    Answer: QUESTIONNAIRE_RESPONSES.name,
+    Event: EVENTS.name,
+    Tag: INTERVIEW_TAGS.name,
+}

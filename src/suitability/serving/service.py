@@ -1,0 +1,220 @@
+"""The BentoML service: loads both registered models (by alias, from their checked portable
+form), the specs and the rule table once, then answers the matching service. Thin by design:
+the guard (`serving.guard`) checks keys, sizes and content types; `serving.engine` computes
+every answer with the library's own feature, explanation and rule code; the audit log records
+each answer before it is sent.
+
+Configuration comes from the settings (`SUITABILITY_*` environment variables, which
+`suitability serve` sets from its flags) and `MLFLOW_TRACKING_URI`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import bentoml
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from suitability.serving.audit import AuditLog
+from suitability.serving.engine import Answer, Scorer
+from suitability.serving.guard import Guard, caller_of
+from suitability.serving.keys import KeyStore
+from suitability.serving.requests import (
+    BatchBundles,
+    BatchSuitability,
+    CustomerBundle,
+    InvalidRequest,
+    SuitabilityRequest,
+    check_request,
+)
+from suitability.settings import get_settings
+
+logger = logging.getLogger("suitability.serving")
+
+
+class StartupError(RuntimeError):
+    """The service cannot start: a missing model or alias, keys file or audit log."""
+
+
+def load_scorer(alias: str) -> Scorer:
+    """Both models by `alias` from the configured MLflow registry, from their portable form
+    (LightGBM text and JSON, sha256-checked; never a pickle), with the specs and rules."""
+    from suitability import tracking
+    from suitability.models.rules import load_rules
+    from suitability.specs import load_specs
+
+    tracking.use_store()
+    specs = load_specs()
+    try:
+        risk = tracking.load_explainer(f"risk-level@{alias}", specs, portable=True)
+        churn = tracking.load_explainer(f"churn@{alias}", specs, portable=True)
+    except ValueError as error:
+        raise StartupError(f"cannot load the models by alias {alias!r}: {error}") from None
+    return Scorer(risk, churn, specs, load_rules(), get_settings().time_zone)
+
+
+def load_keys() -> KeyStore:
+    """The API keys named by the settings (`--keys` / SUITABILITY_KEYS_FILE)."""
+    path = get_settings().keys_file
+    if path is None:
+        raise StartupError(
+            "no API keys file: start with `suitability serve --keys FILE` or set "
+            "SUITABILITY_KEYS_FILE (create keys with `suitability keys add`)"
+        )
+    try:
+        return KeyStore.load(path)
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ServiceGuard(Guard):
+    """The guard with the configured keys and body limit (read when the server builds its app,
+    not at import)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app, load_keys(), get_settings().max_body_bytes)
+
+
+# Bound to this machine unless `--host` says otherwise: BentoML's own default is every
+# interface, and the service must not be reachable from the network by accident.
+@bentoml.service(
+    name="suitability",
+    workers=1,
+    traffic={"timeout": 30},
+    http={"host": "127.0.0.1", "port": 3000},
+)
+class Suitability:
+    """Risk category, churn risk and product suitability for one customer bundle (or a list),
+    each with at most four reasons in zh and en, the model versions and rule version used, a
+    hash of the feature vector and a request id under which the answer is audited."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        load_keys()  # a bad keys file stops the start-up, not the first request
+        self.scorer = load_scorer(settings.model_alias)
+        self.audit = AuditLog(settings.audit_db, settings.audit_retention_days)
+        purged = self.audit.purge()
+        logger.info(
+            "loaded %s; audit log %s (%d records past retention purged)",
+            ", ".join(f"{r.name} v{r.version}" for r in self.scorer.models.values()),
+            settings.audit_db,
+            purged,
+        )
+
+    # --- endpoints ------------------------------------------------------------------------------
+
+    @bentoml.api(route="/risk_level", input_spec=CustomerBundle)
+    def risk_level(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
+        """Risk category C1–C5 with probabilities, reasons, and the stated-vs-predicted
+        mismatch."""
+        return self._one(ctx, CustomerBundle, body, self.scorer.risk_level)
+
+    @bentoml.api(route="/churn", input_spec=CustomerBundle)
+    def churn(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
+        """Probability that the customer stops investing, with reasons."""
+        return self._one(ctx, CustomerBundle, body, self.scorer.churn_risk)
+
+    @bentoml.api(route="/suitability", input_spec=SuitabilityRequest)
+    def suitability(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
+        """Both models and the suitability decision (allow / allow_with_warning / deny /
+        reassess) for the product, with the rule version."""
+        return self._one(ctx, SuitabilityRequest, body, self.scorer.suitability)
+
+    @bentoml.api(route="/risk_level/batch", input_spec=BatchBundles)
+    def risk_level_batch(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
+        """`/risk_level` for up to 256 bundles; answers in request order."""
+        return self._many(ctx, BatchBundles, body, self.scorer.risk_level)
+
+    @bentoml.api(route="/churn/batch", input_spec=BatchBundles)
+    def churn_batch(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
+        """`/churn` for up to 256 bundles; answers in request order."""
+        return self._many(ctx, BatchBundles, body, self.scorer.churn_risk)
+
+    @bentoml.api(route="/suitability/batch", input_spec=BatchSuitability)
+    def suitability_batch(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
+        """`/suitability` for up to 256 customer–product pairs; answers in request order."""
+        return self._many(ctx, BatchSuitability, body, self.scorer.suitability)
+
+    # --- the common path ------------------------------------------------------------------------
+
+    def _answer(
+        self,
+        ctx: bentoml.Context,
+        request: BaseModel,
+        items: Sequence[BaseModel],
+        ids: Sequence[str],
+        score: Callable[..., list[Answer]],
+        batch: bool,
+    ) -> list[Answer] | dict[str, Any]:
+        caller = caller_of(ctx.request.scope)
+        try:
+            check_request(request, self.scorer.context())
+            answers = score(items, ids, caller, batch=batch)
+        except InvalidRequest as exc:
+            # BentoML sets the status from the context for endpoints that take one.
+            ctx.response.status_code = exc.status
+            return exc.to_json()
+        # Durable before the answer leaves: all records of a call, or none (then a 5xx).
+        self.audit.append_many([a.record for a in answers])
+        return answers
+
+    def _one(
+        self,
+        ctx: bentoml.Context,
+        model: type[BaseModel],
+        body: dict[str, Any],
+        score: Callable[..., list[Answer]],
+    ) -> Any:
+        request = model.model_construct(**body)
+        out = self._answer(ctx, request, [request], [_new_id()], score, batch=False)
+        return out if isinstance(out, dict) else out[0].body
+
+    def _many(
+        self,
+        ctx: bentoml.Context,
+        model: type[BaseModel],
+        body: dict[str, Any],
+        score: Callable[..., list[Answer]],
+    ) -> Any:
+        request = model.model_construct(**body)
+        items = body["requests"]
+        batch_id = _new_id()
+        ids = [f"{batch_id}-{i}" for i in range(len(items))]
+        out = self._answer(ctx, request, items, ids, score, batch=True)
+        if isinstance(out, dict):
+            return out
+        return {"request_id": batch_id, "results": [a.body for a in out]}
+
+    # --- audit (compliance role) ----------------------------------------------------------------
+
+    async def audit_record(self, request_id: str) -> JSONResponse:
+        record = self.audit.get(request_id)
+        if record is None:
+            return JSONResponse({"error": "no audit record with this request id"}, 404)
+        return JSONResponse(record.to_dict())
+
+
+def _audit_app() -> Starlette:
+    """GET /audit/{request_id}: the stored record of one answer (mounted under /audit)."""
+
+    async def show(request: Request) -> JSONResponse:
+        service: Suitability = bentoml.get_current_service()
+        return await service.audit_record(request.path_params["request_id"])
+
+    return Starlette(routes=[Route("/{request_id}", show, methods=["GET"])])
+
+
+audit_app = _audit_app()
+Suitability.mount_asgi_app(audit_app, path="/audit", name="audit")
+Suitability.add_asgi_middleware(ServiceGuard)
