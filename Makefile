@@ -20,8 +20,8 @@ demo: install ## Set up and run the main job on the embedded default (writes dem
 	$(BIN)/suitability demo --out demo-out
 
 test: install ## Set up and run lint and the whole test suite (slow tests included)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks serving
+	$(BIN)/ruff format --check src tests benchmarks serving
 	$(BIN)/pytest
 
 bench: install ## Run the benchmarks at full scale (1M customers / 1M training rows; see benchmarks/README.md)

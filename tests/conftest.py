@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,27 @@ from suitability.specs import R_LEVELS, Specs, load_specs
 @pytest.fixture(scope="session")
 def specs() -> Specs:
     return load_specs()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """`suitability demo` on 2,500 customers, run once per session: synthetic data, both models
+    registered and promoted to champion, the demo reports. Tests that need registered models
+    point MLFLOW_TRACKING_URI at `demo / "mlflow.db"`."""
+    from typer.testing import CliRunner
+
+    from suitability.cli import app
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        result = CliRunner().invoke(
+            app, ["demo", "--out", str(out), "--customers", "2500"], catch_exceptions=False
+        )
+    assert result.exit_code == 0, result.output
+    assert "reports" in result.output
+    assert "suitability serve --keys" in result.output  # the demo says how to serve its models
+    return out
 
 
 def random_inputs(

@@ -1042,6 +1042,16 @@ def demo(
         f"{written_customer(written)} --lang en",
     ):
         console.print("  " + escape(command), soft_wrap=True, highlight=False)
+    keys = out / "keys.json"
+    console.print("Serve both champions over HTTP (127.0.0.1:3000):")
+    for command in (
+        f"KEY=$(suitability keys add --role matching --keys {keys})",
+        f"MLFLOW_TRACKING_URI={uri} suitability serve --keys {keys} "
+        f"--audit-db {out / 'serving-audit.sqlite'}",
+        'curl -s -X POST localhost:3000/suitability -H "Authorization: Bearer $KEY" '
+        "-H 'Content-Type: application/json' --data-binary @serving/examples/suitability.json",
+    ):
+        console.print("  " + escape(command), soft_wrap=True, highlight=False)
 
 
 def written_customer(paths: list[Path]) -> str:
@@ -1300,6 +1310,7 @@ def serve(
 
     from suitability import tracking
     from suitability.serving.keys import KeyStore
+    from suitability.serving.service import load_scorer
     from suitability.settings import get_settings
 
     settings = get_settings()
@@ -1308,8 +1319,9 @@ def serve(
         KeyStore.load(keys_file)  # a bad file fails here, with its reason
         chosen = alias or settings.model_alias
         uri = tracking.use_store()
-        for model in ("risk-level", "churn"):
-            tracking.resolve_model(f"{model}@{chosen}")
+        # Load both models once here (checksums included): a missing alias or a tampered
+        # artifact is one line now, not a server restarting its worker forever.
+        load_scorer(chosen)
     env = {
         "MLFLOW_TRACKING_URI": uri,
         "SUITABILITY_PROJECT_DIR": str(settings.project_dir.resolve()),
@@ -1319,6 +1331,8 @@ def serve(
         "SUITABILITY_MAX_BODY_BYTES": str(max_body_bytes or settings.max_body_bytes),
         "SUITABILITY_HOST": host or settings.host,
         "SUITABILITY_PORT": str(port or settings.port),
+        # No usage analytics: the service makes no outbound calls.
+        "BENTOML_DO_NOT_TRACK": "true",
     }
     os.environ.update(env)
     bind = f"{env['SUITABILITY_HOST']}:{env['SUITABILITY_PORT']}"

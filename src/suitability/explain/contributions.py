@@ -24,7 +24,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from suitability.models.estimators import BinaryLGBM, FeatureLayout, OrdinalLGBM
+from suitability.models.estimators import (
+    BinaryLGBM,
+    FeatureLayout,
+    OrdinalLGBM,
+    predict_booster,
+)
 
 LEVEL_SCORE = "level_score"
 Progress = Callable[[int, int], None]
@@ -78,7 +83,7 @@ def booster_contributions(booster: lgb.Booster, x: np.ndarray) -> tuple[np.ndarr
     (rows, outputs)), at the booster's best iteration when it was early-stopped."""
     n_features = booster.num_feature()
     iteration = booster.best_iteration if booster.best_iteration > 0 else None
-    flat = np.asarray(booster.predict(x, pred_contrib=True, num_iteration=iteration))
+    flat = np.asarray(predict_booster(booster, x, pred_contrib=True, num_iteration=iteration))
     outputs = flat.shape[1] // (n_features + 1)  # multiclass: one block of F+1 per class
     blocks = flat.reshape(len(x), outputs, n_features + 1)
     return blocks[:, :, :n_features], blocks[:, :, n_features]
@@ -127,11 +132,16 @@ def raw_outputs(model: OrdinalLGBM | BinaryLGBM, frame: pd.DataFrame) -> np.ndar
     x = model.layout.matrix(frame)
     if isinstance(model, OrdinalLGBM):
         cuts = np.column_stack(
-            [b.predict(x, raw_score=True, num_iteration=b.best_iteration) for b in model.boosters]
+            [
+                predict_booster(b, x, raw_score=True, num_iteration=b.best_iteration)
+                for b in model.boosters
+            ]
         )
         return np.column_stack([cuts, cuts.sum(axis=1)])
     assert model.booster is not None
-    raw = model.booster.predict(x, raw_score=True, num_iteration=model.booster.best_iteration)
+    raw = predict_booster(
+        model.booster, x, raw_score=True, num_iteration=model.booster.best_iteration
+    )
     return np.asarray(raw)[:, None]
 
 

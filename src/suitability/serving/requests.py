@@ -45,7 +45,8 @@ MAX_TEXT = 256
 #: Clock skew tolerated before a time counts as "in the future".
 FUTURE_SKEW_SECONDS = 300
 
-_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+# hide_input_in_errors: a refused value (maybe an ID number) must not reach the server log either.
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 def vocabularies(specs: Specs) -> dict[str, frozenset[str]]:

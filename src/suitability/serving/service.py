@@ -16,11 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import bentoml
+from fastapi import FastAPI
 from pydantic import BaseModel
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from suitability.serving.audit import AuditLog
 from suitability.serving.engine import Answer, Scorer
@@ -39,7 +37,7 @@ from suitability.settings import get_settings
 logger = logging.getLogger("suitability.serving")
 
 
-class StartupError(RuntimeError):
+class StartupError(ValueError):
     """The service cannot start: a missing model or alias, keys file or audit log."""
 
 
@@ -205,16 +203,19 @@ class Suitability:
         return JSONResponse(record.to_dict())
 
 
-def _audit_app() -> Starlette:
-    """GET /audit/{request_id}: the stored record of one answer (mounted under /audit)."""
-
-    async def show(request: Request) -> JSONResponse:
-        service: Suitability = bentoml.get_current_service()
-        return await service.audit_record(request.path_params["request_id"])
-
-    return Starlette(routes=[Route("/{request_id}", show, methods=["GET"])])
+audit_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
 
-audit_app = _audit_app()
-Suitability.mount_asgi_app(audit_app, path="/audit", name="audit")
+@audit_app.get(
+    "/audit/{request_id}",
+    summary="The audit record of one answer (compliance keys only)",
+    responses={404: {"description": "No record with this request id"}},
+)
+async def audit_record(request_id: str) -> JSONResponse:
+    service: Suitability = bentoml.get_current_service()
+    return await service.audit_record(request_id)
+
+
+# FastAPI, so BentoML lists the route in its OpenAPI document.
+Suitability.mount_asgi_app(audit_app, path="/", name="audit")
 Suitability.add_asgi_middleware(ServiceGuard)

@@ -1,0 +1,657 @@
+"""Serving latency: `/suitability` (and `/churn`) of `suitability serve` for a typical customer
+bundle, against the same registered churn model served by `mlflow models serve` on precomputed
+features, in the same run.
+
+    .venv/bin/python benchmarks/bench_serve.py [--requests 300] [--repeats 3] [--store DIR]
+                                               [--work DIR] [--keep] [--json PATH]
+
+1. A demo store (`suitability demo --customers 3000`, about 40 s on 2 cores) is created under
+   `--work` (default: a new temporary folder, deleted afterwards unless `--keep`), or an
+   existing one is reused with `--store DIR`.
+2. The typical bundle: one questionnaire submission, 200 events, 5 interview tags, as of the
+   data's last event time, product R3 initiated by the investor. The customer is the first (by
+   id) with exactly one submission, preferring at least 200 events in the 1095-day window and
+   exactly 5 tags. Their last 200 events before as_of are sent; if they have fewer, copies of
+   their own events (sampled with a fixed seed) fill up to 200, each moved one minute earlier
+   per copy than the earliest event so far, so every time is distinct and within the window.
+   Tags are trimmed to the last 5, or padded with copies of their own tags moved a day earlier
+   per copy (interview and recorded time alike).
+3. Our side: `suitability serve` (BentoML, one worker) with a fresh keys file and audit log;
+   `/suitability` and `/churn` get that bundle. Baseline: `mlflow models serve -m
+   models:/suitability-churn@champion --env-manager local` (uvicorn, one worker); its body is the
+   churn model's input columns (from the model signature) of the same bundle's feature row,
+   computed beforehand with `features.bundle.customer_features`, as `dataframe_split` JSON.
+   Both answers' p_churn are checked equal once.
+4. Each round: for each endpoint in turn, concurrency 1 (`--requests` sequential requests on one
+   keep-alive httpx client) and concurrency 8 (8 threads, one keep-alive client each,
+   `--requests` requests in all, released together). p50/p99 latency over the round's requests;
+   req/s is requests / wall time. The table shows the medians of `--repeats` rounds.
+
+The load generator runs on the same machine as the servers, so at concurrency 8 it competes
+with them for the cores; both sides pay that alike. Both servers are always stopped (their
+process groups killed), also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE = "baseline: mlflow models serve, churn"
+TARGET_P50_MS, TARGET_P99_MS = 15.0, 50.0
+EVENTS, TAGS, WINDOW_DAYS = 200, 5, 1095
+PRODUCT_LEVEL = "R3"
+CONCURRENCY = 8
+READY_TIMEOUT_S = 240.0
+
+
+# --- the store and the typical bundle ------------------------------------------------------------
+
+
+def _ensure_store(work: Path, customers: int, seed: int) -> None:
+    """Create the demo store under `work` unless it is already there."""
+    if (work / "mlflow.db").exists() and (work / "data" / "customers").exists():
+        return
+    cli = Path(sys.executable).with_name("suitability")
+    print(f"creating a demo store of {customers:,} customers in {work} …", file=sys.stderr)
+    began = time.perf_counter()
+    subprocess.run(
+        [str(cli), "demo", "--out", str(work), "--customers", str(customers), "--seed", str(seed)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    print(f"demo store ready in {time.perf_counter() - began:.0f}s", file=sys.stderr)
+
+
+def _table(data_dir: Path, name: str, columns: list[str]) -> pd.DataFrame:
+    return pd.read_parquet(data_dir / name, columns=columns)
+
+
+def choose_customer(counts: pd.DataFrame) -> str:
+    """The first customer id with exactly one submission, preferring ≥ 200 events in the window,
+    exactly 5 tags, then at least one tag (to pad from), then the most events."""
+    one = counts[counts["submissions"] == 1]
+    if one.empty:
+        raise ValueError("no customer with exactly one questionnaire submission")
+    ranked = one.assign(
+        short=one["events"] < EVENTS,
+        not_five=one["tags"] != TAGS,
+        no_tags=one["tags"] == 0,
+        fewer=-one["events"].clip(upper=EVENTS),
+    ).sort_values(["short", "no_tags", "not_five", "fewer", "customer_id"])
+    return str(ranked["customer_id"].iloc[0])
+
+
+def _bundle_counts(data_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per customer: submissions by as_of, events in the window before it, tags by it."""
+    since = as_of - pd.Timedelta(days=WINDOW_DAYS)
+    events = _table(data_dir, "events", ["customer_id", "event_time"])
+    events = events[(events["event_time"] > since) & (events["event_time"] <= as_of)]
+    answers = _table(data_dir, "questionnaire_responses", ["customer_id", "submitted_at"])
+    answers = answers[answers["submitted_at"] <= as_of]
+    tags = _table(data_dir, "interview_tags", ["customer_id", "recorded_at"])
+    tags = tags[tags["recorded_at"] <= as_of]
+    ids = _table(data_dir, "customers", ["customer_id"])["customer_id"]
+    counts = pd.DataFrame(
+        {
+            "submissions": answers.groupby("customer_id")["submitted_at"].nunique(),
+            "events": events.groupby("customer_id").size(),
+            "tags": tags.groupby("customer_id").size(),
+        }
+    )
+    counts = counts.reindex(ids.astype(str)).fillna(0).astype(int)
+    return counts.rename_axis("customer_id").reset_index()
+
+
+def typical_records(
+    records: Mapping[str, Sequence[Mapping[str, Any]]], as_of: pd.Timestamp, seed: int
+) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """The customer's records cut or filled to the typical bundle (see the module docstring),
+    and how many events and tags had to be synthesised."""
+    rng = np.random.default_rng(seed)
+    since = as_of - pd.Timedelta(days=WINDOW_DAYS)
+    events = sorted(
+        (dict(r) for r in records["events"] if since < pd.Timestamp(r["event_time"]) <= as_of),
+        key=lambda r: pd.Timestamp(r["event_time"]),
+    )[-EVENTS:]
+    if not events:
+        raise ValueError("the chosen customer has no events in the window to copy")
+    added_events = EVENTS - len(events)
+    originals, earliest = list(events), pd.Timestamp(events[0]["event_time"])
+    for k, i in enumerate(rng.integers(0, len(originals), size=added_events), start=1):
+        moved = earliest - pd.Timedelta(minutes=k)
+        if moved <= since:
+            raise ValueError("not enough room in the window to synthesise events")
+        events.insert(0, {**originals[i], "event_time": moved})
+
+    tags = sorted(
+        (dict(r) for r in records["interview_tags"] if pd.Timestamp(r["recorded_at"]) <= as_of),
+        key=lambda r: pd.Timestamp(r["recorded_at"]),
+    )[-TAGS:]
+    if not tags:
+        raise ValueError("the chosen customer has no interview tags to copy")
+    added_tags = TAGS - len(tags)
+    originals = list(tags)
+    for k in range(1, added_tags + 1):
+        source = originals[(k - 1) % len(originals)]
+        shift = pd.Timedelta(days=k)
+        tags.insert(
+            0,
+            {
+                **source,
+                "interview_time": pd.Timestamp(source["interview_time"]) - shift,
+                "recorded_at": pd.Timestamp(source["recorded_at"]) - shift,
+            },
+        )
+    answers = [
+        r for r in records["questionnaire_responses"] if pd.Timestamp(r["submitted_at"]) <= as_of
+    ]
+    out = {
+        "customers": list(records["customers"]),
+        "questionnaire_responses": answers,
+        "events": events,
+        "interview_tags": tags,
+    }
+    return out, {"events_synthesised": added_events, "tags_synthesised": added_tags}
+
+
+def first_product(products: pd.DataFrame, risk_level: str) -> dict[str, Any]:
+    """The first product (by id) of that risk grade, as a request's `product`."""
+    hits = products[products["risk_level"] == risk_level].sort_values("product_id")
+    if hits.empty:
+        raise ValueError(f"no {risk_level} product in the products table")
+    row = hits.iloc[0]
+    product = {"product_id": str(row["product_id"]), "risk_level": risk_level}
+    if pd.notna(row.get("category")):
+        product["category"] = str(row["category"])
+    if pd.notna(row.get("term_days")):
+        product["term_days"] = int(row["term_days"])
+    return product
+
+
+def _json_scalar(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def baseline_body(features: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """MLflow's `dataframe_split` body for the first feature row, the model's input columns only;
+    missing values as null."""
+    row = [_json_scalar(features[c].iloc[0]) for c in columns]
+    return {"dataframe_split": {"columns": list(columns), "data": [row]}}
+
+
+@dataclass(frozen=True)
+class Workload:
+    customer_id: str
+    as_of: pd.Timestamp
+    suitability: dict[str, Any]
+    bundle: dict[str, Any]
+    baseline: dict[str, Any]
+    synthesised: dict[str, int]
+    model_inputs: int
+
+
+def build_workload(store: Path, seed: int) -> Workload:
+    """The typical bundle from the store's data, its `/suitability` and `/churn` bodies, and the
+    baseline's precomputed-feature body."""
+    import mlflow
+
+    from suitability.data.io import read_customer_records
+    from suitability.explain.cases import default_as_of
+    from suitability.features.bundle import CustomerBundle, customer_features
+    from suitability.serving.bodies import request_body
+    from suitability.specs import load_specs
+
+    data_dir = store / "data"
+    as_of = default_as_of(data_dir)
+    customer = choose_customer(_bundle_counts(data_dir, as_of))
+    records, synthesised = typical_records(read_customer_records(data_dir, customer), as_of, seed)
+    body = request_body(
+        records,
+        as_of,
+        window_days=WINDOW_DAYS,
+        product=first_product(pd.read_parquet(data_dir / "products.parquet"), PRODUCT_LEVEL),
+        initiated_by="investor",
+    )
+    if len(body["events"]) != EVENTS or len(body["tags"]) != TAGS:
+        raise AssertionError(f"bundle has {len(body['events'])} events, {len(body['tags'])} tags")
+    bundle = {k: v for k, v in body.items() if k not in ("product", "initiated_by")}
+    features = customer_features(
+        CustomerBundle(
+            profile=body["profile"],
+            answers=body["answers"],
+            events=body["events"],
+            tags=body["tags"],
+        ),
+        as_of,
+        load_specs(),
+    )
+    mlflow.set_tracking_uri(_store_uri(store))
+    signature = mlflow.models.get_model_info("models:/suitability-churn@champion").signature
+    columns = signature.inputs.input_names()
+    return Workload(
+        customer, as_of, body, bundle, baseline_body(features, columns), synthesised, len(columns)
+    )
+
+
+def _store_uri(store: Path) -> str:
+    return f"sqlite:///{(store / 'mlflow.db').resolve()}"
+
+
+# --- servers -------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _server(
+    name: str, command: list[str], env: Mapping[str, str], ready_url: str, log: Path
+) -> Iterator[None]:
+    """A server in its own session (so its whole process group can be stopped), up once
+    `ready_url` answers 200; stopped on the way out, whatever happened."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        began = time.perf_counter()
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited ({process.returncode}):\n{_tail(log)}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() - began > READY_TIMEOUT_S:
+                raise RuntimeError(f"{name} not ready after {READY_TIMEOUT_S:.0f}s:\n{_tail(log)}")
+            time.sleep(0.5)
+        print(f"{name} ready in {time.perf_counter() - began:.1f}s", file=sys.stderr)
+        yield
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the server's process group and every descendant (BentoML's workers run in sessions
+    of their own, out of the group's reach), then SIGKILL whatever is left after 20 s."""
+    try:
+        tree = [psutil.Process(process.pid)]
+        tree += tree[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    for member in tree:
+        with suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=20)
+    for member in alive:
+        with suppress(psutil.NoSuchProcess):
+            member.kill()
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=5)
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    label: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def _post(client: httpx.Client, endpoint: Endpoint) -> float:
+    began = time.perf_counter()
+    answer = client.post(endpoint.url, content=endpoint.body, headers=endpoint.headers)
+    elapsed = time.perf_counter() - began
+    if answer.status_code != 200:
+        raise RuntimeError(f"{endpoint.label}: HTTP {answer.status_code}: {answer.text[:500]}")
+    return elapsed * 1000
+
+
+def _summary(latencies_ms: list[float], wall_s: float) -> dict[str, float]:
+    return {
+        "p50_ms": float(np.percentile(latencies_ms, 50)),
+        "p99_ms": float(np.percentile(latencies_ms, 99)),
+        "req_per_s": len(latencies_ms) / wall_s,
+        "requests": len(latencies_ms),
+    }
+
+
+def sequential(endpoint: Endpoint, requests: int, warmup: int) -> dict[str, float]:
+    """Concurrency 1: one keep-alive client, one request after another."""
+    with httpx.Client(timeout=60) as client:
+        for _ in range(warmup):
+            _post(client, endpoint)
+        began = time.perf_counter()
+        latencies = [_post(client, endpoint) for _ in range(requests)]
+        return _summary(latencies, time.perf_counter() - began)
+
+
+def concurrent(endpoint: Endpoint, requests: int, threads: int) -> dict[str, float]:
+    """Concurrency `threads`: each thread warms its own keep-alive client, then all are released
+    together and send `requests` requests between them."""
+    shares = [requests // threads + (i < requests % threads) for i in range(threads)]
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads + 1)
+
+    def work(i: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            try:
+                _post(client, endpoint)
+                _post(client, endpoint)
+            except BaseException as error:
+                errors.append(error)
+            start.wait()
+            if errors:
+                return
+            try:
+                latencies[i] = [_post(client, endpoint) for _ in range(shares[i])]
+            except BaseException as error:
+                errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    began = time.perf_counter()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - began
+    if errors:
+        raise errors[0]
+    return _summary([x for part in latencies for x in part], wall)
+
+
+def measure(
+    endpoints: Sequence[Endpoint], requests: int, repeats: int, warmup: int
+) -> dict[str, dict[int, list[dict[str, float]]]]:
+    """`repeats` rounds; in each, every endpoint in turn at concurrency 1 then 8, so a slow
+    spell on a shared machine falls on all of them rather than on whichever ran then."""
+    rounds: dict[str, dict[int, list[dict[str, float]]]] = {
+        e.label: {1: [], CONCURRENCY: []} for e in endpoints
+    }
+    for r in range(repeats):
+        for endpoint in endpoints:
+            one = sequential(endpoint, requests, warmup)
+            many = concurrent(endpoint, requests, CONCURRENCY)
+            rounds[endpoint.label][1].append(one)
+            rounds[endpoint.label][CONCURRENCY].append(many)
+            print(
+                f"round {r + 1}/{repeats} {endpoint.label}: c1 p50 {one['p50_ms']:.1f} ms, "
+                f"p99 {one['p99_ms']:.1f} ms; c{CONCURRENCY} {many['req_per_s']:.0f} req/s",
+                file=sys.stderr,
+            )
+    return rounds
+
+
+def medians(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each statistic's median across rounds."""
+    return {k: statistics.median(r[k] for r in rounds) for k in ("p50_ms", "p99_ms", "req_per_s")}
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def _print_table(results: Mapping[str, Mapping[int, Mapping[str, float]]]) -> None:
+    print(
+        "\n| endpoint | conc | p50 ms | p99 ms | req/s | p50 × baseline | p99 × baseline "
+        "| req/s × baseline |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, by_conc in results.items():
+        for conc, m in by_conc.items():
+            base = results[BASELINE][conc]
+            print(
+                f"| {label} | {conc} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} "
+                f"| {m['req_per_s']:.0f} | {m['p50_ms'] / base['p50_ms']:.2f}× "
+                f"| {m['p99_ms'] / base['p99_ms']:.2f}× | {m['req_per_s'] / base['req_per_s']:.2f}× |"
+            )
+
+
+def target_verdict(p50_ms: float, p99_ms: float) -> dict[str, Any]:
+    """Whether concurrency-1 latency of `/suitability` meets p50 ≤ 15 ms and p99 ≤ 50 ms."""
+    return {
+        "p50_ms": p50_ms,
+        "p99_ms": p99_ms,
+        "p50_met": p50_ms <= TARGET_P50_MS,
+        "p99_met": p99_ms <= TARGET_P99_MS,
+    }
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any]:
+    """Set up, start both servers (stopped when `stack` closes), check and measure."""
+    from suitability.serving.keys import add_key
+
+    store = args.store.resolve() if args.store is not None else work / "store"
+    if args.store is None:
+        _ensure_store(store, args.customers, args.seed)
+    workload = build_workload(store, args.seed)
+    print(
+        f"bundle: customer {workload.customer_id} as of {workload.as_of}, "
+        f"{len(workload.suitability['answers'])} answers (one submission), "
+        f"{len(workload.suitability['events'])} events, {len(workload.suitability['tags'])} tags "
+        f"(synthesised: {workload.synthesised}); baseline row: {workload.model_inputs} columns",
+        file=sys.stderr,
+    )
+    keys_file = work / f"keys-{os.getpid()}.json"
+    token = add_key(keys_file, "matching").token
+    # mlflow execs `uvicorn` by name: the venv's bin must be on PATH even when not activated.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {"MLFLOW_TRACKING_URI": _store_uri(store), "PATH": path}
+    ours_port, base_port = _free_port(), _free_port()
+    cli = Path(sys.executable).with_name("suitability")
+    stack.enter_context(
+        _server(
+            "suitability serve",
+            [str(cli), "serve", "--keys", str(keys_file), "--port", str(ours_port),
+             "--audit-db", str(work / f"audit-{os.getpid()}.sqlite")],
+            env, f"http://127.0.0.1:{ours_port}/readyz", work / "suitability-serve.log",
+        )
+    )  # fmt: skip
+    stack.enter_context(
+        _server(
+            "mlflow models serve",
+            [sys.executable, "-m", "mlflow", "models", "serve",
+             "-m", "models:/suitability-churn@champion", "--env-manager", "local",
+             "--host", "127.0.0.1", "-p", str(base_port)],
+            env, f"http://127.0.0.1:{base_port}/ping", work / "mlflow-serve.log",
+        )
+    )  # fmt: skip
+
+    ours = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    plain = {"Content-Type": "application/json"}
+    endpoints = [
+        Endpoint(
+            "ours: /suitability",
+            f"http://127.0.0.1:{ours_port}/suitability",
+            json.dumps(workload.suitability).encode(),
+            ours,
+        ),
+        Endpoint(
+            "ours: /churn",
+            f"http://127.0.0.1:{ours_port}/churn",
+            json.dumps(workload.bundle).encode(),
+            ours,
+        ),
+        Endpoint(
+            BASELINE,
+            f"http://127.0.0.1:{base_port}/invocations",
+            json.dumps(workload.baseline).encode(),
+            plain,
+        ),
+    ]
+    checks = _check_answers(endpoints)
+    print(f"checks: {checks}", file=sys.stderr)
+    rounds = measure(endpoints, args.requests, args.repeats, args.warmup)
+    results = {label: {c: medians(r) for c, r in by.items()} for label, by in rounds.items()}
+    suit = results["ours: /suitability"][1]
+    verdict = target_verdict(suit["p50_ms"], suit["p99_ms"])
+    return {
+        "commit": _git_commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "store": str(store),
+        "requests": args.requests,
+        "repeats": args.repeats,
+        "concurrency": [1, CONCURRENCY],
+        "bundle": {
+            "customer_id": workload.customer_id,
+            "as_of": workload.as_of.isoformat(),
+            "answers": len(workload.suitability["answers"]),
+            "events": len(workload.suitability["events"]),
+            "tags": len(workload.suitability["tags"]),
+            "product": workload.suitability["product"],
+            **workload.synthesised,
+            "body_bytes": {e.label: len(e.body) for e in endpoints},
+        },
+        "checks": checks,
+        "results": {k: {str(c): m for c, m in v.items()} for k, v in results.items()},
+        "rounds": {k: {str(c): r for c, r in v.items()} for k, v in rounds.items()},
+        "target": verdict,
+    }
+
+
+def _check_answers(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    """One request each: every endpoint answers 200, and our /churn p_churn equals the
+    baseline's on the same customer."""
+    answers = {}
+    with httpx.Client(timeout=60) as client:
+        for e in endpoints:
+            got = client.post(e.url, content=e.body, headers=e.headers)
+            if got.status_code != 200:
+                raise RuntimeError(f"{e.label}: HTTP {got.status_code}: {got.text[:1000]}")
+            answers[e.label] = got.json()
+    ours = answers["ours: /churn"]["churn"]["p_churn"]
+    predictions = answers[BASELINE]["predictions"]
+    theirs = predictions[0]["p_churn"] if isinstance(predictions[0], dict) else predictions[0]
+    decision = answers["ours: /suitability"].get("decision")
+    return {
+        "p_churn_ours": ours,
+        "p_churn_baseline": theirs,
+        "p_churn_abs_diff": abs(ours - theirs),
+        "suitability_decision": decision.get("decision") if isinstance(decision, dict) else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests", type=int, default=300, help="per endpoint, concurrency, round"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the table shows medians")
+    parser.add_argument("--warmup", type=int, default=30, help="requests before each c1 series")
+    parser.add_argument("--store", type=Path, help="reuse this demo store (not deleted)")
+    parser.add_argument("--work", type=Path, help="work folder (default: a new temporary one)")
+    parser.add_argument("--customers", type=int, default=3000, help="demo size when creating one")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.requests < CONCURRENCY or args.repeats < 1:
+        parser.error(f"--requests must be at least {CONCURRENCY} and --repeats at least 1")
+    # A plain `kill` should stop the servers too: turn SIGTERM into an exception.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    began = time.perf_counter()
+    work = (args.work or Path(tempfile.mkdtemp(prefix="bench-serve-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work folder {work}", file=sys.stderr)
+    try:
+        with ExitStack() as stack:
+            report = run(args, work, stack)
+    finally:
+        if args.work is None and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report["total_minutes"] = (time.perf_counter() - began) / 60
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {args.json}")
+
+
+def print_report(report: Mapping[str, Any]) -> None:
+    b = report["bundle"]
+    print(
+        f"\n`/suitability` for customer {b['customer_id']} as of {b['as_of']}: "
+        f"{b['answers']} answers (one submission), {b['events']} events, {b['tags']} tags, "
+        f"product {b['product']['risk_level']}; medians of {report['repeats']} rounds of "
+        f"{report['requests']} requests; commit {report['commit']}, {report['date']}, "
+        f"{report['machine']['cpus']} CPUs"
+    )
+    results = {k: {int(c): m for c, m in v.items()} for k, v in report["results"].items()}
+    _print_table(results)
+    print()
+    t = report["target"]
+    for name, value, limit, met in (
+        ("p50", t["p50_ms"], TARGET_P50_MS, t["p50_met"]),
+        ("p99", t["p99_ms"], TARGET_P99_MS, t["p99_met"]),
+    ):
+        state = "target met" if met else "target missed"
+        print(f"/suitability at concurrency 1: {name} {value:.1f} ms (≤ {limit:.0f} ms): {state}")
+    c = report["checks"]
+    print(
+        f"\np_churn: ours {c['p_churn_ours']:.6f}, baseline {c['p_churn_baseline']:.6f} "
+        f"(|Δ| {c['p_churn_abs_diff']:.1e}); /suitability decision: "
+        f"{c['suitability_decision']} ({report['total_minutes']:.1f} min)"
+    )
+
+
+if __name__ == "__main__":
+    main()

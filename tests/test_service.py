@@ -1,0 +1,481 @@
+"""The prediction service through its ASGI app (BentoML's own app, in-process): the answers the
+matching service gets, the 4xx for every kind of client mistake, keys and roles, the audit
+trail, and parity with the batch pipeline for 100 customers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from suitability.explain.assessment import feature_hash
+from suitability.serving.audit import AuditLog
+from suitability.serving.keys import add_key
+from suitability.settings import get_settings
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated"),
+]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "serving" / "examples"
+BODY_LIMIT = 4_000_000
+
+
+def example(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> dict[str, str]:
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    return {
+        "path": str(path),
+        "matching": add_key(path, "matching").token,
+        "compliance": add_key(path, "compliance").token,
+    }
+
+
+@pytest.fixture(scope="module")
+def client(demo, keys, tmp_path_factory) -> Iterator[TestClient]:
+    audit = tmp_path_factory.mktemp("audit") / "audit.sqlite"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+        patch.setenv("SUITABILITY_KEYS_FILE", keys["path"])
+        patch.setenv("SUITABILITY_AUDIT_DB", str(audit))
+        patch.setenv("SUITABILITY_MAX_BODY_BYTES", str(BODY_LIMIT))
+        get_settings.cache_clear()
+        from suitability.serving.service import Suitability
+
+        with TestClient(Suitability.to_asgi()) as test_client:
+            yield test_client
+    get_settings.cache_clear()
+
+
+def post(client: TestClient, path: str, body: Any, key: str | None, **headers: str):
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    headers.setdefault("Content-Type", "application/json")
+    data = body if isinstance(body, bytes | str) else json.dumps(body, ensure_ascii=False)
+    return client.post(path, content=data, headers=headers)
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def _check_reasons(reasons: list[dict]) -> None:
+    assert 1 <= len(reasons) <= 4
+    for reason in reasons:
+        assert reason["text"]["zh"] and reason["text"]["en"]
+        assert reason["direction"] in ("up", "down")
+
+
+def _check_common(body: dict, models: set[str]) -> None:
+    assert len(body["request_id"]) == 32
+    assert len(body["feature_hash"]) == 64
+    assert body["rule_version"] == "SR-2026.1"
+    assert {m["model"] for m in body["models"]} == models
+    for m in body["models"]:
+        assert m["alias"] == "champion" and m["version"] >= 1 and m["run_id"]
+
+
+def test_each_endpoint_answers_its_example_with_reasons_and_provenance(client, keys):
+    risk = post(client, "/risk_level", example("risk_level"), keys["matching"])
+    assert risk.status_code == 200, risk.text
+    body = risk.json()
+    _check_common(body, {"risk-level"})
+    assert body["risk_level"]["predicted_level"] in ("C1", "C2", "C3", "C4", "C5")
+    assert sum(body["risk_level"]["probabilities"].values()) == pytest.approx(1.0)
+    _check_reasons(body["risk_level"]["reasons"])
+    assert body["mismatch"]["direction"] in ("none", "understated", "overstated")
+
+    churn = post(client, "/churn", example("churn"), keys["matching"])
+    assert churn.status_code == 200, churn.text
+    body = churn.json()
+    _check_common(body, {"churn"})
+    assert 0.0 < body["churn"]["p_churn"] < 1.0
+    _check_reasons(body["churn"]["reasons"])
+
+    decision = post(client, "/suitability", example("suitability"), keys["matching"])
+    assert decision.status_code == 200, decision.text
+    body = decision.json()
+    _check_common(body, {"risk-level", "churn"})
+    assert body["decision"]["decision"] in ("allow", "allow_with_warning", "deny", "reassess")
+    assert body["decision"]["rule_version"] == "SR-2026.1"
+    assert body["product"]["product_id"] == example("suitability")["product"]["product_id"]
+
+
+def test_personal_data_is_masked_in_responses_and_the_audit_log(client, keys):
+    sent = example("suitability")
+    raw = [sent["profile"][k] for k in ("name", "phone", "id_number")]
+    answer = post(client, "/suitability", sent, keys["matching"])
+    assert answer.status_code == 200
+    for value in raw:
+        assert value not in answer.text
+    assert answer.json()["customer"]["phone"].count("*") == 4
+    record = client.get(
+        f"/audit/{answer.json()['request_id']}",
+        headers={"Authorization": f"Bearer {keys['compliance']}"},
+    )
+    assert record.status_code == 200
+    for value in raw:
+        assert value not in record.text
+
+
+def test_the_audit_record_holds_what_was_answered(client, keys):
+    answer = post(client, "/suitability", example("suitability"), keys["matching"]).json()
+    record = client.get(
+        f"/audit/{answer['request_id']}",
+        headers={"Authorization": f"Bearer {keys['compliance']}"},
+    ).json()
+    assert record["endpoint"] == "/suitability"
+    assert record["caller_role"] == "matching"
+    assert record["feature_hash"] == answer["feature_hash"]
+    assert record["rule_version"] == answer["rule_version"]
+    assert record["decision"] == answer["decision"]["decision"]
+    assert record["outputs"]["churn"]["p_churn"] == answer["churn"]["p_churn"]
+    assert (
+        record["outputs"]["risk_level"]["predicted_level"]
+        == (answer["risk_level"]["predicted_level"])
+    )
+    assert [m["version"] for m in record["models"]] == [m["version"] for m in answer["models"]]
+    assert record["reasons"]["churn"] == [r["text"] for r in answer["churn"]["reasons"]]
+
+
+def test_batch_answers_in_order_each_with_its_own_audited_request_id(client, keys):
+    one, two = example("churn"), example("churn")
+    two["events"] = two["events"][: len(two["events"]) // 2]
+    batch = post(client, "/churn/batch", {"requests": [one, two]}, keys["matching"])
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    single = post(client, "/churn", one, keys["matching"]).json()
+    assert results[0]["churn"]["p_churn"] == single["churn"]["p_churn"]
+    assert results[0]["feature_hash"] == single["feature_hash"]
+    assert results[1]["feature_hash"] != single["feature_hash"]
+    ids = [r["request_id"] for r in results]
+    assert ids == [f"{batch.json()['request_id']}-{i}" for i in range(2)]
+    for request_id in ids:
+        got = client.get(
+            f"/audit/{request_id}", headers={"Authorization": f"Bearer {keys['compliance']}"}
+        )
+        assert got.status_code == 200
+
+
+# --- keys and roles ---------------------------------------------------------------------------
+
+
+def test_missing_or_invalid_keys_get_401_and_the_wrong_role_403(client, keys):
+    body = example("churn")
+    assert post(client, "/churn", body, None).status_code == 401
+    assert post(client, "/churn", body, "suit_not-a-key").status_code == 401
+    wrong = post(client, "/churn", body, None, Authorization=f"Basic {keys['matching']}")
+    assert wrong.status_code == 401
+    audit = client.get("/audit/anything", headers={"Authorization": f"Bearer {keys['matching']}"})
+    assert audit.status_code == 403
+    assert post(client, "/churn", body, keys["compliance"]).status_code == 200
+    missing = client.get(
+        "/audit/no-such-id", headers={"Authorization": f"Bearer {keys['compliance']}"}
+    )
+    assert missing.status_code == 404
+
+
+def test_keys_never_reach_the_logs(client, keys, caplog):
+    caplog.set_level("DEBUG")
+    post(client, "/churn", example("churn"), keys["matching"])
+    post(client, "/churn", {"bad": 1}, keys["matching"])
+    client.get("/audit/x", headers={"Authorization": f"Bearer {keys['matching']}"})
+    assert keys["matching"] not in caplog.text
+
+
+def test_probes_and_openapi_need_no_key(client):
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    paths = client.get("/docs.json").json()["paths"]
+    for path in ("/risk_level", "/churn", "/suitability", "/risk_level/batch"):
+        assert path in paths
+    schema = json.dumps(paths["/suitability"])
+    assert "initiated_by" in schema and "events" in schema
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_oversized_bodies_get_413_and_other_content_types_415(client, keys):
+    big = example("churn")
+    big["events"] = big["events"] * (BODY_LIMIT // len(json.dumps(big["events"])) + 2)
+    assert post(client, "/churn", big, keys["matching"]).status_code == 413
+    body = json.dumps(example("churn"))
+    for content_type in ("text/plain", "application/vnd.bentoml+pickle", "application/x-pickle"):
+        answer = post(client, "/churn", body, keys["matching"], **{"Content-Type": content_type})
+        assert answer.status_code == 415, content_type
+
+
+def _mutate(path: str, value: Any) -> dict[str, Any]:
+    body = example("churn")
+    *parents, last = path.split(".")
+    target: Any = body
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if value is _DELETE:
+        del target[int(last) if last.isdigit() else last]
+    else:
+        target[int(last) if last.isdigit() else last] = value
+    return body
+
+
+_DELETE = object()
+ID_NUMBER = "110105199001011234"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("events.0.amount", ID_NUMBER, "events"),  # a string in a numeric field: not coerced
+        ("events.0.amount", -5.0, "events"),
+        ("events.0.event_type", "teleport", "events"),
+        ("events.0.channel", "carrier_pigeon", "events"),
+        ("events.0.product_risk", "R9", "events"),
+        ("events.0.term_days", 1.5, "events"),
+        ("events.0.event_time", "2999-01-01T00:00:00", "events"),
+        ("events.0.event_time", "yesterday", "events"),
+        ("events.0.event_time", "2026-01-01T00:00:00+08:00", "events"),
+        ("events.0.secret", 1, "events"),
+        ("tags.0.tag", "no_such_tag", "tags"),
+        ("answers.0.question_id", "Q_unknown", "answers"),
+        ("answers.0.answer", "not-an-option", "answers"),
+        ("profile.gender", "X", "profile"),
+        ("profile.birth_date", 19800101, "profile"),
+        ("profile.customer_id", 12345, "profile"),
+        ("profile.registered_at", _DELETE, "profile"),
+        ("as_of", "2999-01-01T00:00:00", "as_of"),
+        ("as_of", "1990-01-01T00:00:00", "as_of"),  # before the customer registered
+        ("unknown_top_level", True, "unknown_top_level"),
+    ],
+)
+def test_each_client_mistake_is_a_400_naming_the_field_without_the_value(
+    client, keys, path, value, field
+):
+    answer = post(client, "/churn", _mutate(path, value), keys["matching"])
+    assert answer.status_code == 400, answer.text
+    text = answer.text
+    assert field in text
+    if isinstance(value, str) and len(value) > 3:
+        assert value not in text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[1, 2, 3]",
+        b'{"profile": {"customer_id": "C1", "amount": NaN}}',
+        b'{"profile": 1e999}',
+        b"",
+    ],
+)
+def test_malformed_bodies_are_400_never_500(client, keys, raw):
+    answer = post(client, "/churn", raw, keys["matching"])
+    assert answer.status_code == 400, answer.text
+
+
+def test_non_finite_amounts_are_refused(client, keys):
+    body = json.dumps(example("churn")).replace('"amount": ', '"amount": NaN, "x": ', 1)
+    assert post(client, "/churn", body, keys["matching"]).status_code == 400
+    body = example("churn")
+    text = json.dumps(body)
+    first = text.index('"amount": ') + len('"amount": ')
+    end = text.index(",", first)
+    infinite = text[:first] + "1e999" + text[end:]
+    answer = post(client, "/churn", infinite, keys["matching"])
+    assert answer.status_code == 400 and "finite" in answer.text
+
+
+def test_a_bad_request_leaves_no_audit_record(client, keys, tmp_path):
+    from suitability.serving.audit import AuditLog
+
+    before = len(AuditLog(get_settings().audit_db))
+    post(client, "/churn", _mutate("tags.0.tag", "no_such_tag"), keys["matching"])
+    batch = {"requests": [example("churn"), _mutate("tags.0.tag", "no_such_tag")]}
+    answer = post(client, "/churn/batch", batch, keys["matching"])
+    assert answer.status_code == 400
+    assert "requests[1].tags[0].tag" in answer.text
+    incomplete = example("churn")
+    incomplete["answers"] = incomplete["answers"][1:]
+    answer = post(
+        client, "/churn/batch", {"requests": [example("churn"), incomplete]}, keys["matching"]
+    )
+    assert answer.status_code == 400
+    assert "requests[1].answers" in answer.text
+    assert len(AuditLog(get_settings().audit_db)) == before
+
+
+# --- parity with the batch pipeline -----------------------------------------------------------
+
+
+def test_http_features_and_predictions_equal_the_batch_pipelines_for_100_customers(
+    client, keys, demo, specs, tmp_path, monkeypatch
+):
+    from suitability import tracking
+    from suitability.data.io import read_customer_records
+    from suitability.explain.cases import default_as_of
+    from suitability.features.builder import build_features
+    from suitability.serving.bodies import request_body
+
+    data = demo / "data"
+    as_of = default_as_of(data)
+    build_features(data, [as_of], tmp_path / "features.parquet", specs)
+    batch = pd.read_parquet(tmp_path / "features.parquet").sort_values("customer_id")
+    batch = batch.head(100).reset_index(drop=True)
+    assert len(batch) == 100
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+    tracking.use_store()
+    risk = tracking.load_estimator("risk-level@champion").model  # the training-time artifact
+    churn = tracking.load_estimator("churn@champion").model
+    expected_risk = risk.predict_frame(batch)
+    expected_churn = churn.predict_proba(batch)
+    names = [*risk.feature_names, *churn.feature_names]
+
+    bodies = [request_body(read_customer_records(data, cid), as_of) for cid in batch["customer_id"]]
+    answers: list[dict] = []
+    for start in range(0, len(bodies), 20):
+        got = post(
+            client,
+            "/risk_level/batch",
+            {"requests": bodies[start : start + 20]},
+            keys["matching"],
+        )
+        assert got.status_code == 200, got.text
+        answers += got.json()["results"]
+    churned = post(client, "/churn/batch", {"requests": bodies[:50]}, keys["matching"]).json()
+    churned = (
+        churned["results"]
+        + post(client, "/churn/batch", {"requests": bodies[50:]}, keys["matching"]).json()[
+            "results"
+        ]
+    )
+
+    for i, values in enumerate(batch.to_dict("records")):
+        assert answers[i]["customer"]["customer_id"] == values["customer_id"]
+        assert answers[i]["feature_hash"] == feature_hash(values, risk.feature_names), i
+        assert churned[i]["feature_hash"] == feature_hash(values, churn.feature_names), i
+        assert answers[i]["risk_level"]["predicted_level"] == expected_risk["level"].iloc[i]
+        got = [answers[i]["risk_level"]["probabilities"][c] for c in risk.classes]
+        want = expected_risk[[f"p_{c}" for c in risk.classes]].iloc[i].to_numpy()
+        assert np.array_equal(np.asarray(got), want), i
+        assert churned[i]["churn"]["p_churn"] == expected_churn[i], i
+    assert names  # both models' features were compared
+
+
+# --- the real server: start-up, binding, metrics, durability under SIGKILL ----------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the server did not become ready")
+
+
+def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo, keys, tmp_path):
+    port = _free_port()
+    audit = tmp_path / "audit.sqlite"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{(demo / 'mlflow.db').resolve()}",
+        "SUITABILITY_AUDIT_DB": str(audit),
+    }
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "suitability"), "serve", "--keys", keys["path"],
+         "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        body = json.dumps(example("churn"))
+        headers = {
+            "Authorization": f"Bearer {keys['matching']}",
+            "Content-Type": "application/json",
+        }
+        answered: list[str] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(timeout=10) as http:
+                while not stop.is_set():
+                    try:
+                        got = http.post(f"{url}/churn", content=body, headers=headers)
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    if got.status_code == 200:
+                        answered.append(got.json()["request_id"])
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 120
+        while len(answered) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        os.killpg(process.pid, signal.SIGKILL)  # mid-load: requests are in flight
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        log.close()
+    server_log = (tmp_path / "server.log").read_text()
+    assert f"127.0.0.1:{port}" in server_log  # bound to this machine only
+    assert keys["matching"] not in server_log
+    assert 'bentoml_service_request_total{endpoint="/churn"' in metrics
+    assert len(answered) >= 40
+    stored = AuditLog(audit)
+    missing = [r for r in answered if stored.get(r) is None]
+    assert not missing, f"{len(missing)} answered requests are not in the audit log"
+    for request_id in answered:
+        record = stored.get(request_id)
+        assert record is not None and record.feature_hash and record.outputs["churn"]
+
+
+def test_serve_refuses_to_start_without_the_models_alias(demo, keys, monkeypatch):
+    from typer.testing import CliRunner
+
+    from suitability.cli import app
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+    result = CliRunner().invoke(app, ["serve", "--keys", keys["path"], "--alias", "nightly"])
+    assert result.exit_code == 2
+    assert "nightly" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["serve", "--keys", str(Path(keys["path"]).parent / "no")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
