@@ -21,4 +21,6 @@ def encode(values: pd.Series, vocabulary: Sequence[str] | pd.Index | np.ndarray)
 
 def microseconds(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     """Timestamps as int64 microseconds since 1970."""
+    if getattr(values, "dtype", None) == np.dtype("datetime64[us]"):
+        return np.asarray(values).view("int64")  # already canonical: no conversion to pay
     return np.asarray(pd.to_datetime(values).to_numpy("datetime64[us]")).view("int64")

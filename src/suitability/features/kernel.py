@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from suitability.features.encoding import encode, microseconds
-from suitability.features.questionnaire import score_submissions
+from suitability.features.questionnaire import score_columns
 from suitability.specs import R_LEVELS, SpecError, Specs
 
 _US_PER_SECOND = 1_000_000
@@ -160,7 +161,7 @@ def _questionnaire_features(
     specs: Specs,
 ) -> dict[str, np.ndarray]:
     n = len(q_codes)
-    subs = score_submissions(responses, specs.questionnaires)
+    subs = score_columns(responses, specs.questionnaires)
     table = _Sorted(_codes(subs["customer_id"], customer_ids), microseconds(subs["submitted_at"]))
     upto = table.upto(q_codes, q_seconds)
     start = table.start(q_codes)
@@ -174,15 +175,15 @@ def _questionnaire_features(
         return np.where(has, values.astype(np.float64)[rows], np.nan)
 
     out = {
-        "q_total_score": pick(subs["total"].to_numpy()),
-        "q_level": pick(subs["level"].to_numpy()),
-        "q_lowest_category": pick(subs["lowest"].to_numpy()),
+        "q_total_score": pick(np.asarray(subs["total"])),
+        "q_level": pick(np.asarray(subs["level"])),
+        "q_lowest_category": pick(np.asarray(subs["lowest"])),
         "q_n_submissions": (upto - start).astype(np.int64),
     }
     submitted = table.times_us[last] if len(table.times_us) else np.zeros(n, dtype=np.int64)
     out["q_days_since"] = np.where(has, (q_us - submitted) / _US_PER_DAY, np.nan)
     for qid in specs.question_ids:
-        out[f"q_answer_{qid}"] = pick(subs[f"score_{qid}"].to_numpy())
+        out[f"q_answer_{qid}"] = pick(np.asarray(subs[f"score_{qid}"]))
     return out
 
 
@@ -404,7 +405,7 @@ def _profile_features(
 
     def categorical(column: str, vocabulary: Sequence[str]) -> pd.Categorical:
         codes = encode(customers[column], list(vocabulary))[q_codes]
-        return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(vocabulary)))
+        return pd.Categorical.from_codes(codes, dtype=_categories(tuple(vocabulary)))
 
     return {
         "age_years": (as_of.year - birth.year - before_birthday.astype(int)).to_numpy(
@@ -416,9 +417,16 @@ def _profile_features(
         "income_band": categorical("income_band", p.income_bands),
         "channel_preference": categorical("channel_preference", specs.behaviour.channels),
         "segment": pd.Categorical.from_codes(
-            segment_idx, dtype=pd.CategoricalDtype([s.id for s in p.segments])
+            segment_idx, dtype=_categories(tuple(s.id for s in p.segments))
         ),
     }
+
+
+@lru_cache(maxsize=64)
+def _categories(vocabulary: tuple[str, ...]) -> pd.CategoricalDtype:
+    """The categorical dtype of a spec vocabulary, built once (building one validates its
+    categories, a noticeable part of a single customer's features)."""
+    return pd.CategoricalDtype(list(vocabulary))
 
 
 def check_catalogue(specs: Specs) -> None:

@@ -86,6 +86,14 @@ def score_submissions(
     customer_id then submitted_at. Rows must already satisfy the data contract. Pure numpy over
     small lookup tables, so one customer's handful of rows costs well under a millisecond.
     """
+    return pd.DataFrame(score_columns(responses, definitions))
+
+
+def score_columns(
+    responses: pd.DataFrame, definitions: Mapping[str, QuestionnaireDefinition]
+) -> dict[str, np.ndarray | pd.api.extensions.ExtensionArray]:
+    """The columns of `score_submissions` before they become a frame (the feature kernel
+    reads them straight away; a frame would only add its construction to every request)."""
     versions = list(definitions)
     question_ids = list(dict.fromkeys(q for d in definitions.values() for q in d.question_ids))
     option_ids = list(
@@ -148,7 +156,7 @@ def score_submissions(
         level[rows] = np.where(is_lowest, 1.0, band_levels[band])
         lowest[rows] = is_lowest
 
-    out = {
+    out: dict[str, np.ndarray | pd.api.extensions.ExtensionArray] = {
         "customer_id": pd.array(names[cust[first]] if n_sub else [], dtype="str"),
         "questionnaire_version": pd.array(
             np.array(versions, dtype=object)[sub_version] if n_sub else [], dtype="str"
@@ -157,4 +165,4 @@ def score_submissions(
     }
     out.update({f"score_{q}": scores[:, i] for i, q in enumerate(question_ids)})
     out.update({"total": total, "level": level, "lowest": lowest})
-    return pd.DataFrame(out)
+    return out

@@ -57,13 +57,16 @@ class FeatureLayout:
         """A float64 matrix in `names` order."""
         self.check(frame)
         out = np.empty((len(frame), len(self.names)), dtype=np.float64)
-        # Columns already numeric convert as one block (one copy, not one per column: this is
-        # on the per-request path); text and categorical columns go one by one.
-        dtypes = frame.dtypes
+        # This runs for every request, on one row, where each pandas call costs more than the
+        # data: dtypes are looked up in a plain dict, each distinct dtype is classified once,
+        # numeric columns convert as one block (one copy), and categoricals are coded through
+        # their few categories rather than row by row.
+        dtypes = dict(zip(frame.columns.tolist(), frame.dtypes.tolist(), strict=True))
+        plain = {d: _plain_number(d) for d in set(dtypes.values())}
         block = [
             j
             for j, name in enumerate(self.names)
-            if name not in self.categories and _plain_number(dtypes[name])
+            if name not in self.categories and plain[dtypes[name]]
         ]
         if block:
             names = [self.names[j] for j in block]
@@ -74,14 +77,36 @@ class FeatureLayout:
                 continue
             column = frame[name]
             if name in self.categories:
-                text = column.astype("string").to_numpy(dtype=object, na_value=None)
-                codes = self._vocabulary(name).get_indexer(text)
-                out[:, j] = np.where(codes < 0, np.nan, codes)
+                out[:, j] = self._codes(name, column)
             else:
                 out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan
                 )
         return out
+
+    def _codes(self, name: str, column: pd.Series) -> np.ndarray:
+        """Positions of a column's values in the vocabulary of `name` (NaN: missing or
+        unknown), compared as text."""
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = self._category_lookup(name, column.dtype)[column.cat.codes.to_numpy()]
+        else:
+            text = column.astype("string").to_numpy(dtype=object, na_value=None)
+            codes = self._vocabulary(name).get_indexer(text)
+        return np.where(codes < 0, np.nan, codes)
+
+    def _category_lookup(self, name: str, dtype: pd.CategoricalDtype) -> np.ndarray:
+        """Vocabulary position of each category of `dtype` (the same text conversion as for
+        plain columns), then -1 for code -1 (missing). Kept per dtype: a feature frame's
+        categories are the same spec vocabulary on every request."""
+        cache = self.__dict__.setdefault("_category_lookups", {})  # frozen: not a field
+        key = (name, dtype)
+        if key not in cache:
+            if len(cache) >= 64:  # frames with ever-new categories must not grow it forever
+                cache.clear()
+            text = pd.Series(dtype.categories).astype("string")
+            lookup = self._vocabulary(name).get_indexer(text.to_numpy(dtype=object, na_value=None))
+            cache[key] = np.append(lookup, -1)
+        return cache[key]
 
     def _vocabulary(self, name: str) -> pd.Index:
         """The categories of `name` as an index (its hash table built once per layout)."""
@@ -244,7 +269,11 @@ class OrdinalLGBM:
         return self
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        x = self.layout.matrix(frame)
+        return self.proba_of_matrix(self.layout.matrix(frame))
+
+    def proba_of_matrix(self, x: np.ndarray) -> np.ndarray:
+        """`predict_proba` of a matrix from `layout.matrix` (built once, used twice when a
+        prediction is also explained)."""
         above = np.column_stack(
             [predict_booster(b, x, num_iteration=b.best_iteration) for b in self.boosters]
         )
@@ -253,9 +282,13 @@ class OrdinalLGBM:
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         proba = self.predict_proba(frame)
         out = pd.DataFrame(proba, columns=[f"p_{c}" for c in self.classes], index=frame.index)
-        out["level"] = np.asarray(self.classes, dtype=object)[median_level(proba)]
-        out["expected_level"] = proba @ np.arange(1, len(self.classes) + 1)
+        out["level"], out["expected_level"] = self.levels(proba)
         return out
+
+    def levels(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The predicted level (the median) and the expected level (1..K) of each row."""
+        level = np.asarray(self.classes, dtype=object)[median_level(proba)]
+        return level, proba @ np.arange(1, len(self.classes) + 1)
 
 
 def cumulative_to_proba(above: np.ndarray) -> np.ndarray:
@@ -349,7 +382,11 @@ class BinaryLGBM:
         )
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        raw = self._raw(self.layout.matrix(frame))
+        return self.proba_of_matrix(self.layout.matrix(frame))
+
+    def proba_of_matrix(self, x: np.ndarray) -> np.ndarray:
+        """`predict_proba` of a matrix from `layout.matrix`."""
+        raw = self._raw(x)
         if isinstance(self.calibrator, LogisticRegression):
             return self.calibrator.predict_proba(raw[:, None])[:, 1]
         if isinstance(self.calibrator, IsotonicRegression):

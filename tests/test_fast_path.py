@@ -1,0 +1,319 @@
+"""The shortcuts on the per-request path give exactly what the general code gives: the contract
+pre-checks against pandera and pandas, the arrow row rules against their pandas definitions,
+`sources_used` against its pandas form, categorical coding by category against coding row by
+row, and one-thread LightGBM predictions against every thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import only_customer, random_inputs
+from suitability.data import contracts
+from suitability.data.contracts import ContractError
+from suitability.explain.assessment import _sources_used_pandas, sources_used
+from suitability.features.bundle import CustomerBundle, bundle_inputs
+from suitability.features.kernel import FeatureInputs, compute_features
+from suitability.models.estimators import SINGLE_THREAD_ROWS, layout_for, predict_booster
+from suitability.specs import Specs
+
+Record = dict[str, Any]
+
+
+# --- bundles, good and bad ----------------------------------------------------------------------
+
+
+def _records(frame: pd.DataFrame) -> list[Record]:
+    return [
+        {k: (None if not isinstance(v, str) and pd.isna(v) else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
+
+
+def _bundle(inputs: FeatureInputs, customer_id: str) -> tuple[Record, list[Record], ...]:
+    one = only_customer(inputs, customer_id)
+    return (
+        _records(one.customers)[0],
+        _records(one.questionnaire),
+        _records(one.events),
+        _records(one.tags),
+    )
+
+
+def _corrupt(rng: np.random.Generator, parts: tuple, specs: Specs) -> CustomerBundle:
+    """A bundle with a random handful of the mistakes requests make (possibly none)."""
+    profile, answers, events, tags = parts
+    profile = dict(profile)
+    answers, events, tags = (
+        [dict(a) for a in answers],
+        [dict(e) for e in events],
+        [dict(t) for t in tags],
+    )
+    question = next(iter(specs.questionnaires.values())).questions[0]
+
+    def some(rows: list[Record]) -> Record | None:
+        return rows[int(rng.integers(len(rows)))] if rows else None
+
+    mistakes: list[Callable[[], None]] = [
+        lambda: profile.update(gender="unknown"),
+        lambda: profile.update(birth_date=pd.Timestamp("2030-01-01")),
+        lambda: profile.update(registered_at="2023-13-40"),
+        lambda: profile.update(income_band=None),
+        lambda: profile.update(name="张三丰", phone="13812345678"),
+        lambda: (r := some(answers)) and r.update(question_id="no_such_question"),
+        lambda: (r := some(answers)) and r.update(answer="no_such_option"),
+        lambda: (r := some(answers)) and r.update(answer=None),
+        lambda: (r := some(answers)) and r.update(questionnaire_version="v999"),
+        lambda: answers and answers.pop(int(rng.integers(len(answers)))),
+        lambda: answers and answers.append(dict(answers[0])),
+        lambda: answers.append(
+            {
+                "questionnaire_version": next(iter(specs.questionnaires)),
+                "submitted_at": "2024-02-02 10:00:00",
+                "question_id": question.id,
+                "answer": question.options[0].id,
+            }
+        ),
+        lambda: (r := some(events)) and r.update(amount=-5.0),
+        lambda: (r := some(events)) and r.update(amount=float("inf")),
+        lambda: (r := some(events)) and r.update(amount="12,5"),
+        lambda: (r := some(events)) and r.update(event_type="teleport"),
+        lambda: (r := some(events)) and r.update(event_type="invest", product_risk=None),
+        lambda: (r := some(events)) and r.update(event_type="deposit", amount=None),
+        lambda: (r := some(events)) and r.update(term_days=-3),
+        lambda: (r := some(events)) and r.update(term_days=2.5),
+        lambda: (r := some(events)) and r.update(channel=None),
+        lambda: (r := some(events)) and r.update(event_time="yesterday"),
+        lambda: (r := some(events)) and r.update(product_risk="R9"),
+        lambda: (r := some(tags)) and r.update(recorded_at=pd.Timestamp("2000-01-01")),
+        lambda: (r := some(tags)) and r.update(tag="no_such_tag"),
+        lambda: (r := some(tags)) and r.update(advisor_id=None),
+        lambda: (r := some(tags)) and r.update(note="call 13812345678 or a@b.cn"),
+    ]
+    for i in rng.choice(len(mistakes), int(rng.integers(0, 4)), replace=False):
+        mistakes[i]()
+    return CustomerBundle(profile=profile, answers=answers, events=events, tags=tags)
+
+
+def _general_path(patch: pytest.MonkeyPatch) -> None:
+    """Turn off every pre-check, so pandera and pandas look at everything, as before."""
+    patch.setattr(contracts.TableValidator, "_all_pass", lambda *_a: False)
+    patch.setattr(contracts, "_surely_unique", lambda *_a: False)
+    patch.setattr(contracts, "_surely_complete", lambda *_a: False)
+
+
+def _outcome(bundle: CustomerBundle, specs: Specs) -> FeatureInputs | ContractError:
+    try:
+        return bundle_inputs(bundle, specs)
+    except ContractError as exc:
+        return exc
+
+
+def _assert_same(fast: FeatureInputs | ContractError, slow: FeatureInputs | ContractError) -> None:
+    assert type(fast) is type(slow), (fast, slow)
+    if isinstance(fast, ContractError):
+        assert isinstance(slow, ContractError)
+        assert fast.problems == slow.problems
+        assert (fast.total, fast.counts) == (slow.total, slow.counts)
+        assert str(fast) == str(slow)
+        return
+    for name in ("customers", "questionnaire", "events", "tags"):
+        pd.testing.assert_frame_equal(getattr(fast, name), getattr(slow, name), check_exact=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bundles_good_and_bad_validate_the_same_with_and_without_the_shortcuts(specs, seed):
+    inputs = random_inputs(specs, n_customers=12, n_events=600, seed=seed)
+    rng = np.random.default_rng(seed)
+    bad = 0
+    for customer_id in inputs.customers["customer_id"]:
+        parts = _bundle(inputs, customer_id)
+        for _ in range(3):
+            bundle = _corrupt(rng, parts, specs)
+            fast = _outcome(bundle, specs)
+            with pytest.MonkeyPatch.context() as patch:
+                _general_path(patch)
+                slow = _outcome(bundle, specs)
+            _assert_same(fast, slow)
+            bad += isinstance(fast, ContractError)
+    assert bad > 5  # the comparison covered broken bundles, not only clean ones
+
+
+def test_a_clean_bundle_never_reaches_pandera(specs, monkeypatch):
+    inputs = random_inputs(specs, n_customers=5, n_events=300, seed=3)
+    profile, answers, events, tags = _bundle(inputs, "C0000")
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("pandera ran on valid data")
+
+    monkeypatch.setattr(contracts.pandera.DataFrameSchema, "validate", refuse)
+    bundle_inputs(CustomerBundle(profile, answers, events, tags), specs)
+
+
+# --- row rules: arrow against the pandas definitions ---------------------------------------------
+
+
+def _pairs(frame: pd.DataFrame, *columns: str) -> pd.Series:
+    key = frame[columns[0]]
+    for c in columns[1:]:
+        key = key + "\x1f" + frame[c]
+    return key
+
+
+def _both(frame: pd.DataFrame, a: str, b: str) -> pd.Series:
+    return frame[a].notna() & frame[b].notna()
+
+
+#: The row rules as they were written in pandas, by rule text.
+_PANDAS_RULES: dict[str, Callable[[pd.DataFrame, Specs], pd.Series]] = {
+    "birth_date before registered_at": lambda f, _s: (
+        _both(f, "birth_date", "registered_at") & ~(f["birth_date"] < f["registered_at"])
+    ),
+    "question_id belongs to questionnaire_version": lambda f, s: (
+        f["questionnaire_version"].isin(list(s.questionnaires))
+        & f["question_id"].isin(s.question_ids)
+        & ~_pairs(f, "questionnaire_version", "question_id").isin(contracts._valid_pairs(s))
+    ),
+    "answer is an option of question_id": lambda f, s: (
+        _pairs(f, "questionnaire_version", "question_id").isin(contracts._valid_pairs(s))
+        & f["answer"].notna()
+        & ~_pairs(f, "questionnaire_version", "question_id", "answer").isin(
+            contracts._valid_answers(s)
+        )
+    ),
+    "amount is present for monetary event types": lambda f, s: (
+        f["event_type"].isin(s.behaviour.monetary_event_types) & f["amount"].isna()
+    ),
+    "product_risk is present for invest events": lambda f, _s: (
+        (f["event_type"] == "invest").fillna(False) & f["product_risk"].isna()
+    ),
+    "recorded_at >= interview_time": lambda f, _s: (
+        _both(f, "interview_time", "recorded_at") & (f["recorded_at"] < f["interview_time"])
+    ),
+}
+
+
+def _messy(frame: pd.DataFrame, rng: np.random.Generator, donors: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with values blanked and swapped between rows and columns of the same dtype."""
+    out = frame.copy()
+    n = len(out)
+    for column in out.columns:
+        if n == 0:
+            break
+        blank = rng.random(n) < 0.2
+        out.loc[blank, column] = None
+        same = [c for c in donors.columns if donors[c].dtype == frame[column].dtype]
+        if same and len(donors):
+            swap = rng.random(n) < 0.3
+            donor = same[int(rng.integers(len(same)))]
+            out.loc[swap, column] = (
+                donors[donor]
+                .sample(int(swap.sum()), replace=True, random_state=int(rng.integers(1 << 30)))
+                .to_numpy()
+            )
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_arrow_row_rules_flag_the_rows_pandas_flags(specs, seed):
+    inputs = random_inputs(specs, n_customers=40, n_events=2000, seed=seed)
+    rng = np.random.default_rng(seed)
+    frames = {
+        "customers": inputs.customers,
+        "questionnaire_responses": inputs.questionnaire,
+        "events": inputs.events,
+        "interview_tags": inputs.tags,
+    }
+    fired = 0
+    for rule in contracts._ROW_RULES:
+        frame = frames[rule.table]
+        questionnaire = rule.table == "questionnaire_responses"
+        donors = frame.assign(question_id="q_unknown", answer="zz") if questionnaire else frame
+        flagged = 0
+        for _ in range(5):
+            messy = _messy(frame[list(rule.needs)], rng, donors[list(rule.needs)])
+            for column in messy.columns:
+                messy[column] = messy[column].astype(frame[column].dtype)
+            messy.index = pd.RangeIndex(7, 7 + len(messy))  # a later batch
+            expected = _PANDAS_RULES[rule.rule](messy, specs)
+            got = contracts._rows_of(rule.violated(messy, specs), messy.index)
+            want = expected.index.to_numpy()[expected.to_numpy(dtype=bool, na_value=False)] + 1
+            np.testing.assert_array_equal(got, want)
+            flagged += got.size
+        fired += flagged > 0
+    # Every rule fired somewhere but "question_id belongs to questionnaire_version", which
+    # needs a second questionnaire version in the specs.
+    assert fired >= len(contracts._ROW_RULES) - 1
+
+
+# --- sources used ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "as_of",
+    ["2023-01-01", "2024-06-30 12:34:56", "2024-06-30 12:34:56.0000015", "2026-01-01"],
+)
+def test_sources_used_agree_with_the_pandas_form(specs, as_of):
+    inputs = random_inputs(specs, n_customers=15, n_events=1500, seed=5)
+    when = pd.Timestamp(as_of)
+    for customer_id in inputs.customers["customer_id"]:
+        one = only_customer(inputs, customer_id)
+        assert sources_used(one, when) == _sources_used_pandas(one, when, 365)
+        assert sources_used(one, when, 30) == _sources_used_pandas(one, when, 30)
+
+
+# --- categorical coding ----------------------------------------------------------------------------
+
+
+def test_categoricals_code_as_their_text_does(specs):
+    inputs = random_inputs(specs, n_customers=30, n_events=1000, seed=2)
+    queries = pd.DataFrame(
+        {
+            "customer_id": inputs.customers["customer_id"],
+            "as_of": pd.Series(pd.Timestamp("2025-01-01"), index=inputs.customers.index).astype(
+                "datetime64[us]"
+            ),
+        }
+    )
+    frame = compute_features(inputs, queries, specs)
+    names = list(specs.feature_names)
+    categorical = [n for n in names if isinstance(frame[n].dtype, pd.CategoricalDtype)]
+    assert categorical
+    # The model's vocabulary differs from the frame's categories: one known category dropped,
+    # one the frame lacks added; one row missing.
+    vocabulary = layout_for(frame, names)
+    first = categorical[0]
+    categories = dict(vocabulary.categories)
+    categories[first] = (*categories[first][1:], "not-a-category")
+    layout = type(vocabulary)(vocabulary.names, categories)
+    frame.loc[0, first] = np.nan
+    as_text = frame.assign(**{n: frame[n].astype(object) for n in categorical})
+    fast, slow = layout.matrix(frame), layout.matrix(as_text)
+    np.testing.assert_array_equal(fast, slow)
+    assert np.isnan(fast[0, names.index(first)])
+    np.testing.assert_array_equal(layout.matrix(frame), fast)  # again, from the cache
+
+
+# --- LightGBM threads ------------------------------------------------------------------------------
+
+
+def test_one_thread_predicts_the_same_bits():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = (np.nan_to_num(x[:, 0]) + rng.normal(size=600) > 0).astype(int)
+    booster = lgb.train(
+        {"objective": "binary", "verbosity": -1, "num_leaves": 15, "seed": 1},
+        lgb.Dataset(x, y),
+        num_boost_round=30,
+    )
+    for rows in (x[:1], x[:SINGLE_THREAD_ROWS], x):
+        for options in ({}, {"raw_score": True}, {"pred_contrib": True}):
+            np.testing.assert_array_equal(
+                predict_booster(booster, rows, **options), booster.predict(rows, **options)
+            )
