@@ -2,20 +2,21 @@
 bundle, against the same registered churn model served by `mlflow models serve` on precomputed
 features, in the same run.
 
-    .venv/bin/python benchmarks/bench_serve.py [--requests 300] [--repeats 3] [--store DIR]
-                                               [--work DIR] [--keep] [--json PATH]
+    .venv/bin/python benchmarks/bench_serve.py [--requests 300] [--repeats 3] [--warmup 30]
+                                               [--store DIR] [--work DIR] [--keep] [--json PATH]
 
-1. A demo store (`suitability demo --customers 3000`, about 40 s on 2 cores) is created under
-   `--work` (default: a new temporary folder, deleted afterwards unless `--keep`), or an
-   existing one is reused with `--store DIR`.
+1. A demo store (`suitability demo --customers 3000`, 1–2 minutes on 2 cores) is created in
+   `--work`/store, or an existing one is reused with `--store DIR`. `--work` also holds the keys
+   file, the audit log and both servers' logs; by default it is a new temporary folder, deleted
+   afterwards unless `--keep`.
 2. The typical bundle: one questionnaire submission, 200 events, 5 interview tags, as of the
-   data's last event time, product R3 initiated by the investor. The customer is the first (by
-   id) with exactly one submission, preferring at least 200 events in the 1095-day window and
-   exactly 5 tags. Their last 200 events before as_of are sent; if they have fewer, copies of
-   their own events (sampled with a fixed seed) fill up to 200, each moved one minute earlier
-   per copy than the earliest event so far, so every time is distinct and within the window.
-   Tags are trimmed to the last 5, or padded with copies of their own tags moved a day earlier
-   per copy (interview and recorded time alike).
+   data's last event time; the product is the products table's first R3 product, initiated by
+   the investor. The customer is the first (by id) with exactly one submission, preferring at
+   least 200 events in the 1095-day window and exactly 5 tags. Their last 200 events before
+   as_of are sent; if they have fewer, copies of their own events (sampled with a fixed seed)
+   fill up to 200, each moved one minute earlier per copy than the earliest event so far, so
+   every time is distinct and within the window. Tags are trimmed to the last 5, or padded with
+   copies of their own tags moved a day earlier per copy (interview and recorded time alike).
 3. Our side: `suitability serve` (BentoML, one worker) with a fresh keys file and audit log;
    `/suitability` and `/churn` get that bundle. Baseline: `mlflow models serve -m
    models:/suitability-churn@champion --env-manager local` (uvicorn, one worker); its body is the
@@ -23,13 +24,14 @@ features, in the same run.
    computed beforehand with `features.bundle.customer_features`, as `dataframe_split` JSON.
    Both answers' p_churn are checked equal once.
 4. Each round: for each endpoint in turn, concurrency 1 (`--requests` sequential requests on one
-   keep-alive httpx client) and concurrency 8 (8 threads, one keep-alive client each,
-   `--requests` requests in all, released together). p50/p99 latency over the round's requests;
-   req/s is requests / wall time. The table shows the medians of `--repeats` rounds.
+   keep-alive httpx client, after `--warmup` requests) and concurrency 8 (8 threads, one
+   keep-alive client each, two warm-up requests each, then released together to send
+   `--requests` requests in all). p50/p99 latency over the round's requests; req/s is requests
+   / wall time. The table shows the medians of `--repeats` rounds.
 
 The load generator runs on the same machine as the servers, so at concurrency 8 it competes
 with them for the cores; both sides pay that alike. Both servers are always stopped (their
-process groups killed), also on errors and Ctrl-C.
+process groups and every descendant), also on errors, Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -208,6 +210,8 @@ def baseline_body(features: pd.DataFrame, columns: Sequence[str]) -> dict[str, A
 
 @dataclass(frozen=True)
 class Workload:
+    """What the run sends: the chosen customer's bodies for each endpoint, and how it was made."""
+
     customer_id: str
     as_of: pd.Timestamp
     suitability: dict[str, Any]
@@ -338,6 +342,8 @@ def _tail(log: Path, lines: int = 30) -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One URL with its pre-encoded body and headers."""
+
     label: str
     url: str
     body: bytes
