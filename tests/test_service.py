@@ -4,9 +4,9 @@ trail, and parity with the batch pipeline for 100 customers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from starlette.testclient import TestClient
 
@@ -404,6 +405,21 @@ def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 120) -> No
     raise AssertionError("the server did not become ready")
 
 
+def _kill_all(process: subprocess.Popen) -> None:
+    """SIGKILL the server and every process under it at once. BentoML starts its workers in
+    sessions of their own, so killing the process group alone would leave the worker, the
+    process that answers and writes the audit log, running."""
+    try:
+        family = [psutil.Process(process.pid)]
+        family += family[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(family, timeout=30)
+
+
 def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo, keys, tmp_path):
     port = _free_port()
     audit = tmp_path / "audit.sqlite"
@@ -446,13 +462,12 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo,
         while len(answered) < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
         metrics = httpx.get(f"{url}/metrics", timeout=5).text
-        os.killpg(process.pid, signal.SIGKILL)  # mid-load: requests are in flight
+        _kill_all(process)  # mid-load: requests are in flight
         stop.set()
         for t in threads:
             t.join(timeout=30)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        _kill_all(process)
         process.wait(timeout=30)
         log.close()
     server_log = (tmp_path / "server.log").read_text()

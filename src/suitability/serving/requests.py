@@ -11,9 +11,10 @@ events …) are the data contracts' own, applied when the bundle is turned into 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -279,19 +280,7 @@ def check_request(request: BaseModel, context: RequestContext) -> None:
     `InvalidRequest` naming every problem."""
     problems: list[RequestProblem] = []
     limit = context.now + timedelta(seconds=FUTURE_SKEW_SECONDS)
-    for location, record in _records(request, ()):
-        table = _TABLE_OF.get(type(record))
-        for name, value in record:
-            if value is None:
-                continue
-            if isinstance(value, datetime) and value > limit:
-                problems.append(RequestProblem(field=_path((*location, name)), rule=_FUTURE))
-            if table is not None:
-                allowed = context.vocabulary.get(f"{table}.{name}")
-                if allowed is not None and value not in allowed:
-                    problems.append(
-                        RequestProblem(field=_path((*location, name)), rule=_allowed_rule(allowed))
-                    )
+    _check(request, (), limit, context.vocabulary, problems)
     if problems:
         raise InvalidRequest(problems)
 
@@ -299,18 +288,67 @@ def check_request(request: BaseModel, context: RequestContext) -> None:
 _FUTURE = "must not be after the time the request arrived"
 
 
-def _records(
-    model: BaseModel, location: tuple[Any, ...]
-) -> Iterator[tuple[tuple[Any, ...], BaseModel]]:
-    """Every model inside `model` (itself first) with its location."""
-    yield location, model
-    for name, value in model:
+def _check(
+    model: BaseModel,
+    location: tuple[Any, ...],
+    limit: datetime,
+    vocabulary: Mapping[str, frozenset[str]],
+    problems: list[RequestProblem],
+) -> None:
+    """`check_request` for `model` and every model inside it. Only the fields that can hold a
+    time, a vocabulary value or another model are read (a bundle has hundreds of records)."""
+    plan = _plan(type(model))
+    for name, may_be_time, key in plan.scalars:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if may_be_time and isinstance(value, datetime) and value > limit:
+            problems.append(RequestProblem(field=_path((*location, name)), rule=_FUTURE))
+        allowed = vocabulary.get(key) if key is not None else None
+        if allowed is not None and value not in allowed:
+            problems.append(
+                RequestProblem(field=_path((*location, name)), rule=_allowed_rule(allowed))
+            )
+    for name in plan.nested:
+        value = getattr(model, name)
         if isinstance(value, BaseModel):
-            yield from _records(value, (*location, name))
+            _check(value, (*location, name), limit, vocabulary, problems)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    yield from _records(item, (*location, name, i))
+                    _check(item, (*location, name, i), limit, vocabulary, problems)
+
+
+class _Plan(NamedTuple):
+    """What `_check` reads of one model class: (field, may hold a time, vocabulary key) for
+    the scalar fields worth reading, and the fields that may hold models."""
+
+    scalars: tuple[tuple[str, bool, str | None], ...]
+    nested: tuple[str, ...]
+
+
+@cache
+def _plan(model: type[BaseModel]) -> _Plan:
+    table = _TABLE_OF.get(model)
+    scalars = []
+    nested = []
+    for name, info in model.model_fields.items():
+        if _mentions(info.annotation, lambda t: isinstance(t, type) and issubclass(t, BaseModel)):
+            nested.append(name)
+            continue
+        may_be_time = _mentions(info.annotation, lambda t: t is datetime)
+        key = f"{table}.{name}" if table is not None else None
+        if may_be_time or key is not None:
+            scalars.append((name, may_be_time, key))
+    return _Plan(tuple(scalars), tuple(nested))
+
+
+def _mentions(annotation: Any, test: Callable[[Any], bool]) -> bool:
+    """Whether `test` holds for `annotation` or any type inside it (unions, lists,
+    `Annotated`, …)."""
+    if test(annotation):
+        return True
+    return any(_mentions(arg, test) for arg in get_args(annotation))
 
 
 def parse_request(model: type[BaseModel], body: bytes | str, context: RequestContext) -> Any:
