@@ -11,6 +11,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from conftest import only_customer, random_inputs
@@ -244,6 +245,17 @@ def test_arrow_row_rules_flag_the_rows_pandas_flags(specs, seed):
             got = contracts._rows_of(rule.violated(messy, specs), messy.index)
             want = expected.index.to_numpy()[expected.to_numpy(dtype=bool, na_value=False)] + 1
             np.testing.assert_array_equal(got, want)
+            # As validation runs them: on the arrow arrays the frame came from, where a float
+            # column may hold NaN as a value (pandas counts it missing).
+            arrays = {
+                c: pa.array(messy[c].to_numpy(), from_pandas=False)
+                if messy[c].dtype.kind == "f"
+                else contracts._column(messy, c)
+                for c in messy.columns
+            }
+            columns = contracts._ArrowColumns(messy, arrays)
+            on_arrays = contracts._rows_of(rule.violated(columns, specs), messy.index)
+            np.testing.assert_array_equal(on_arrays, want)
             flagged += got.size
         fired += flagged > 0
     # Every rule fired somewhere but "question_id belongs to questionnaire_version", which

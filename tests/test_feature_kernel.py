@@ -3,12 +3,14 @@ leakage, single-customer parity, and window edges."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import only_customer, random_inputs
-from suitability.features.kernel import FeatureInputs, compute_features
+from suitability.features.kernel import FeatureInputs, _feature_frame, compute_features
 from suitability.features.questionnaire import score_questionnaire
 from suitability.specs import R_LEVELS, Specs
 
@@ -314,3 +316,30 @@ def test_sub_second_as_of_counts_to_the_whole_second(specs):
     # (Jan 3 08:00:00.400) is inside, the second (Jan 10 08:00:00.500) is after t.
     assert row["n_login_7d"] == 1 and row["n_login_30d"] == 1
     assert row["as_of"] == pd.Timestamp("2025-01-10 08:00:00")
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7])
+def test_the_feature_frame_is_the_frame_the_dict_constructor_builds(rows):
+    """The block-built feature frame has the same values, dtypes, column order and labels as
+    `pd.DataFrame(columns)`, for every column kind the kernel produces."""
+    rng = np.random.default_rng(rows)
+    columns: dict[str, Any] = {}
+    for i in range(24):
+        kind = i % 4
+        if kind == 0:
+            columns[f"f{i}"] = np.where(rng.random(rows) < 0.3, np.nan, rng.normal(size=rows))
+        elif kind == 1:
+            columns[f"n{i}"] = rng.integers(0, 9, rows)
+        elif kind == 2:
+            codes = rng.integers(-1, 2, rows)  # -1: missing
+            columns[f"c{i}"] = pd.Categorical.from_codes(
+                codes, dtype=pd.CategoricalDtype(["a", "b"])
+            )
+        else:
+            columns[f"b{i}"] = rng.random(rows) > 0.5
+    names = list(columns)[::-1]
+    built = _feature_frame(columns, names)
+    expected = pd.DataFrame({name: columns[name] for name in names})
+    pd.testing.assert_frame_equal(built, expected, check_exact=True)
+    assert built.columns.dtype == expected.columns.dtype
+    assert list(built.dtypes) == list(expected.dtypes)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from suitability.data.pii import mask_pii
+from suitability.data.pii import mask_pii_arrays
 from suitability.data.schema import TABLES, Column, ColumnType, TableSchema
 from suitability.specs import Specs
 
@@ -409,6 +409,19 @@ def to_canonical(
     required ones plus optional ones present). Text is parsed per the declared type; values
     that do not parse become null and are reported with their row numbers. The frame's index is
     the 0-based position in the whole table (row number - 1)."""
+    arrays, findings, broken = _canonical_arrays(batch, table, row_offset, columns, source)
+    return Canonical(_to_pandas(arrays, row_offset, batch.num_rows), findings, broken, arrays)
+
+
+def _canonical_arrays(
+    batch: pa.RecordBatch | pa.Table,
+    table: TableSchema,
+    row_offset: int,
+    columns: Sequence[str] | None,
+    source: str,
+) -> tuple[dict[str, pa.Array], list[Finding], frozenset[str]]:
+    """`to_canonical` before the frame is built: the arrays, the findings, the broken
+    columns."""
     names = set(batch.schema.names)
     if columns is None:
         columns = [c.name for c in table.columns if not c.optional or c.name in names]
@@ -439,7 +452,7 @@ def to_canonical(
                 findings.append(
                     Finding(name, rule, rows + row_offset + 1, pd.Series(shown.to_pandas()))
                 )
-    return Canonical(_to_pandas(arrays, row_offset, n), findings, frozenset(broken), arrays)
+    return arrays, findings, frozenset(broken)
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -465,10 +478,39 @@ class _RowRule:
 # is null, which `_mask_rows` reads as "not violated", as pandas reads its False.
 
 
-def _column(frame: pd.DataFrame, name: str) -> pa.Array:
+def _column(frame: pd.DataFrame | _ArrowColumns, name: str) -> pa.Array:
     """A frame column in arrow, missing values as nulls and text as large_string."""
+    if isinstance(frame, _ArrowColumns):
+        return frame.column(name)
     array = pa.array(frame[name], from_pandas=True)
     return pc.cast(array, pa.large_string()) if _is_text(array.type) else array
+
+
+class _ArrowColumns:
+    """A frame's columns as `_column` gives them, taken from the arrow arrays the frame was
+    built from where they are at hand (no conversion back from pandas), converted once
+    otherwise. What the row rules read."""
+
+    def __init__(self, frame: pd.DataFrame, arrays: Mapping[str, pa.Array]) -> None:
+        self.frame = frame
+        self._arrays = dict(arrays)
+        self._converted: dict[str, pa.Array] = {}
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.frame.columns
+
+    def column(self, name: str) -> pa.Array:
+        array = self._arrays.get(name)
+        # Floats are read from the frame: pandas counts NaN as missing, an arrow array
+        # parsed from a file may hold NaN as a value.
+        if array is None or pa.types.is_floating(array.type):
+            if name not in self._converted:
+                self._converted[name] = _column(self.frame, name)
+            return self._converted[name]
+        if _is_text(array.type) and not pa.types.is_large_string(array.type):
+            array = pc.cast(array, pa.large_string())
+        return array
 
 
 def _both(frame: pd.DataFrame, a: str, b: str) -> pa.Array:
@@ -668,17 +710,20 @@ class TableValidator:
     ) -> tuple[pd.DataFrame, list[Finding]]:
         """Canonical, PII-masked frame of one batch and everything wrong with it. Personal data
         is masked right after parsing, before any check sees it."""
-        canonical = to_canonical(batch, self.table, row_offset, self.columns, source)
-        self.broken |= canonical.broken
-        frame = mask_pii(canonical.frame, self.table)
-        checked = self._column_checks(frame, canonical.broken, canonical.arrays)
-        checked += self._row_rules(frame, canonical.broken)
+        arrays, parsing, broken = _canonical_arrays(
+            batch, self.table, row_offset, self.columns, source
+        )
+        self.broken |= broken
+        arrays = mask_pii_arrays(arrays, self.table)
+        frame = _to_pandas(arrays, row_offset, batch.num_rows)
+        checked = self._column_checks(frame, broken, arrays)
+        checked += self._row_rules(frame, broken, arrays)
         # A value that did not parse is null now; don't report it again as missing.
         unparsed: dict[str | None, list[np.ndarray]] = {}
-        for f in canonical.findings:
+        for f in parsing:
             if f.rows is not None:
                 unparsed.setdefault(f.column, []).append(f.rows)
-        findings = list(canonical.findings)
+        findings = list(parsing)
         for f in checked:
             if f.rows is not None and f.column in unparsed:
                 f = _without_rows(f, np.concatenate(unparsed[f.column]))
@@ -743,8 +788,7 @@ class TableValidator:
             column = self.table.column(name)
             if dtypes[name] != _PANDAS_DTYPES[column.type]:
                 return False
-            # Masked personal data differs from the parsed arrays: read it from the frame.
-            array = arrays.get(name) if not column.pii else None
+            array = arrays.get(name)  # the frame's source, personal data masked
             if array is None:
                 array = pa.array(frame[name], from_pandas=True)
             if array.type != _ARROW_TYPES[column.type]:
@@ -778,14 +822,20 @@ class TableValidator:
             )
         return self._allowed[column.name]
 
-    def _row_rules(self, frame: pd.DataFrame, broken: frozenset[str]) -> list[Finding]:
+    def _row_rules(
+        self,
+        frame: pd.DataFrame,
+        broken: frozenset[str],
+        arrays: Mapping[str, pa.Array] | None = None,
+    ) -> list[Finding]:
         findings = []
+        columns = _ArrowColumns(frame, arrays or {})
         for rule in _ROW_RULES:
             if rule.table != self.table.name or set(rule.needs) & broken:
                 continue
             if not set(rule.needs) <= set(frame.columns):
                 continue
-            rows = _rows_of(rule.violated(frame, self.specs), frame.index)
+            rows = _rows_of(rule.violated(columns, self.specs), frame.index)
             if rows.size:
                 values = None
                 if rule.show is not None:

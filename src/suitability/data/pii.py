@@ -8,7 +8,7 @@ re-ingested safely. A value that does not look valid is still masked, never pass
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 import pyarrow as pa
@@ -99,6 +99,18 @@ def mask_pii(frame: pd.DataFrame, table: TableSchema) -> pd.DataFrame:
     return out
 
 
+def mask_pii_arrays(arrays: Mapping[str, pa.Array], table: TableSchema) -> dict[str, pa.Array]:
+    """`mask_pii` on arrow columns (large_string text in, large_string out): the same masks,
+    for callers that hold the columns in arrow before they become a frame."""
+    out = dict(arrays)
+    for column in table.columns:
+        if column.pii and column.name in out:
+            kernel = _ARROW_MASKERS.get(column.name, _stars_of)
+            text = pc.cast(out[column.name], pa.large_string())
+            out[column.name] = pc.cast(kernel(text), pa.large_string())
+    return out
+
+
 # --- arrow kernels --------------------------------------------------------------------------------
 
 
@@ -120,8 +132,12 @@ def _join(*parts: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
 
 
+def _stars_of(values: pa.Array) -> pa.Array:
+    return _stars(pc.utf8_length(values))
+
+
 def _mask_fully(values: pd.Series) -> pd.Series:
-    return _on_arrow(values, lambda a: _stars(pc.utf8_length(a)))
+    return _on_arrow(values, _stars_of)
 
 
 def _mask_id_number(values: pa.Array) -> pa.Array:
@@ -166,3 +182,12 @@ def _mask_note(values: pa.Array) -> pa.Array:
     for pattern, replacement in _NOTE_PATTERNS:
         values = pc.replace_substring_regex(values, pattern=pattern, replacement=replacement)
     return values
+
+
+#: The arrow kernel behind each masker of `MASKERS`.
+_ARROW_MASKERS: dict[str, Callable[[pa.Array], pa.Array]] = {
+    "name": _mask_name,
+    "id_number": _mask_id_number,
+    "phone": _mask_phone,
+    "note": _mask_note,
+}

@@ -4,6 +4,7 @@ integer microseconds. Both run in Arrow/numpy, never through Python objects per 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -13,10 +14,31 @@ import pyarrow.compute as pc
 
 def encode(values: pd.Series, vocabulary: Sequence[str] | pd.Index | np.ndarray) -> np.ndarray:
     """Position of each value in `vocabulary` as int64 (-1 for null or unknown)."""
-    array = pa.array(values, type=pa.string(), from_pandas=True)
-    value_set = pa.array(vocabulary, type=pa.string(), from_pandas=True)
-    codes = pc.fill_null(pc.index_in(array, value_set=value_set), -1)
-    return codes.to_numpy(zero_copy_only=False).astype(np.int64)
+    array = _arrow_text(values)
+    if isinstance(vocabulary, list | tuple):
+        value_set = _value_set(tuple(vocabulary), array.type)
+    else:
+        value_set = pa.array(vocabulary, type=array.type, from_pandas=True)
+    codes = pc.index_in(array, value_set=value_set).to_numpy(zero_copy_only=False)
+    if codes.dtype.kind == "f":  # nulls (null or unknown) came back as NaN
+        return np.where(np.isnan(codes), -1, codes).astype(np.int64)
+    return codes.astype(np.int64)
+
+
+def _arrow_text(values: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A text column as arrow: the pandas `str` column's own arrow data when it has some
+    (no copy; this runs a dozen times for every request), else converted."""
+    array = getattr(values, "array", None)
+    if isinstance(values, pd.Series) and isinstance(array, pd.arrays.ArrowStringArray):
+        data = array.__arrow_array__()
+        if pa.types.is_string(data.type) or pa.types.is_large_string(data.type):
+            return data
+    return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+@lru_cache(maxsize=256)
+def _value_set(vocabulary: tuple[str, ...], text_type: pa.DataType) -> pa.Array:
+    return pa.array(vocabulary, type=text_type, from_pandas=True)
 
 
 def microseconds(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
