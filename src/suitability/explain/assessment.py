@@ -117,9 +117,12 @@ def _assess_risk(
     records: list[dict[str, Any]],
     specs: Specs,
     spec: ModelSpec,
+    x: np.ndarray | None = None,
 ) -> list[RiskAssessment]:
-    """`assess_risk` given the rows as `row_values` (converted once per request)."""
-    x = model.layout.matrix(frame)  # once for the prediction and its explanation
+    """`assess_risk` given the rows as `row_values` (converted once per request) and, when at
+    hand, the model's matrix of `frame`."""
+    if x is None:
+        x = model.layout.matrix(frame)  # once for the prediction and its explanation
     contributions = explain_matrix(model, x)
     proba = model.proba_of_matrix(x)
     levels, expected = model.levels(proba)
@@ -176,9 +179,11 @@ def _assess_churn(
     records: list[dict[str, Any]],
     specs: Specs,
     spec: ModelSpec,
+    x: np.ndarray | None = None,
 ) -> list[ChurnAssessment]:
-    """`assess_churn` given the rows as `row_values`."""
-    x = model.layout.matrix(frame)
+    """`assess_churn` given the rows as `row_values` and, when at hand, the matrix."""
+    if x is None:
+        x = model.layout.matrix(frame)
     contributions = explain_matrix(model, x)
     p = model.proba_of_matrix(x)
     values, base = contributions.of(model.output)
@@ -417,8 +422,12 @@ def assess_customers(
     if not isinstance(risk.model, OrdinalLGBM) or not isinstance(churn.model, BinaryLGBM):
         raise TypeError("risk must be an ordinal model and churn a binary one")
     records = row_values(features)
-    risk_answers = _assess_risk(risk.model, features, records, specs, risk.spec)
-    churn_answers = _assess_churn(churn.model, features, records, specs, churn.spec)
+    x_risk = risk.model.layout.matrix(features)
+    # Both models usually read the same features the same way: one matrix serves both.
+    same = churn.model.layout == risk.model.layout
+    x_churn = x_risk if same else churn.model.layout.matrix(features)
+    risk_answers = _assess_risk(risk.model, features, records, specs, risk.spec, x_risk)
+    churn_answers = _assess_churn(churn.model, features, records, specs, churn.spec, x_churn)
     names = [*risk.model.feature_names, *churn.model.feature_names]
     cases = []
     for i, values in enumerate(records):

@@ -61,8 +61,13 @@ class FeatureLayout:
         # data: dtypes are looked up in a plain dict, each distinct dtype is classified once,
         # numeric columns convert as one block (one copy), and categoricals are coded through
         # their few categories rather than row by row.
-        dtypes = dict(zip(frame.columns.tolist(), frame.dtypes.tolist(), strict=True))
+        labels = frame.columns.tolist()
+        dtypes = dict(zip(labels, frame.dtypes.tolist(), strict=True))
         plain = {d: _plain_number(d) for d in set(dtypes.values())}
+        # Columns are taken by position when labels are unique (a label lookup in a text
+        # index costs more than the row); with repeated labels, by label as pandas resolves it.
+        position = {label: i for i, label in enumerate(labels)}
+        by_position = len(position) == len(labels)
         block = [
             j
             for j, name in enumerate(self.names)
@@ -70,12 +75,13 @@ class FeatureLayout:
         ]
         if block:
             names = [self.names[j] for j in block]
-            out[:, block] = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
+            values = frame.iloc[:, [position[n] for n in names]] if by_position else frame[names]
+            out[:, block] = values.to_numpy(dtype=np.float64, na_value=np.nan)
         done = set(block)
         for j, name in enumerate(self.names):
             if j in done:
                 continue
-            column = frame[name]
+            column = frame.iloc[:, position[name]] if by_position else frame[name]
             if name in self.categories:
                 out[:, j] = self._codes(name, column)
             else:
