@@ -4,6 +4,7 @@ features, in the same run.
 
     .venv/bin/python benchmarks/bench_serve.py [--requests 300] [--repeats 3] [--warmup 30]
                                                [--store DIR] [--work DIR] [--keep] [--json PATH]
+                                               [--breakdown-calls 200]
 
 1. A demo store (`suitability demo --customers 3000`, 1–2 minutes on 2 cores) is created in
    `--work`/store, or an existing one is reused with `--store DIR`. `--work` also holds the keys
@@ -28,6 +29,10 @@ features, in the same run.
    keep-alive client each, two warm-up requests each, then released together to send
    `--requests` requests in all). p50/p99 latency over the round's requests; req/s is requests
    / wall time. The table shows the medians of `--repeats` rounds.
+5. Where the time goes: with the servers idle, this process answers the same `/suitability`
+   body `--breakdown-calls` times with the service's own code (parse, checks, scorer, audit
+   append to a scratch log, response JSON), timing each step; what the HTTP p50 has beyond
+   their sum is HTTP, BentoML, the guard and the client.
 
 The load generator runs on the same machine as the servers, so at concurrency 8 it competes
 with them for the cores; both sides pay that alike. Both servers are always stopped (their
@@ -547,6 +552,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     results = {label: {c: medians(r) for c, r in by.items()} for label, by in rounds.items()}
     suit = results["ours: /suitability"][1]
     verdict = target_verdict(suit["p50_ms"], suit["p99_ms"])
+    print("in-process breakdown of /suitability …", file=sys.stderr)
+    breakdown = stage_breakdown(store, endpoints[0].body, work, args.breakdown_calls)
     return {
         "commit": _git_commit(),
         "date": time.strftime("%Y-%m-%d"),
@@ -569,7 +576,91 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         "results": {k: {str(c): m for c, m in v.items()} for k, v in results.items()},
         "rounds": {k: {str(c): r for c, r in v.items()} for k, v in rounds.items()},
         "target": verdict,
+        "breakdown_ms": breakdown,
+        "breakdown_calls": args.breakdown_calls,
     }
+
+
+@contextmanager
+def _timed(owner: Any, names: Sequence[str], times: dict[str, list[float]]) -> Iterator[None]:
+    """Wrap `owner`'s functions `names` to record each call's seconds; restore them after."""
+    originals = {name: getattr(owner, name) for name in names}
+
+    def wrap(name: str, function: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                times.setdefault(name, []).append(time.perf_counter() - start)
+
+        return timed
+
+    for name, function in originals.items():
+        setattr(owner, name, wrap(name, function))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(owner, name, function)
+
+
+def stage_breakdown(store: Path, body: bytes, work: Path, calls: int) -> dict[str, float]:
+    """Median milliseconds of each step of one `/suitability` answer, in this process with
+    the servers idle: the same code the service runs, on the same body, `calls` times after
+    a warm-up."""
+    from suitability import tracking
+    from suitability.serving import engine
+    from suitability.serving.audit import AuditLog
+    from suitability.serving.keys import Caller
+    from suitability.serving.requests import SuitabilityRequest, check_request
+    from suitability.serving.service import load_scorer
+
+    tracking.use_store(_store_uri(store))
+    scorer = load_scorer("champion")
+    audit = AuditLog(work / f"breakdown-{os.getpid()}.sqlite")
+    caller = Caller("bench", "matching")
+    times: dict[str, list[float]] = {}
+    steps = ("bundle_inputs", "features_of", "assess_customers")
+
+    def answer(i: int) -> None:
+        start = time.perf_counter()
+        request = SuitabilityRequest.model_validate_json(body, strict=True)
+        times.setdefault("parse", []).append(time.perf_counter() - start)
+        start = time.perf_counter()
+        check_request(request, scorer.context())
+        times.setdefault("check", []).append(time.perf_counter() - start)
+        start = time.perf_counter()
+        (out,) = scorer.suitability([request], [f"b{i}"], caller)
+        times.setdefault("scorer", []).append(time.perf_counter() - start)
+        start = time.perf_counter()
+        audit.append_many([out.record])
+        times.setdefault("audit", []).append(time.perf_counter() - start)
+        start = time.perf_counter()
+        json.dumps(out.body, ensure_ascii=False)
+        times.setdefault("json", []).append(time.perf_counter() - start)
+
+    with _timed(engine, steps, times):
+        for i in range(10):
+            answer(-1 - i)
+        times.clear()
+        for i in range(calls):
+            answer(i)
+    ms = {name: statistics.median(values) * 1000 for name, values in times.items()}
+    ms["scorer_rest"] = ms["scorer"] - sum(ms[s] for s in steps)
+    return ms
+
+
+BREAKDOWN_LABELS = {
+    "parse": "parse the JSON body into the strict request models",
+    "check": "vocabulary and arrival-time checks",
+    "bundle_inputs": "data contracts and masking of the bundle",
+    "features_of": "feature kernel",
+    "assess_customers": "both models, TreeSHAP reasons, mismatch, rules",
+    "scorer_rest": "rest of the scorer (request ids, bodies, audit records)",
+    "audit": "durable audit append (SQLite WAL, synchronous=FULL)",
+    "json": "response JSON",
+}
 
 
 def _check_answers(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
@@ -608,6 +699,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=3000, help="demo size when creating one")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--breakdown-calls", type=int, default=200, help="in-process answers for the breakdown"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.requests < CONCURRENCY or args.repeats < 1:
@@ -651,6 +745,22 @@ def print_report(report: Mapping[str, Any]) -> None:
     ):
         state = "target met" if met else "target missed"
         print(f"/suitability at concurrency 1: {name} {value:.1f} ms (≤ {limit:.0f} ms): {state}")
+    ms = report["breakdown_ms"]
+    total = sum(ms[key] for key in BREAKDOWN_LABELS)
+    print(
+        f"\nWhere the time of one /suitability answer goes (medians of "
+        f"{report['breakdown_calls']} in-process answers, servers idle):"
+    )
+    print("| step | ms | share |\n|---|---:|---:|")
+    for key, label in BREAKDOWN_LABELS.items():
+        print(f"| {label} | {ms[key]:.2f} | {ms[key] / total:.0%} |")
+    print(f"| in-process total | {total:.2f} | 100% |")
+    http = t["p50_ms"]
+    print(
+        f"HTTP p50 {http:.1f} ms − in-process total {total:.1f} ms = {http - total:.1f} ms for "
+        "HTTP, BentoML, the guard and the client (approximate: measured in another process, "
+        "at another moment)"
+    )
     c = report["checks"]
     print(
         f"\np_churn: ours {c['p_churn_ours']:.6f}, baseline {c['p_churn_baseline']:.6f} "
