@@ -501,3 +501,41 @@ def test_error_is_a_value_error_with_structured_problems(tmp_path, specs, tiny):
         Problem("products", "risk_level", 1, error.problems[0].rule, "got 'R0'")
     ]
     assert error.counts == {("products", "risk_level", error.problems[0].rule): 1}
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5])
+def test_canonical_frames_built_column_by_column_equal_arrows_own_conversion(rows):
+    """The request path builds canonical frames from arrow arrays column by column; the frame
+    must be the one `Table.to_pandas` gives (values, nulls, dtypes, labels, index)."""
+    import pyarrow as pa
+
+    from suitability.data import contracts
+
+    rng = np.random.default_rng(rows)
+    present = rng.random(rows) < 0.6
+    columns = {
+        "text": pa.array(
+            [f"v{i}" if p else None for i, p in enumerate(present)], pa.large_string()
+        ),
+        "count": pa.array([i if p else None for i, p in enumerate(present)], pa.int64()),
+        "amount": pa.array([i / 3 if p else None for i, p in enumerate(present)], pa.float64()),
+        "time": pa.array(
+            [1_700_000_000_000_000 + i if p else None for i, p in enumerate(present)],
+            pa.timestamp("us"),
+        ),
+        "blank": pa.nulls(rows, pa.large_string()),
+    }
+    built = contracts._from_canonical_arrays(columns, 7, rows)
+    table = pa.table(columns)
+    expected = table.to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype(), pa.large_string(): contracts._STR_DTYPE}.get,
+        ignore_metadata=True,
+    )
+    expected.index = pd.RangeIndex(7, 7 + rows)
+    assert built is not None
+    pd.testing.assert_frame_equal(built, expected, check_exact=True)
+    assert list(built.dtypes) == list(expected.dtypes)
+    assert built.columns.dtype == expected.columns.dtype
+    built.loc[built.index[:1], "amount"] = -1.0  # the frame owns writable data
+    # Types outside the canonical set are left to arrow's conversion.
+    assert contracts._from_canonical_arrays({"x": pa.array([1], pa.int32())}, 0, 1) is None
