@@ -329,3 +329,54 @@ def test_one_thread_predicts_the_same_bits():
             np.testing.assert_array_equal(
                 predict_booster(booster, rows, **options), booster.predict(rows, **options)
             )
+
+
+# --- typed request values -------------------------------------------------------------------------
+
+
+def _example_bundle(text: bool) -> CustomerBundle:
+    """The serving example as the service hands it over (typed values) or as ISO text."""
+    import json
+    from pathlib import Path
+
+    from suitability.serving.requests import CustomerBundle as Request
+
+    path = Path(__file__).resolve().parents[1] / "serving" / "examples" / "churn.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if text:
+        return CustomerBundle(
+            profile=raw["profile"], answers=raw["answers"], events=raw["events"], tags=raw["tags"]
+        )
+    request = Request.model_validate_json(json.dumps(raw), strict=True)
+    return CustomerBundle(
+        profile=request.profile.model_dump(),
+        answers=[a.model_dump() for a in request.answers],
+        events=[e.model_dump() for e in request.events],
+        tags=[t.model_dump() for t in request.tags],
+    )
+
+
+def _assert_same_inputs(a: FeatureInputs, b: FeatureInputs) -> None:
+    for name in ("customers", "questionnaire", "events", "tags"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+
+
+def test_typed_values_and_their_iso_text_give_the_same_canonical_tables(specs):
+    _assert_same_inputs(
+        bundle_inputs(_example_bundle(text=False), specs),
+        bundle_inputs(_example_bundle(text=True), specs),
+    )
+
+
+def test_a_column_mixing_dates_and_datetimes_keeps_its_times_of_day(specs):
+    from datetime import date, datetime
+
+    typed = _example_bundle(text=False)
+    events = [dict(e) for e in typed.events]
+    first: datetime = events[0]["event_time"]
+    events[1]["event_time"] = first.date()  # a date among datetimes: midnight, not a cast
+    mixed = bundle_inputs(CustomerBundle(typed.profile, typed.answers, events, typed.tags), specs)
+    times = mixed.events["event_time"]
+    assert times.iloc[0] == pd.Timestamp(first)
+    assert times.iloc[1] == pd.Timestamp(first.date())
+    assert isinstance(events[1]["event_time"], date)

@@ -65,27 +65,26 @@ def _table(records: Sequence[Record], schema: TableSchema, customer_id: Any) -> 
     return pa.table(arrays) if arrays else pa.table({})
 
 
-#: The Python types taken as typed values of each declared column type.
-_NATIVE: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "timestamp": (datetime, date),
-    "date": (datetime, date),
-    "float": (int, float),
-    "int": (int,),
+#: The exact Python types (one per column; ints may join floats) taken as typed values of
+#: each declared column type.
+_NATIVE: dict[str, tuple[frozenset[type], ...]] = {
+    "string": (frozenset({str}),),
+    "timestamp": (frozenset({datetime}), frozenset({date})),
+    "date": (frozenset({datetime}), frozenset({date})),
+    "float": (frozenset({float}), frozenset({int}), frozenset({int, float})),
+    "int": (frozenset({int}),),
 }
 
 
 def _typed(values: Sequence[Any], kind: str) -> pa.Array | None:
-    """`values` as an arrow array when each is None or a plain value of the declared type
-    (times naive; NaN counts as missing, as in text); None when any is something else."""
-    native = _NATIVE[kind]
-    for v in values:
-        if v is None:
-            continue
-        if type(v) is bool or not isinstance(v, native):
-            return None
-        if isinstance(v, datetime) and v.tzinfo is not None:
-            return None
+    """`values` as an arrow array when, apart from None, they are all of one plain Python type
+    of the declared type (times naive; NaN counts as missing, as in text); None otherwise
+    (mixed dates and datetimes, subclasses such as pandas timestamps or numpy numbers, …)."""
+    types = frozenset(map(type, values)) - {type(None)}
+    if types and types not in _NATIVE[kind]:
+        return None
+    if types == {datetime} and any(v.tzinfo is not None for v in values if v is not None):
+        return None
     try:
         return pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
