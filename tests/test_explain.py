@@ -243,6 +243,24 @@ def test_churn_answers_carry_the_calibrated_probability(trained, specs):
     )
 
 
+def test_answers_serialise_every_field_as_asdict_does(trained, specs):
+    """The hand-written `to_json`s must keep up with their dataclasses: a new field left out
+    would silently vanish from responses and audit records."""
+    from dataclasses import asdict
+
+    risk = trained["risk-level"]
+    frame = _test_rows(trained, "risk-level", 60)
+    answers = assess_risk(risk.model, frame, specs, risk.spec)
+    assert any(a.stated_reasons for a in answers)
+    for answer in answers:
+        assert answer.to_json() == asdict(answer)
+        for reason in [*answer.reasons, *answer.stated_reasons]:
+            assert reason.to_json() == asdict(reason)
+    churn = trained["churn"]
+    for answer in assess_churn(churn.model, _test_rows(trained, "churn", 20), specs, churn.spec):
+        assert answer.to_json() == asdict(answer)
+
+
 def test_stated_level_reads_the_questionnaire_band():
     assert (
         stated_level(3.0) == "C3"

@@ -62,10 +62,17 @@ class RiskAssessment:
     stated_reasons: list[Reason] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["reasons"] = [r.to_json() for r in self.reasons]
-        out["stated_reasons"] = [r.to_json() for r in self.stated_reasons]
-        return out
+        return {
+            "stated_level": self.stated_level,
+            "predicted_level": self.predicted_level,
+            "probabilities": dict(self.probabilities),
+            "expected_level": self.expected_level,
+            "score": self.score,
+            "base": self.base,
+            "reasons": [r.to_json() for r in self.reasons],
+            "by_source": dict(self.by_source),
+            "stated_reasons": [r.to_json() for r in self.stated_reasons],
+        }
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,13 @@ class ChurnAssessment:
     by_source: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["reasons"] = [r.to_json() for r in self.reasons]
-        return out
+        return {
+            "p_churn": self.p_churn,
+            "raw": self.raw,
+            "base": self.base,
+            "reasons": [r.to_json() for r in self.reasons],
+            "by_source": dict(self.by_source),
+        }
 
 
 def stated_level(value: Any) -> str | None:

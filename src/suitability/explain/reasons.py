@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +45,17 @@ class Reason:
     text: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # What `asdict` gives, without its generic recursion (a dozen reasons per answer).
+        return {
+            "feature": self.feature,
+            "source": self.source,
+            "direction": self.direction,
+            "contribution": self.contribution,
+            "value": self.value,
+            "value_text": dict(self.value_text),
+            "description": dict(self.description),
+            "text": dict(self.text),
+        }
 
 
 def _missing(value: Any) -> bool:
