@@ -522,10 +522,6 @@ class _ArrowColumns:
         self._arrays = dict(arrays)
         self._converted: dict[str, pa.Array] = {}
 
-    @property
-    def columns(self) -> pd.Index:
-        return self.frame.columns
-
     def column(self, name: str) -> pa.Array:
         array = self._arrays.get(name)
         # Floats are read from the frame: pandas counts NaN as missing, an arrow array
