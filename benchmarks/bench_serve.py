@@ -4,7 +4,7 @@ features, in the same run.
 
     .venv/bin/python benchmarks/bench_serve.py [--requests 300] [--repeats 3] [--warmup 30]
                                                [--store DIR] [--work DIR] [--keep] [--json PATH]
-                                               [--breakdown-calls 200]
+                                               [--breakdown-calls 200] [--workers N]
 
 1. A demo store (`suitability demo --customers 3000`, 1–2 minutes on 2 cores) is created in
    `--work`/store, or an existing one is reused with `--store DIR`. `--work` also holds the keys
@@ -18,13 +18,13 @@ features, in the same run.
    fill up to 200, each moved one minute earlier per copy than the earliest event so far, so
    every time is distinct and within the window. Tags are trimmed to the last 5, or padded with
    copies of their own tags moved a day earlier per copy (interview and recorded time alike).
-3. Our side: `suitability serve` (BentoML, one worker) with a fresh keys file and audit log;
-   `/suitability` and `/churn` get that bundle. Baseline: `mlflow models serve -m
-   models:/suitability-churn@champion --env-manager local` (uvicorn, one worker); its body is the
-   churn model's input columns (from the model signature) of the same bundle's feature row,
-   computed beforehand with `features.bundle.customer_features`, as `dataframe_split` JSON.
-   Both answers' p_churn are checked equal once. The floor: `benchmarks/floor_service.py`
-   served by `bentoml serve` the same way (one worker, the same key guard, the same strict
+3. Our side: `suitability serve` (BentoML, `--workers` processes) with a fresh keys file and
+   audit log; `/suitability` and `/churn` get that bundle. Baseline: `mlflow models serve -m
+   models:/suitability-churn@champion --env-manager local` (uvicorn, as many workers); its body
+   is the churn model's input columns (from the model signature) of the same bundle's feature
+   row, computed beforehand with `features.bundle.customer_features`, as `dataframe_split`
+   JSON. Both answers' p_churn are checked equal once. The floor: `benchmarks/floor_service.py`
+   served by `bentoml serve` the same way (as many workers, the same key guard, the same strict
    request model), whose `/suitability` returns the answer ours just gave without computing
    anything; it gets the same body and key.
 4. Each round: for each endpoint in turn, concurrency 1 (`--requests` sequential requests on one
@@ -515,11 +515,12 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     env = {"MLFLOW_TRACKING_URI": _store_uri(store), "PATH": path}
     ours_port, base_port = _free_port(), _free_port()
     cli = Path(sys.executable).with_name("suitability")
+    workers = str(args.workers)
     stack.enter_context(
         _server(
             "suitability serve",
             [str(cli), "serve", "--keys", str(keys_file), "--port", str(ours_port),
-             "--audit-db", str(work / f"audit-{os.getpid()}.sqlite")],
+             "--audit-db", str(work / f"audit-{os.getpid()}.sqlite"), "--workers", workers],
             env, f"http://127.0.0.1:{ours_port}/readyz", work / "suitability-serve.log",
         )
     )  # fmt: skip
@@ -528,7 +529,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
             "mlflow models serve",
             [sys.executable, "-m", "mlflow", "models", "serve",
              "-m", "models:/suitability-churn@champion", "--env-manager", "local",
-             "--host", "127.0.0.1", "-p", str(base_port)],
+             "--host", "127.0.0.1", "-p", str(base_port), "--workers", workers],
             env, f"http://127.0.0.1:{base_port}/ping", work / "mlflow-serve.log",
         )
     )  # fmt: skip
@@ -568,7 +569,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
             [str(cli.with_name("bentoml")), "serve", "floor_service:Floor",
              "--working-dir", str(REPO / "benchmarks"), "--host", "127.0.0.1",
              "--port", str(floor_port)],
-            {**env, "SUITABILITY_KEYS_FILE": str(keys_file), "BENCH_FLOOR_ANSWER": str(answer_file)},
+            {**env, "SUITABILITY_KEYS_FILE": str(keys_file), "SUITABILITY_WORKERS": workers,
+             "BENCH_FLOOR_ANSWER": str(answer_file)},
             f"http://127.0.0.1:{floor_port}/readyz", work / "floor-serve.log",
         )
     )  # fmt: skip
@@ -590,6 +592,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         "requests": args.requests,
         "repeats": args.repeats,
         "concurrency": [1, CONCURRENCY],
+        "workers": args.workers,
         "bundle": {
             "customer_id": workload.customer_id,
             "as_of": workload.as_of.isoformat(),
@@ -785,10 +788,21 @@ def main() -> None:
     parser.add_argument(
         "--breakdown-calls", type=int, default=200, help="in-process answers for the breakdown"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="server processes of each server (default: the service's, one per CPU)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    if args.requests < CONCURRENCY or args.repeats < 1:
-        parser.error(f"--requests must be at least {CONCURRENCY} and --repeats at least 1")
+    if args.workers is None:
+        from suitability.settings import get_settings
+
+        args.workers = get_settings().server_workers
+    if args.requests < CONCURRENCY or args.repeats < 1 or args.workers < 1:
+        parser.error(
+            f"--requests must be at least {CONCURRENCY}, --repeats and --workers at least 1"
+        )
     # A plain `kill` should stop the servers too: turn SIGTERM into an exception.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     began = time.perf_counter()
@@ -815,8 +829,8 @@ def print_report(report: Mapping[str, Any]) -> None:
         f"\n`/suitability` for customer {b['customer_id']} as of {b['as_of']}: "
         f"{b['answers']} answers (one submission), {b['events']} events, {b['tags']} tags, "
         f"product {b['product']['risk_level']}; medians of {report['repeats']} rounds of "
-        f"{report['requests']} requests; commit {report['commit']}, {report['date']}, "
-        f"{report['machine']['cpus']} CPUs"
+        f"{report['requests']} requests; {report['workers']} worker(s) per server; commit "
+        f"{report['commit']}, {report['date']}, {report['machine']['cpus']} CPUs"
     )
     results = {k: {int(c): m for c, m in v.items()} for k, v in report["results"].items()}
     _print_table(results)

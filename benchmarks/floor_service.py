@@ -1,5 +1,5 @@
 """The latency floor of `/suitability` over HTTP, for `bench_serve.py`: a BentoML service set up
-as `serving/service.py` is (one worker, the same guard checking the bearer key, body size and
+as `serving/service.py` is (as many workers, the same guard checking the bearer key, body size and
 content type, the same strict request model parsing the body) whose `/suitability` computes
 nothing and returns a real answer recorded beforehand (the JSON file named by
 `BENCH_FLOOR_ANSWER`). Whatever `/suitability` does on top of this costs time this service
@@ -20,11 +20,12 @@ import bentoml
 
 from suitability.serving.requests import SuitabilityRequest
 from suitability.serving.service import ServiceGuard
+from suitability.settings import get_settings
 
 
 @bentoml.service(
     name="suitability-floor",
-    workers=1,
+    workers=get_settings().server_workers,
     traffic={"timeout": 30},
     http={"host": "127.0.0.1", "port": 3000},
 )

@@ -429,9 +429,10 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo,
         "SUITABILITY_AUDIT_DB": str(audit),
     }
     log = (tmp_path / "server.log").open("w")
+    # Two workers: two processes append to the one audit log, each durably.
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "suitability"), "serve", "--keys", keys["path"],
-         "--port", str(port)],
+         "--port", str(port), "--workers", "2"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -472,6 +473,8 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo,
         log.close()
     server_log = (tmp_path / "server.log").read_text()
     assert f"127.0.0.1:{port}" in server_log  # bound to this machine only
+    assert "with 2 worker(s)" in server_log
+    assert server_log.count("Service suitability initialized") == 2
     assert keys["matching"] not in server_log
     assert 'bentoml_service_request_total{endpoint="/churn"' in metrics
     assert len(answered) >= 40
@@ -481,6 +484,57 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo,
     for request_id in answered:
         record = stored.get(request_id)
         assert record is not None and record.feature_hash and record.outputs["churn"]
+
+
+def test_serve_hands_its_options_to_bentoml(demo, keys, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from suitability.cli import app
+
+    started: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(
+        os, "environ", dict(os.environ)
+    )  # the command sets variables for its server
+    monkeypatch.setattr(os, "execv", lambda _, argv: started.append((argv, dict(os.environ))))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+    monkeypatch.delenv("SUITABILITY_WORKERS", raising=False)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        audit = tmp_path / "a.sqlite"
+        result = runner.invoke(
+            app,
+            ["serve", "--keys", keys["path"], "--port", "3999", "--workers", "3",
+             "--audit-db", str(audit)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["serve", "--keys", keys["path"]])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["serve", "--keys", keys["path"], "--workers", "0"])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "--workers" in result.output
+    finally:
+        get_settings.cache_clear()
+    (argv, env), (_, default_env) = started
+    assert argv[argv.index("--port") + 1] == "3999"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert env["SUITABILITY_WORKERS"] == "3"
+    assert env["SUITABILITY_AUDIT_DB"] == str(audit.resolve())
+    assert default_env["SUITABILITY_WORKERS"] == str(len(os.sched_getaffinity(0)))
+
+
+def test_workers_default_to_the_usable_cpus_and_must_be_positive(monkeypatch):
+    from pydantic import ValidationError
+
+    from suitability.settings import Settings
+
+    monkeypatch.delenv("SUITABILITY_WORKERS", raising=False)
+    assert Settings().server_workers == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SUITABILITY_WORKERS", "3")
+    assert Settings().server_workers == 3
+    monkeypatch.setenv("SUITABILITY_WORKERS", "0")
+    with pytest.raises(ValidationError, match="workers"):
+        Settings()
 
 
 def test_serve_refuses_to_start_without_the_models_alias(demo, keys, monkeypatch):

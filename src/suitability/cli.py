@@ -1302,6 +1302,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Server processes, each with both models loaded (default: one per CPU). "
+            "More serve more concurrent calls; a single call gets no faster.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the prediction service (BentoML) against the configured MLflow store
     (MLFLOW_TRACKING_URI, default experiments/mlflow.db)."""
@@ -1331,14 +1341,15 @@ def serve(
         "SUITABILITY_MAX_BODY_BYTES": str(max_body_bytes or settings.max_body_bytes),
         "SUITABILITY_HOST": host or settings.host,
         "SUITABILITY_PORT": str(port or settings.port),
+        "SUITABILITY_WORKERS": str(workers or settings.server_workers),
         # No usage analytics: the service makes no outbound calls.
         "BENTOML_DO_NOT_TRACK": "true",
     }
     os.environ.update(env)
     bind = f"{env['SUITABILITY_HOST']}:{env['SUITABILITY_PORT']}"
     err_console.print(
-        f"serving {chosen} models from {escape(uri)} on http://{bind} "
-        f"(audit log {escape(env['SUITABILITY_AUDIT_DB'])})",
+        f"serving {chosen} models from {escape(uri)} on http://{bind} with "
+        f"{env['SUITABILITY_WORKERS']} worker(s) (audit log {escape(env['SUITABILITY_AUDIT_DB'])})",
         highlight=False,
     )
     command = [

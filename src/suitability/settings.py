@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,6 +51,20 @@ class Settings(BaseSettings):
     time_zone: str = "Asia/Shanghai"
     host: str = "127.0.0.1"
     port: int = Field(default=3000, gt=0, lt=65536)
+    #: Server processes, each with both models loaded (None: one per CPU this process may use).
+    #: A request runs on one core (Python holds one lock per process), so throughput under
+    #: concurrent calls grows with processes up to the cores; a single call gets no faster.
+    workers: int | None = Field(default=None, gt=0)
+
+    @property
+    def server_workers(self) -> int:
+        """`workers`, else one per CPU this process may run on."""
+        if self.workers is not None:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
 
     @property
     def features_path(self) -> Path:

@@ -88,7 +88,7 @@ class ServiceGuard(Guard):
 # interface, and the service must not be reachable from the network by accident.
 @bentoml.service(
     name="suitability",
-    workers=1,
+    workers=get_settings().server_workers,
     traffic={"timeout": 30},
     http={"host": "127.0.0.1", "port": 3000},
 )
