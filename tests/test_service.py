@@ -513,6 +513,11 @@ def test_serve_hands_its_options_to_bentoml(demo, keys, monkeypatch, tmp_path):
         result = runner.invoke(app, ["serve", "--keys", keys["path"], "--workers", "0"])
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert "--workers" in result.output
+        monkeypatch.setenv("SUITABILITY_WORKERS", "none")
+        get_settings.cache_clear()
+        result = runner.invoke(app, ["serve", "--keys", keys["path"]])
+        assert result.exit_code == 2 and result.exception is not None
+        assert "SUITABILITY_WORKERS" in result.output and "Traceback" not in result.output
     finally:
         get_settings.cache_clear()
     (argv, env), (_, default_env) = started
@@ -526,7 +531,7 @@ def test_serve_hands_its_options_to_bentoml(demo, keys, monkeypatch, tmp_path):
 def test_workers_default_to_the_usable_cpus_and_must_be_positive(monkeypatch):
     from pydantic import ValidationError
 
-    from suitability.settings import Settings
+    from suitability.settings import Settings, SettingsError
 
     monkeypatch.delenv("SUITABILITY_WORKERS", raising=False)
     assert Settings().server_workers == len(os.sched_getaffinity(0))
@@ -535,6 +540,12 @@ def test_workers_default_to_the_usable_cpus_and_must_be_positive(monkeypatch):
     monkeypatch.setenv("SUITABILITY_WORKERS", "0")
     with pytest.raises(ValidationError, match="workers"):
         Settings()
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="SUITABILITY_WORKERS: Input should be greater"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
 
 
 def test_serve_refuses_to_start_without_the_models_alias(demo, keys, monkeypatch):

@@ -1320,11 +1320,12 @@ def serve(
 
     from suitability import tracking
     from suitability.serving.keys import KeyStore
-    from suitability.serving.service import load_scorer
     from suitability.settings import get_settings
 
-    settings = get_settings()
     with _user_errors():
+        settings = get_settings()
+        from suitability.serving.service import load_scorer  # reads the settings at import
+
         keys_file = _keys_file(keys)
         KeyStore.load(keys_file)  # a bad file fails here, with its reason
         chosen = alias or settings.model_alias

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # src/suitability/settings.py -> the repository root of a source checkout or editable install.
@@ -75,7 +75,19 @@ class Settings(BaseSettings):
         return self.models_dir or self.project_dir / "models"
 
 
+class SettingsError(ValueError):
+    """A SUITABILITY_* variable (or `.env` entry) that cannot be used, named with the reason."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Settings read once per process (tests clear the cache to change them)."""
-    return Settings()
+    """Settings read once per process (tests clear the cache to change them). Raises
+    `SettingsError` naming each unusable variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"SUITABILITY_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise SettingsError(f"bad setting (environment or .env): {problems}") from None
