@@ -4,6 +4,7 @@ what a data scientist and a compliance officer get, and the clear errors for the
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -189,11 +190,13 @@ def test_model_dossier_has_slices_fairness_explanations_and_history(store, tmp_p
         "Data digests",
         "Recall per category",
         "Confusion matrix",
-        "age_band",
+        "Age band",
         "65+",
-        "gender",
-        "channel_preference",
-        "segment",
+        "Gender",
+        "Preferred channel",
+        "Segment",
+        "Quadratic weighted kappa (QWK)",
+        "Split method",
         "Gaps between groups",
         "Most important features",
         "Planted-driver check",
@@ -207,6 +210,45 @@ def test_model_dossier_has_slices_fairness_explanations_and_history(store, tmp_p
     _ok(["report", "model", "churn@1", "--out", str(pdf), "--no-log"])
     text = _pdf_text(pdf)
     assert "模型档案" in text and "分人群指标与公平性" in text and "suitability-churn" in text
+
+
+@pytest.mark.parametrize("model", ["risk-level", "churn"])
+def test_the_chinese_dossier_words_every_technical_name(store, tmp_path, model):
+    """A compliance officer reading zh sees metrics, baselines, split fields, slices, groups and
+    charts in Chinese, not the code's names (feature ids stay, next to their descriptions)."""
+    path = tmp_path / f"{model}.zh.html"
+    _ok(["report", "model", model, "--out", str(path), "--lang", "zh", "--no-log"])
+    text = re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]+"', "", path.read_text("utf-8")))
+    for raw in (
+        "roc_auc", "qwk", "accuracy", "log_loss", "ece", "observed_rate", "mean_predicted",
+        "calibration_gap", "level_bias", "share_predicted_c4_plus", "logistic_regression",
+        "mean_predicted_level", "mean_confirmed_level",
+        "questionnaire_band", "recency", "age_band", "embargo_days", "train_rows",
+        "dropped_rows", "out_of_time_grouped", "source.path", "effective_from", "plots/",
+        "explanations/", "mean |SHAP|", "female", "unknown",
+    ):  # fmt: skip
+        end = r"(?!\w)" if raw[-1].isalnum() else ""  # whole names, not parts of others
+        assert not re.search(rf"(?<![\w.]){re.escape(raw)}{end}", text), raw
+    for worded in (
+        "切分方法",
+        "训练集行数",
+        "隔离期（天）",
+        "年龄段",
+        "性别",
+        "女",
+        "偏好渠道",
+        "生效日期",
+    ):
+        assert worded in text, worded
+    metric = "二次加权 Kappa（QWK）" if model == "risk-level" else "ROC AUC（排序区分能力）"
+    assert metric in text
+
+
+def test_unworded_names_are_shown_as_they_are():
+    from suitability.explain.reports import term
+
+    assert term("roc_auc", "en") == "ROC AUC" and term("train_rows", "zh") == "训练集行数"
+    assert term("a_metric_added_later", "zh") == "a_metric_added_later"
 
 
 def test_batch_explanations_from_the_cli(store, demo, tmp_path):

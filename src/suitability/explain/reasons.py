@@ -75,7 +75,9 @@ def plain_value(value: Any) -> float | str | None:
     return None if math.isnan(number) else number
 
 
-def _category_label(name: str, code: str, specs: Specs, lang: Lang) -> str:
+def category_label(name: str, code: str, specs: Specs, lang: Lang) -> str:
+    """A profile category's wording (`gender` `F` -> 女 / female); the code itself when the
+    specs have none."""
     p, b = specs.profile, specs.behaviour
     tables: dict[str, Mapping[str, Label]] = {
         "gender": p.genders,
@@ -109,7 +111,7 @@ def format_value(info: FeatureInfo | None, value: Any, specs: Specs, lang: Lang)
     if info is None:
         return value if isinstance(value, str) else f"{value:,.4g}"
     if info.is_categorical or isinstance(value, str):
-        return _category_label(info.name, str(value), specs, lang)
+        return category_label(info.name, str(value), specs, lang)
     v = float(value)
     if info.display:
         return info.display.format(value=v)

@@ -28,7 +28,7 @@ from suitability.explain.document import (
     Table,
 )
 from suitability.explain.fairness import slice_metrics
-from suitability.explain.reasons import SOURCE_LABELS, Lang, Reason
+from suitability.explain.reasons import SOURCE_LABELS, Lang, Reason, category_label
 from suitability.explain.render import figure_font
 from suitability.models.rules import RuleTable
 from suitability.models.spec import ModelSpec
@@ -179,6 +179,125 @@ _DECISION_TONE = {
 def t(key: str, lang: Lang) -> str:
     zh, en = _T[key]
     return zh if lang == "zh" else en
+
+
+#: What the dossier calls the technical names it shows (metrics, baselines, split fields, data
+#: sources, charts), so a reader of either language need not know the code's names. A name
+#: without an entry is shown as it is.
+_TERMS: dict[str, tuple[str, str]] = {
+    # metrics, overall and per slice
+    "roc_auc": ("ROC AUC（排序区分能力）", "ROC AUC"),
+    "pr_auc": ("PR AUC（精确率-召回率曲线下面积）", "PR AUC"),
+    "brier": ("Brier 分数（越低越好）", "Brier score (lower is better)"),
+    "top_decile_lift": ("预测最高10%人群的提升度", "Top-decile lift"),
+    "log_loss": ("对数损失（越低越好）", "Log loss (lower is better)"),
+    "ece": ("期望校准误差 ECE（越低越好）", "Expected calibration error (lower is better)"),
+    "base_rate": ("实际发生率", "Observed rate"),
+    "qwk": ("二次加权 Kappa（QWK）", "Quadratic weighted kappa (QWK)"),
+    "accuracy": ("准确率", "Accuracy"),
+    "macro_f1": ("宏平均 F1", "Macro-averaged F1"),
+    "within_one_accuracy": ("相差不超过一级的比例", "Within one category"),
+    "observed_rate": ("实际发生率", "Observed rate"),
+    "mean_predicted": ("平均预测概率", "Mean predicted probability"),
+    "calibration_gap": ("校准偏差（预测−实际）", "Calibration gap (predicted − observed)"),
+    "mean_predicted_level": ("平均预测等级", "Mean predicted category"),
+    "mean_confirmed_level": ("平均复核等级", "Mean confirmed category"),
+    "level_bias": ("等级偏差（预测−复核）", "Category bias (predicted − confirmed)"),
+    "share_predicted_c4_plus": ("预测为C4及以上的比例", "Share predicted C4 or higher"),
+    "bin": ("分组", "Bin"),
+    "count": ("样本数", "Count"),
+    "mean_abs_shap": ("平均|SHAP|", "Mean |SHAP|"),
+    # baselines
+    "logistic_regression": ("逻辑回归基线", "Logistic-regression baseline"),
+    "recency": ("最近投资间隔基线", "Recency baseline"),
+    "questionnaire_band": ("问卷分数档基线", "Questionnaire-band baseline"),
+    # slices
+    "age_band": ("年龄段", "Age band"),
+    "gender": ("性别", "Gender"),
+    "channel_preference": ("偏好渠道", "Preferred channel"),
+    "segment": ("客户分层", "Segment"),
+    "unknown": ("未知", "unknown"),
+    # data and split
+    "source.mode": ("数据来源方式", "Source"),
+    "source.path": ("原始数据位置", "Raw data"),
+    "source.table": ("训练表", "Training table"),
+    "data": ("原始数据表", "raw tables"),
+    "table": ("训练表", "training table"),
+    "full": ("全部", "All rows"),
+    "train": ("训练集", "Training"),
+    "validation": ("验证集", "Validation"),
+    "test": ("测试集", "Test"),
+    "method": ("切分方法", "Split method"),
+    "out_of_time_grouped": ("按时间外推、按客户分组", "out of time, grouped by customer"),
+    "time_grouped_by_id": ("按时间、按编号分组", "by time, grouped by id"),
+    "random_grouped_by_id": ("随机、按编号分组", "random, grouped by id"),
+    "time": ("按时间", "by time"),
+    "stratified_random": ("分层随机", "stratified random"),
+    "random": ("随机", "random"),
+    "first_time": ("最早观察时点", "First observation time"),
+    "last_time": ("最晚观察时点", "Last observation time"),
+    "train_end": ("训练数据截止", "Training rows end"),
+    "evaluation_start_after": ("评估数据起始（不含）", "Evaluation rows start after"),
+    "embargo_days": ("隔离期（天）", "Embargo (days)"),
+    "later_share": ("评估时段占比", "Share of times for evaluation"),
+    "validation_customer_share": ("验证客户占比", "Validation customer share"),
+    "test_customer_share": ("测试客户占比", "Test customer share"),
+    "seed": ("随机种子", "Seed"),
+    "dropped_rows": ("未使用的行数", "Rows not used"),
+    "train_rows": ("训练集行数", "Training rows"),
+    "train_customers": ("训练集客户数", "Training customers"),
+    "train_from": ("训练集起", "Training from"),
+    "train_to": ("训练集止", "Training to"),
+    "validation_rows": ("验证集行数", "Validation rows"),
+    "validation_customers": ("验证集客户数", "Validation customers"),
+    "validation_from": ("验证集起", "Validation from"),
+    "validation_to": ("验证集止", "Validation to"),
+    "test_rows": ("测试集行数", "Test rows"),
+    "test_customers": ("测试集客户数", "Test customers"),
+    "test_from": ("测试集起", "Test from"),
+    "test_to": ("测试集止", "Test to"),
+    # charts
+    "plots/confusion_matrix.png": ("混淆矩阵", "Confusion matrix"),
+    "plots/roc_pr.png": ("ROC 曲线与 PR 曲线", "ROC and precision-recall curves"),
+    "plots/calibration.png": ("校准曲线", "Calibration curve"),
+    "explanations/beeswarm.png": (
+        "SHAP 蜂群图（每点一位客户）",
+        "SHAP beeswarm (one dot per customer)",
+    ),
+    "explanations/by_source.png": ("各数据来源的贡献", "Contributions by source of facts"),
+    # rules and the planted-driver check
+    "effective_from": ("生效日期", "Effective from"),
+    "spec": ("模型说明", "Specification"),
+    "top_k": ("前{k}名以内算通过", "passed when ranked in the top {k}"),
+}
+
+
+def term(name: str, lang: Lang) -> str:
+    """The reader's word for a technical name (`roc_auc`, `train_rows`, `age_band`, …); the
+    name itself when there is none."""
+    words = _TERMS.get(name)
+    if words is None:
+        return name
+    return words[0] if lang == "zh" else words[1]
+
+
+def _figure_caption(path: str, specs: Specs, lang: Lang) -> str:
+    """A logged chart's caption: its term, or for a dependence plot the feature's description."""
+    stem = path.rsplit("/", 1)[-1].removesuffix(".png")
+    if stem.startswith("dependence_"):
+        feature = stem.removeprefix("dependence_")
+        info = specs.features_by_name.get(feature)
+        described = getattr(info, lang) if info is not None else feature
+        return f"SHAP 依赖图：{described}" if lang == "zh" else f"SHAP dependence: {described}"
+    return term(path, lang)
+
+
+def _group(dimension: str, group: Any, specs: Specs, lang: Lang) -> str:
+    """A slice's group in words (`gender` `F` -> 女 / female; `unknown` -> 未知)."""
+    text = str(group)
+    if text == "unknown":
+        return term(text, lang)
+    return category_label(dimension, text, specs, lang)
 
 
 def _now() -> str:
@@ -444,7 +563,7 @@ def _frame_table(
     )
 
 
-def _metric_rows(metrics: Mapping[str, float], names: Sequence[str]) -> list[list[str]]:
+def _metric_rows(metrics: Mapping[str, float], names: Sequence[str], lang: Lang) -> list[list[str]]:
     baselines = sorted(
         {
             k.removeprefix("baseline_").split("_test_")[0]
@@ -454,7 +573,7 @@ def _metric_rows(metrics: Mapping[str, float], names: Sequence[str]) -> list[lis
     )
     rows = []
     for name in names:
-        row = [name, _fmt(metrics.get(f"test_{name}"))]
+        row = [term(name, lang), _fmt(metrics.get(f"test_{name}"))]
         row += [_fmt(metrics.get(f"baseline_{b}_test_{name}")) for b in baselines]
         row += [
             _fmt(metrics.get(f"best_possible_test_{name}")),
@@ -501,23 +620,31 @@ def model_dossier(
                 (t("run", lang), ref.run_id or "–"),
                 (t("git", lang), data.tags.get("suitability.git_commit", "–")),
                 ("suitability", data.tags.get("suitability.version", "–")),
-                ("spec", spec.description or data.description),
+                (term("spec", lang), spec.description or data.description),
             ]
         )
     )
     sections.append(Section(t("identity", lang), intro))
 
     p = data.params
-    split_rows = [(k, str(v)) for k, v in sorted(data.split.items())]
+    split_rows = [  # in the order the split wrote them: method, cutoffs, then each part
+        (term(k, lang), term(v, lang) if k == "method" else str(v)) for k, v in data.split.items()
+    ]
     sections.append(
         Section(
             t("data_section", lang),
             [
-                KeyValues([(k, v) for k, v in sorted(p.items()) if k.startswith("source.")]),
+                KeyValues(
+                    [
+                        (term(k, lang), term(v, lang) if k == "source.mode" else v)
+                        for k, v in sorted(p.items())
+                        if k.startswith("source.")
+                    ]
+                ),
                 Table(
                     columns=[t("split", lang), "sha256"],
                     rows=[
-                        [k.removeprefix("digest."), v]
+                        [term(k.removeprefix("digest."), lang), v]
                         for k, v in sorted(p.items())
                         if k.startswith("digest.")
                     ],
@@ -545,11 +672,11 @@ def model_dossier(
             columns=[
                 t("metric", lang),
                 t("model_col", lang),
-                *baselines,
+                *(term(b, lang) for b in baselines),
                 t("best", lang),
                 t("ratio", lang),
             ],
-            rows=_metric_rows(data.metrics, names),
+            rows=_metric_rows(data.metrics, names, lang),
             numeric=[False] + [True] * (3 + len(baselines)),
         )
     ]
@@ -583,7 +710,7 @@ def model_dossier(
             frame = pd.DataFrame(curves)
             metric_blocks.append(
                 Table(
-                    columns=list(frame.columns),
+                    columns=[term(c, lang) for c in frame.columns],
                     rows=[
                         [_fmt(v, 3) if isinstance(v, float) else str(v) for v in row]
                         for row in frame.itertuples(index=False)
@@ -594,23 +721,40 @@ def model_dossier(
             )
     for path in ("plots/confusion_matrix.png", "plots/roc_pr.png", "plots/calibration.png"):
         if path in data.images:
-            metric_blocks.append(Figure(data.images[path], caption=path, width=0.75))
+            metric_blocks.append(
+                Figure(data.images[path], caption=_figure_caption(path, specs, lang), width=0.75)
+            )
     sections.append(Section(t("metrics_section", lang), metric_blocks))
 
     predictions = model.predict_frame(data.test)
     report = slice_metrics(
         data.test, predictions, labels["label"], task, classes, rules.elderly_age
     )
+    groups = report.groups.copy()
+    groups["group"] = [
+        _group(d, g, specs, lang) for d, g in zip(groups["dimension"], groups["group"], strict=True)
+    ]
+    groups["dimension"] = [term(d, lang) for d in groups["dimension"]]
     group_columns = {"dimension": t("dimension", lang), "group": t("group", lang), "n": "n"}
-    group_columns |= {c: c for c in report.groups.columns if c not in group_columns}
+    group_columns |= {c: term(c, lang) for c in groups.columns if c not in group_columns}
+    gaps = report.gaps.copy()
+    for end in ("lowest", "highest"):
+        gaps[end] = [
+            f"{_group(d, g, specs, lang)} ({v:.3f})"
+            for d, g, v in zip(
+                gaps["dimension"], gaps[f"{end}_group"], gaps[f"{end}_value"], strict=True
+            )
+        ]
+    gaps["dimension"] = [term(d, lang) for d in gaps["dimension"]]
+    gaps["metric"] = [term(m, lang) for m in gaps["metric"]]
     sections.append(
         Section(
             t("slices_section", lang),
             [
-                _frame_table(report.groups, group_columns),
+                _frame_table(groups, group_columns),
                 Paragraph(t("gaps", lang)),
                 _frame_table(
-                    report.gaps,
+                    gaps,
                     {
                         "dimension": t("dimension", lang),
                         "metric": t("metric", lang),
@@ -634,7 +778,7 @@ def model_dossier(
                 by_source,
                 {
                     "source": t("source", lang),
-                    "mean_abs_shap": "mean |SHAP|",
+                    "mean_abs_shap": term("mean_abs_shap", lang),
                     "share": t("share", lang),
                 },
             )
@@ -649,7 +793,7 @@ def model_dossier(
                     "rank": t("rank", lang),
                     "feature": t("factor", lang),
                     "description": "",
-                    "mean_abs_shap": "mean |SHAP|",
+                    "mean_abs_shap": term("mean_abs_shap", lang),
                     "share": t("share", lang),
                 },
                 caption=t("top_features", lang),
@@ -657,7 +801,9 @@ def model_dossier(
         )
         for path, png in sorted(data.images.items()):
             if path.startswith("explanations/"):
-                global_blocks.append(Figure(png, caption=path, width=0.8))
+                global_blocks.append(
+                    Figure(png, caption=_figure_caption(path, specs, lang), width=0.8)
+                )
     else:
         global_blocks.append(Paragraph(t("not_logged", lang)))
     sections.append(Section(t("global_section", lang), global_blocks))
@@ -669,7 +815,7 @@ def model_dossier(
             Section(
                 t("planted_section", lang),
                 [
-                    Paragraph(f"top {data.planted_check['top_k']}"),
+                    Paragraph(term("top_k", lang).format(k=data.planted_check["top_k"])),
                     _frame_table(
                         planted,
                         {
@@ -698,7 +844,8 @@ def model_dossier(
                     h["at"],
                     f"{h['from_version'] or '–'} → {h['to_version'] or '–'}",
                     t("yes", lang) if h["promoted"] else t("no", lang),
-                    f"{h['metric']} {_fmt(h['challenger_value'])} / {_fmt(h['champion_value'])}",
+                    f"{term(h['metric'], lang)} {_fmt(h['challenger_value'])} / "
+                    f"{_fmt(h['champion_value'])}",
                     h["by"],
                     h["reason"],
                 ]
@@ -716,7 +863,7 @@ def model_dossier(
                 KeyValues(
                     [
                         (t("rule_version", lang), rules.version),
-                        ("effective_from", str(rules.effective_from)),
+                        (term("effective_from", lang), str(rules.effective_from)),
                     ]
                 )
             ],
