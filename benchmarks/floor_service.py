@@ -19,16 +19,10 @@ from typing import Any
 import bentoml
 
 from suitability.serving.requests import SuitabilityRequest
-from suitability.serving.service import ServiceGuard
-from suitability.settings import get_settings
+from suitability.serving.service import SERVICE_OPTIONS, ServiceGuard
 
 
-@bentoml.service(
-    name="suitability-floor",
-    workers=get_settings().server_workers,
-    traffic={"timeout": 30},
-    http={"host": "127.0.0.1", "port": 3000},
-)
+@bentoml.service(name="suitability-floor", **SERVICE_OPTIONS)
 class Floor:
     """`/suitability` with everything between the parsed request and the answer left out."""
 

@@ -84,14 +84,17 @@ class ServiceGuard(Guard):
         super().__init__(app, load_keys(), get_settings().max_body_bytes)
 
 
-# Bound to this machine unless `--host` says otherwise: BentoML's own default is every
-# interface, and the service must not be reachable from the network by accident.
-@bentoml.service(
-    name="suitability",
-    workers=get_settings().server_workers,
-    traffic={"timeout": 30},
-    http={"host": "127.0.0.1", "port": 3000},
-)
+#: How the service runs (also what `benchmarks/floor_service.py` copies). Bound to this machine
+#: unless `--host` says otherwise: BentoML's own default is every interface, and the service
+#: must not be reachable from the network by accident.
+SERVICE_OPTIONS: dict[str, Any] = {
+    "workers": get_settings().server_workers,
+    "traffic": {"timeout": 30},
+    "http": {"host": "127.0.0.1", "port": 3000},
+}
+
+
+@bentoml.service(name="suitability", **SERVICE_OPTIONS)
 class Suitability:
     """Risk category, churn risk and product suitability for one customer bundle (or a list),
     each with at most four reasons in zh and en, the model versions and rule version used, a
