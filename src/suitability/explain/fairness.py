@@ -31,7 +31,7 @@ class SliceReport:
     least `MIN_GROUP` rows) of each metric within a dimension."""
 
     groups: pd.DataFrame  # dimension, group, n, <metrics>
-    gaps: pd.DataFrame  # dimension, metric, gap, lowest group, highest group
+    gaps: pd.DataFrame  # dimension, metric, gap, lowest_/highest_ group and value
 
 
 def slice_metrics(
@@ -98,21 +98,6 @@ def _group_metrics(
     }
 
 
-#: The gaps table: per dimension and metric, the spread between the lowest and highest group
-#: (`lowest`/`highest` as "group (value)" text, and the same apart).
-_GAP_COLUMNS = (
-    "dimension",
-    "metric",
-    "gap",
-    "lowest",
-    "highest",
-    "lowest_group",
-    "lowest_value",
-    "highest_group",
-    "highest_value",
-)
-
-
 def _gaps(table: pd.DataFrame) -> pd.DataFrame:
     metrics = [c for c in table.columns if c not in {"dimension", "group", "n"}]
     rows = []
@@ -128,12 +113,21 @@ def _gaps(table: pd.DataFrame) -> pd.DataFrame:
                     "dimension": dimension,
                     "metric": metric,
                     "gap": float(high[metric] - low[metric]),
-                    "lowest": f"{low['group']} ({low[metric]:.3f})",
-                    "highest": f"{high['group']} ({high[metric]:.3f})",
                     "lowest_group": low["group"],
                     "lowest_value": float(low[metric]),
                     "highest_group": high["group"],
                     "highest_value": float(high[metric]),
                 }
             )
-    return pd.DataFrame(rows, columns=[*_GAP_COLUMNS])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dimension",
+            "metric",
+            "gap",
+            "lowest_group",
+            "lowest_value",
+            "highest_group",
+            "highest_value",
+        ],
+    )
