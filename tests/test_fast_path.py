@@ -17,6 +17,7 @@ import pytest
 from conftest import only_customer, random_inputs
 from suitability.data import contracts
 from suitability.data.contracts import ContractError
+from suitability.data.schema import TABLES
 from suitability.explain.assessment import _sources_used_pandas, sources_used
 from suitability.features.bundle import CustomerBundle, bundle_inputs
 from suitability.features.kernel import FeatureInputs, compute_features
@@ -166,6 +167,19 @@ def _pairs(frame: pd.DataFrame, *columns: str) -> pd.Series:
     return key
 
 
+def _valid_pairs(specs: Specs) -> list[str]:
+    return [f"{v}\x1f{q.id}" for v, d in specs.questionnaires.items() for q in d.questions]
+
+
+def _valid_answers(specs: Specs) -> list[str]:
+    return [
+        f"{v}\x1f{q.id}\x1f{o.id}"
+        for v, d in specs.questionnaires.items()
+        for q in d.questions
+        for o in q.options
+    ]
+
+
 def _both(frame: pd.DataFrame, a: str, b: str) -> pd.Series:
     return frame[a].notna() & frame[b].notna()
 
@@ -178,14 +192,12 @@ _PANDAS_RULES: dict[str, Callable[[pd.DataFrame, Specs], pd.Series]] = {
     "question_id belongs to questionnaire_version": lambda f, s: (
         f["questionnaire_version"].isin(list(s.questionnaires))
         & f["question_id"].isin(s.question_ids)
-        & ~_pairs(f, "questionnaire_version", "question_id").isin(contracts._valid_pairs(s))
+        & ~_pairs(f, "questionnaire_version", "question_id").isin(_valid_pairs(s))
     ),
     "answer is an option of question_id": lambda f, s: (
-        _pairs(f, "questionnaire_version", "question_id").isin(contracts._valid_pairs(s))
+        _pairs(f, "questionnaire_version", "question_id").isin(_valid_pairs(s))
         & f["answer"].notna()
-        & ~_pairs(f, "questionnaire_version", "question_id", "answer").isin(
-            contracts._valid_answers(s)
-        )
+        & ~_pairs(f, "questionnaire_version", "question_id", "answer").isin(_valid_answers(s))
     ),
     "amount is present for monetary event types": lambda f, s: (
         f["event_type"].isin(s.behaviour.monetary_event_types) & f["amount"].isna()
@@ -231,9 +243,11 @@ def test_arrow_row_rules_flag_the_rows_pandas_flags(specs, seed):
         "interview_tags": inputs.tags,
     }
     fired = 0
-    for rule in contracts._ROW_RULES:
-        frame = frames[rule.table]
-        questionnaire = rule.table == "questionnaire_responses"
+    declared = [(t, r) for t in TABLES.values() for r in t.row_rules]
+    assert {r.rule for _, r in declared} == set(_PANDAS_RULES)
+    for table, rule in declared:
+        frame = frames[table.name]
+        questionnaire = table.name == "questionnaire_responses"
         donors = frame.assign(question_id="q_unknown", answer="zz") if questionnaire else frame
         flagged = 0
         for _ in range(5):
@@ -242,7 +256,7 @@ def test_arrow_row_rules_flag_the_rows_pandas_flags(specs, seed):
                 messy[column] = messy[column].astype(frame[column].dtype)
             messy.index = pd.RangeIndex(7, 7 + len(messy))  # a later batch
             expected = _PANDAS_RULES[rule.rule](messy, specs)
-            got = contracts._rows_of(rule.violated(messy, specs), messy.index)
+            got = contracts._rows_of(contracts._violations(rule, messy, table, specs), messy.index)
             want = expected.index.to_numpy()[expected.to_numpy(dtype=bool, na_value=False)] + 1
             np.testing.assert_array_equal(got, want)
             # As validation runs them: on the arrow arrays the frame came from, where a float
@@ -254,13 +268,15 @@ def test_arrow_row_rules_flag_the_rows_pandas_flags(specs, seed):
                 for c in messy.columns
             }
             columns = contracts._ArrowColumns(messy, arrays)
-            on_arrays = contracts._rows_of(rule.violated(columns, specs), messy.index)
+            on_arrays = contracts._rows_of(
+                contracts._violations(rule, columns, table, specs), messy.index
+            )
             np.testing.assert_array_equal(on_arrays, want)
             flagged += got.size
         fired += flagged > 0
     # Every rule fired somewhere but "question_id belongs to questionnaire_version", which
     # needs a second questionnaire version in the specs.
-    assert fired >= len(contracts._ROW_RULES) - 1
+    assert fired >= len(declared) - 1
 
 
 # --- sources used ---------------------------------------------------------------------------------

@@ -22,7 +22,17 @@ import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from suitability.data.pii import mask_pii_arrays
-from suitability.data.schema import TABLES, Column, ColumnType, TableSchema
+from suitability.data.schema import (
+    RULE_REFERENCE,
+    TABLES,
+    Column,
+    ColumnType,
+    CompleteGroups,
+    Ordered,
+    RequiredWhen,
+    RowRule,
+    TableSchema,
+)
 from suitability.specs import Specs
 
 #: Problems kept with full detail in a `ContractError`; beyond this they are only counted.
@@ -34,8 +44,6 @@ DETAIL_WIDTH = 120
 
 RULE_MISSING_COLUMN = "required column is missing"
 RULE_NOT_NULL = "must not be empty"
-RULE_REFERENCE = "customer_id exists in customers"
-RULE_SUBMISSION_COMPLETE = "a submission answers every question of its version"
 
 _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 _PANDAS_DTYPES: dict[ColumnType, object] = {
@@ -484,20 +492,6 @@ def _canonical_arrays(
 # --- checks -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _RowRule:
-    """A rule across columns of one row, blamed on `column`; `show` is the column whose value
-    is echoed (None: nothing to echo). `violated` gives a boolean arrow mask over the rows
-    (null counts as not violated)."""
-
-    table: str
-    rule: str
-    column: str
-    needs: tuple[str, ...]
-    violated: Callable[[pd.DataFrame, Specs], pa.Array]
-    show: str | None = None
-
-
 # The row rules run in arrow: a few kernels per rule, each costing microseconds where a pandas
 # operation costs a tenth of a millisecond (the per-request path validates tiny tables), and as
 # fast on a million rows. Missing values (NaN, NaT, NA) are arrow nulls: a comparison with one
@@ -535,10 +529,6 @@ class _ArrowColumns:
         return array
 
 
-def _both(frame: pd.DataFrame, a: str, b: str) -> pa.Array:
-    return pc.and_(pc.is_valid(_column(frame, a)), pc.is_valid(_column(frame, b)))
-
-
 def _pairs(frame: pd.DataFrame, *columns: str) -> pd.Series:
     key = frame[columns[0]]
     for c in columns[1:]:
@@ -556,96 +546,37 @@ def _one_of(values: pa.Array, allowed: Iterable[str]) -> pa.Array:
     return pc.is_in(values, value_set=pa.array(list(allowed), type=pa.large_string()))
 
 
-def _valid_pairs(specs: Specs) -> list[str]:
-    return [f"{v}\x1f{q.id}" for v, d in specs.questionnaires.items() for q in d.questions]
+def shown_column(rule: RowRule) -> str | None:
+    """The column whose value a problem with `rule` shows (None: nothing to show)."""
+    return rule.show if isinstance(rule, RequiredWhen) else rule.column
 
 
-def _valid_answers(specs: Specs) -> list[str]:
-    return [
-        f"{v}\x1f{q.id}\x1f{o.id}"
-        for v, d in specs.questionnaires.items()
-        for q in d.questions
-        for o in q.options
-    ]
-
-
-def _question_in_version(frame: pd.DataFrame, specs: Specs) -> pa.Array:
-    version = _column(frame, "questionnaire_version")
-    question = _column(frame, "question_id")
-    known = pc.and_(_one_of(version, specs.questionnaires), _one_of(question, specs.question_ids))
-    return pc.and_(known, pc.invert(_one_of(_joined(version, question), _valid_pairs(specs))))
-
-
-def _answer_is_option(frame: pd.DataFrame, specs: Specs) -> pa.Array:
-    version = _column(frame, "questionnaire_version")
-    question = _column(frame, "question_id")
-    answer = _column(frame, "answer")
-    pair_ok = _one_of(_joined(version, question), _valid_pairs(specs))
-    known_answer = _one_of(_joined(version, question, answer), _valid_answers(specs))
-    return pc.and_(pc.and_(pair_ok, pc.is_valid(answer)), pc.invert(known_answer))
-
-
-_ROW_RULES: tuple[_RowRule, ...] = (
-    _RowRule(
-        "customers",
-        "birth_date before registered_at",
-        "birth_date",
-        ("birth_date", "registered_at"),
-        lambda f, _s: pc.and_(
-            _both(f, "birth_date", "registered_at"),
-            pc.invert(pc.less(_column(f, "birth_date"), _column(f, "registered_at"))),
-        ),
-        show="birth_date",
-    ),
-    _RowRule(
-        "questionnaire_responses",
-        "question_id belongs to questionnaire_version",
-        "question_id",
-        ("questionnaire_version", "question_id"),
-        _question_in_version,
-        show="question_id",
-    ),
-    _RowRule(
-        "questionnaire_responses",
-        "answer is an option of question_id",
-        "answer",
-        ("questionnaire_version", "question_id", "answer"),
-        _answer_is_option,
-        show="answer",
-    ),
-    _RowRule(
-        "events",
-        "amount is present for monetary event types",
-        "amount",
-        ("event_type", "amount"),
-        lambda f, s: pc.and_(
-            _one_of(_column(f, "event_type"), s.behaviour.monetary_event_types),
-            pc.is_null(_column(f, "amount")),
-        ),
-        show="event_type",
-    ),
-    _RowRule(
-        "events",
-        "product_risk is present for invest events",
-        "product_risk",
-        ("event_type", "product_risk"),
-        lambda f, _s: pc.and_(
-            pc.fill_null(pc.equal(_column(f, "event_type"), "invest"), False),
-            pc.is_null(_column(f, "product_risk")),
-        ),
-    ),
-    _RowRule(
-        "interview_tags",
-        "recorded_at >= interview_time",
-        "recorded_at",
-        ("interview_time", "recorded_at"),
-        lambda f, _s: pc.and_(
-            _both(f, "interview_time", "recorded_at"),
-            pc.less(_column(f, "recorded_at"), _column(f, "interview_time")),
-        ),
-        show="recorded_at",
-    ),
-)
+def _violations(rule: RowRule, frame: _ArrowColumns, table: TableSchema, specs: Specs) -> pa.Array:
+    """A declared row rule (`schema`) over a batch, in arrow: a boolean mask of the rows that
+    break it (null counts as not broken)."""
+    if isinstance(rule, Ordered):
+        earlier, later = _column(frame, rule.earlier), _column(frame, rule.later)
+        present = pc.and_(pc.is_valid(earlier), pc.is_valid(later))
+        wrong = pc.greater_equal if rule.strict else pc.greater
+        return pc.and_(present, wrong(earlier, later))
+    if isinstance(rule, RequiredWhen):
+        applies = _one_of(_column(frame, rule.when), rule.values(specs))
+        return pc.and_(applies, pc.is_null(_column(frame, rule.column)))
+    allowed = rule.allowed(specs)
+    parts = [_column(frame, c) for c in rule.columns]
+    # Where a leading part is not an allowed start, or the last part is outside its own
+    # vocabulary, another rule names the problem.
+    starts = {a[:-1] for a in allowed}
+    applies = (
+        _one_of(_joined(*parts[:-1]), ("\x1f".join(a) for a in starts))
+        if len(parts) > 2
+        else _one_of(parts[0], (a[0] for a in starts))
+    )
+    vocabulary = table.column(rule.column).allowed
+    if vocabulary is not None:
+        applies = pc.and_(applies, _one_of(parts[-1], vocabulary(specs)))
+    applies = pc.and_(applies, pc.is_valid(parts[-1]))
+    return pc.and_(applies, pc.invert(_one_of(_joined(*parts), ("\x1f".join(a) for a in allowed))))
 
 
 def _allowed_rule(values: frozenset[str]) -> str:
@@ -721,8 +652,7 @@ class TableValidator:
         self.table = table
         self.specs = specs
         self.columns = list(columns) if columns is not None else None
-        references = RULE_REFERENCE in table.rules
-        self.customer_ids = customer_ids if references else None
+        self.customer_ids = customer_ids if table.references_customers else None
         self.broken: set[str] = set()
         self._schemas: dict[tuple[str, ...], pandera.DataFrameSchema] = {}
         self._allowed: dict[str, pa.Array] = {}
@@ -760,13 +690,9 @@ class TableValidator:
         key = list(self.table.unique)
         if key and not set(key) & self.broken:
             findings += _duplicates(frame, key)
-        if RULE_SUBMISSION_COMPLETE in self.table.rules and not self.broken & {
-            "customer_id",
-            "questionnaire_version",
-            "submitted_at",
-            "question_id",
-        }:
-            findings += _incomplete_submissions(frame, self.specs)
+        complete = self.table.complete_groups
+        if complete is not None and not self.broken & {*complete.group, complete.member}:
+            findings += _incomplete_submissions(frame, self.table.complete_groups, self.specs)
         return findings
 
     def _column_checks(
@@ -852,17 +778,16 @@ class TableValidator:
     ) -> list[Finding]:
         findings = []
         columns = _ArrowColumns(frame, arrays or {})
-        for rule in _ROW_RULES:
-            if rule.table != self.table.name or set(rule.needs) & broken:
+        for rule in self.table.row_rules:
+            if set(rule.needs) & broken or not set(rule.needs) <= set(frame.columns):
                 continue
-            if not set(rule.needs) <= set(frame.columns):
-                continue
-            rows = _rows_of(rule.violated(columns, self.specs), frame.index)
+            rows = _rows_of(_violations(rule, columns, self.table, self.specs), frame.index)
             if rows.size:
                 values = None
-                if rule.show is not None:
-                    values = frame[rule.show].iloc[rows[:KEEP_PROBLEMS] - 1 - frame.index[0]]
-                label = "got" if rule.show == rule.column else rule.show
+                show = shown_column(rule)
+                if show is not None:
+                    values = frame[show].iloc[rows[:KEEP_PROBLEMS] - 1 - frame.index[0]]
+                label = "got" if show == rule.column else show
                 findings.append(Finding(rule.column, rule.rule, rows, values, label))
         return findings
 
@@ -924,66 +849,74 @@ def _duplicates(frame: pd.DataFrame, key: list[str]) -> list[Finding]:
     return [Finding(key[-1], rule, rows, pd.Series(details, dtype=object), label=None)]
 
 
-def _incomplete_submissions(frame: pd.DataFrame, specs: Specs) -> list[Finding]:
-    """One problem per submission (customer, version, submitted_at) that lacks an answer to a
-    question of its version, at the submission's first row, naming the missing questions."""
-    submission = ["customer_id", "questionnaire_version", "submitted_at"]
-    if _surely_complete(frame, submission, specs):
+def _incomplete_submissions(
+    frame: pd.DataFrame, rule: CompleteGroups, specs: Specs
+) -> list[Finding]:
+    """One problem per submission (`rule.group`: customer, version, submitted_at) that lacks a
+    `rule.member` (question) its version expects, at the submission's first row, naming the
+    missing ones. Rows whose question is not one of their version's are another rule's."""
+    submission, member, version = list(rule.group), rule.member, rule.version
+    expected = rule.expected(specs)
+    if _surely_complete(frame, rule, expected):
         return []
-    valid = frame[submission].notna().all(axis=1) & _pairs(
-        frame, "questionnaire_version", "question_id"
-    ).isin(_valid_pairs(specs)).fillna(False)
-    rows = frame.loc[valid, [*submission, "question_id"]]
+    valid = frame[submission].notna().all(axis=1) & _pairs(frame, version, member).isin(
+        _expected_pairs(expected)
+    ).fillna(False)
+    rows = frame.loc[valid, [*submission, member]]
     if rows.empty:
         return []
     keys = [rows[c] for c in submission]
     summary = pd.DataFrame(
         {
-            "answered": rows["question_id"].groupby(keys, sort=False).nunique(),
+            "answered": rows[member].groupby(keys, sort=False).nunique(),
             "first": rows.index.to_series().groupby(keys, sort=False).min(),
         }
     ).reset_index()
-    expected = {v: len(d.questions) for v, d in specs.questionnaires.items()}
-    summary["expected"] = summary["questionnaire_version"].map(expected)
+    summary["expected"] = summary[version].map({v: len(m) for v, m in expected.items()})
     incomplete = summary[summary["answered"] < summary["expected"]].sort_values("first")
     if incomplete.empty:
         return []
     # Name the missing questions for the submissions that can be shown (bounded work).
     shown = incomplete.head(KEEP_PROBLEMS)
     answered = rows.merge(shown[submission], on=submission)
-    have = answered.groupby(submission, sort=False)["question_id"].agg(frozenset)
+    have = answered.groupby(submission, sort=False)[member].agg(frozenset)
     details = []
+    at = submission.index(version)
     for sub in shown[submission].itertuples(index=False, name=None):
-        missing = [q for q in specs.questionnaires[sub[1]].question_ids if q not in have[sub]]
+        missing = [q for q in expected[sub[at]] if q not in have[sub]]
         details.append("missing: " + ", ".join(missing))
     rows_ = incomplete["first"].to_numpy() + 1
     values = pd.Series(details, dtype=object)
-    return [Finding("question_id", RULE_SUBMISSION_COMPLETE, rows_, values, label=None)]
+    return [Finding(member, rule.rule, rows_, values, label=None)]
 
 
-def _surely_complete(frame: pd.DataFrame, submission: list[str], specs: Specs) -> bool:
+def _expected_pairs(expected: Mapping[str, Sequence[str]]) -> list[str]:
+    return [f"{v}\x1f{m}" for v, members in expected.items() for m in members]
+
+
+def _surely_complete(
+    frame: pd.DataFrame, rule: CompleteGroups, expected: Mapping[str, Sequence[str]]
+) -> bool:
     """True when every submission answers as many distinct questions of its version as the
     version has (the same rows and counts as `_incomplete_submissions`, in one arrow hash
     aggregation), so the pandas work that names the missing questions can be skipped; False
     also when unsure."""
-    table = _arrow_keys(frame, [*submission, "question_id"])
+    submission, member = list(rule.group), rule.member
+    table = _arrow_keys(frame, [*submission, member])
     if table is None:
         return False
-    valid = _one_of(
-        _joined(table["questionnaire_version"], table["question_id"]), _valid_pairs(specs)
-    )
+    valid = _one_of(_joined(table[rule.version], table[member]), _expected_pairs(expected))
     for column in submission:
         valid = pc.and_(valid, pc.is_valid(table[column]))
     answered = (
         table.filter(pc.fill_null(valid, False))
         .group_by(submission)
-        .aggregate([("question_id", "count_distinct")])
+        .aggregate([(member, "count_distinct")])
     )
-    versions = list(specs.questionnaires)
-    expected = pa.array([len(d.questions) for d in specs.questionnaires.values()], pa.int64())
+    versions = list(expected)
+    counts = pa.array([len(m) for m in expected.values()], pa.int64())
     version = pc.index_in(
-        answered["questionnaire_version"],
-        value_set=pa.array(versions, type=answered["questionnaire_version"].type),
+        answered[rule.version], value_set=pa.array(versions, type=answered[rule.version].type)
     )
-    short = pc.less(answered["question_id_count_distinct"], pc.take(expected, version))
+    short = pc.less(answered[f"{member}_count_distinct"], pc.take(counts, version))
     return not pc.any(short, min_count=0).as_py()

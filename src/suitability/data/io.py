@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 
 from suitability.data.contracts import (
     RULE_MISSING_COLUMN,
-    RULE_REFERENCE,
     ContractError,
     ExtraColumnsWarning,
     Finding,
@@ -222,7 +221,7 @@ def load_table(
     log = ProblemLog()
     source = locate_table(data_dir, name)
     ids = None
-    if RULE_REFERENCE in TABLES[name].rules:
+    if TABLES[name].references_customers:
         ids = read_customer_ids(data_dir) if customer_ids is None else _id_array(customer_ids)
     frame = _load(source, specs, ids, log, batch_rows)
     log.raise_if_any()
@@ -248,7 +247,7 @@ def load_tables(
     if "customers" in names:
         out["customers"] = _load(sources["customers"], specs, None, log, batch_rows)
         ids = _id_array(out["customers"]["customer_id"])
-    elif any(RULE_REFERENCE in TABLES[n].rules for n in names):
+    elif any(TABLES[n].references_customers for n in names):
         ids = read_customer_ids(data_dir)
     for name in names:
         if name != "customers":
@@ -371,7 +370,7 @@ def locate_tables(data_dir: Path | str, names: Sequence[str]) -> dict[str, Table
     """Sources of `names` (and of customers when another table refers to it), raising one
     `MissingTableError` that names every missing table."""
     needed = list(names)
-    if "customers" not in needed and any(RULE_REFERENCE in TABLES[n].rules for n in needed):
+    if "customers" not in needed and any(TABLES[n].references_customers for n in needed):
         needed.insert(0, "customers")
     sources: dict[str, TableSource] = {}
     problems: list[Problem] = []

@@ -32,14 +32,115 @@ class Column:
     pii: bool = False
 
 
+# --- rules across columns and rows ---------------------------------------------------------------
+#
+# Each rule is declared once, here, and executed twice: over whole tables by `contracts` (arrow,
+# for files of any size) and over one request's typed values by `features.online`; tests prove
+# the two refuse the same rows with the same rule. `rule` is the text every error shows.
+
+
+@dataclass(frozen=True)
+class Ordered:
+    """`earlier` must not come after `later` (with `strict`, must come before it), where both
+    are present; a violation is blamed on `column`, whose value is shown."""
+
+    rule: str
+    column: str
+    earlier: str
+    later: str
+    strict: bool
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return (self.earlier, self.later)
+
+
+@dataclass(frozen=True)
+class RequiredWhen:
+    """`column` must be present in rows whose `when` is one of `values(specs)`; `show` is the
+    column whose value a message shows (None: nothing)."""
+
+    rule: str
+    column: str
+    when: str
+    values: Callable[[Specs], frozenset[str]]
+    show: str | None = None
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return (self.when, self.column)
+
+
+@dataclass(frozen=True)
+class Combination:
+    """The values of `columns` together must be one of `allowed(specs)`. Checked only where
+    every part is present, the leading parts are themselves an allowed start, and the last part
+    is within its own column's vocabulary (otherwise another rule already names the problem).
+    Blamed on the last column, whose value is shown."""
+
+    rule: str
+    columns: tuple[str, ...]
+    allowed: Callable[[Specs], frozenset[tuple[str, ...]]]
+
+    @property
+    def column(self) -> str:
+        return self.columns[-1]
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return self.columns
+
+
+@dataclass(frozen=True)
+class CompleteGroups:
+    """Rows sharing `group` form one submission, which must hold a `member` row for each of
+    `expected(specs)[row's group[version]]`; blamed on the group's first row."""
+
+    rule: str
+    group: tuple[str, ...]
+    member: str
+    version: str
+    expected: Callable[[Specs], dict[str, tuple[str, ...]]]
+
+    @property
+    def column(self) -> str:
+        return self.member
+
+
+@dataclass(frozen=True)
+class References:
+    """Every value of `column` must be a key of the `table` table."""
+
+    rule: str
+    column: str
+    table: str
+
+
+RowRule = Ordered | RequiredWhen | Combination
+TableRule = RowRule | CompleteGroups | References
+
+
 @dataclass(frozen=True)
 class TableSchema:
     name: str
     columns: tuple[Column, ...]
     #: Columns whose combination must be unique.
     unique: tuple[str, ...] = ()
-    #: Human-readable rules checked across columns or rows (enforced in `contracts`).
-    rules: tuple[str, ...] = field(default=())
+    #: Rules across columns or rows (enforced in `contracts` and `features.online`).
+    rules: tuple[TableRule, ...] = field(default=())
+
+    @property
+    def row_rules(self) -> tuple[RowRule, ...]:
+        return tuple(r for r in self.rules if isinstance(r, Ordered | RequiredWhen | Combination))
+
+    @property
+    def complete_groups(self) -> CompleteGroups | None:
+        return next((r for r in self.rules if isinstance(r, CompleteGroups)), None)
+
+    @property
+    def references_customers(self) -> bool:
+        """Whether every customer_id must be one of the customers table's."""
+        return any(isinstance(r, References) and r.table == "customers" for r in self.rules)
 
     @property
     def column_names(self) -> list[str]:
@@ -52,6 +153,29 @@ class TableSchema:
 def _vocab(values: tuple[str, ...]) -> Callable[[Specs], frozenset[str]]:
     frozen = frozenset(values)
     return lambda _specs: frozen
+
+
+def _questions(specs: Specs) -> frozenset[tuple[str, ...]]:
+    return frozenset((v, q.id) for v, d in specs.questionnaires.items() for q in d.questions)
+
+
+def _options(specs: Specs) -> frozenset[tuple[str, ...]]:
+    return frozenset(
+        (v, q.id, o.id)
+        for v, d in specs.questionnaires.items()
+        for q in d.questions
+        for o in q.options
+    )
+
+
+def _question_ids(specs: Specs) -> dict[str, tuple[str, ...]]:
+    return {v: tuple(d.question_ids) for v, d in specs.questionnaires.items()}
+
+
+#: Rule texts other modules name.
+RULE_REFERENCE = "customer_id exists in customers"
+RULE_SUBMISSION_COMPLETE = "a submission answers every question of its version"
+_REFERENCE = References(RULE_REFERENCE, "customer_id", "customers")
 
 
 CUSTOMERS = TableSchema(
@@ -69,7 +193,15 @@ CUSTOMERS = TableSchema(
         Column("phone", "string", nullable=True, optional=True, pii=True),
     ),
     unique=("customer_id",),
-    rules=("birth_date before registered_at",),
+    rules=(
+        Ordered(
+            "birth_date before registered_at",
+            "birth_date",
+            earlier="birth_date",
+            later="registered_at",
+            strict=True,
+        ),
+    ),
 )
 
 QUESTIONNAIRE_RESPONSES = TableSchema(
@@ -83,10 +215,24 @@ QUESTIONNAIRE_RESPONSES = TableSchema(
     ),
     unique=("customer_id", "questionnaire_version", "submitted_at", "question_id"),
     rules=(
-        "question_id belongs to questionnaire_version",
-        "answer is an option of question_id",
-        "a submission answers every question of its version",
-        "customer_id exists in customers",
+        Combination(
+            "question_id belongs to questionnaire_version",
+            ("questionnaire_version", "question_id"),
+            _questions,
+        ),
+        Combination(
+            "answer is an option of question_id",
+            ("questionnaire_version", "question_id", "answer"),
+            _options,
+        ),
+        CompleteGroups(
+            RULE_SUBMISSION_COMPLETE,
+            group=("customer_id", "questionnaire_version", "submitted_at"),
+            member="question_id",
+            version="questionnaire_version",
+            expected=_question_ids,
+        ),
+        _REFERENCE,
     ),
 )
 
@@ -104,9 +250,20 @@ EVENTS = TableSchema(
         Column("duration_s", "float", nullable=True, min=0.0),
     ),
     rules=(
-        "amount is present for monetary event types",
-        "product_risk is present for invest events",
-        "customer_id exists in customers",
+        RequiredWhen(
+            "amount is present for monetary event types",
+            "amount",
+            when="event_type",
+            values=lambda s: frozenset(s.behaviour.monetary_event_types),
+            show="event_type",
+        ),
+        RequiredWhen(
+            "product_risk is present for invest events",
+            "product_risk",
+            when="event_type",
+            values=_vocab(("invest",)),
+        ),
+        _REFERENCE,
     ),
 )
 
@@ -120,7 +277,16 @@ INTERVIEW_TAGS = TableSchema(
         Column("tag", "string", allowed=lambda s: frozenset(s.tags.by_id)),
         Column("note", "string", nullable=True, optional=True, pii=True),
     ),
-    rules=("recorded_at >= interview_time", "customer_id exists in customers"),
+    rules=(
+        Ordered(
+            "recorded_at >= interview_time",
+            "recorded_at",
+            earlier="interview_time",
+            later="recorded_at",
+            strict=False,
+        ),
+        _REFERENCE,
+    ),
 )
 
 RISK_REVIEWS = TableSchema(
@@ -130,7 +296,7 @@ RISK_REVIEWS = TableSchema(
         Column("reviewed_at", "timestamp"),
         Column("confirmed_level", "string", allowed=_vocab(C_LEVELS)),
     ),
-    rules=("customer_id exists in customers",),
+    rules=(_REFERENCE,),
 )
 
 PRODUCTS = TableSchema(
