@@ -18,9 +18,10 @@ from conftest import only_customer, random_inputs
 from suitability.data import contracts
 from suitability.data.contracts import ContractError
 from suitability.data.schema import TABLES
-from suitability.explain.assessment import _sources_used_pandas, sources_used
+from suitability.explain.assessment import SourceUse, sources_used
 from suitability.features.bundle import CustomerBundle, bundle_inputs
 from suitability.features.kernel import FeatureInputs, compute_features
+from suitability.features.online import Bundle
 from suitability.models.estimators import SINGLE_THREAD_ROWS, layout_for, predict_booster
 from suitability.specs import Specs
 
@@ -291,8 +292,46 @@ def test_sources_used_agree_with_the_pandas_form(specs, as_of):
     when = pd.Timestamp(as_of)
     for customer_id in inputs.customers["customer_id"]:
         one = only_customer(inputs, customer_id)
-        assert sources_used(one, when) == _sources_used_pandas(one, when, 365)
-        assert sources_used(one, when, 30) == _sources_used_pandas(one, when, 30)
+        bundle = Bundle.of_inputs(one)
+        assert sources_used(bundle, when, specs) == _sources_in_pandas(one, when, 365, specs)
+        assert sources_used(bundle, when, specs, 30) == _sources_in_pandas(one, when, 30, specs)
+
+
+def _sources_in_pandas(
+    inputs: FeatureInputs, as_of: pd.Timestamp, window_days: int, specs: Specs
+) -> list[SourceUse]:
+    """`sources_used` as a pandas script would write it: the oracle."""
+
+    def iso(value: Any) -> str | None:
+        return None if pd.isna(value) else pd.Timestamp(value).isoformat(timespec="seconds")
+
+    q = inputs.questionnaire[inputs.questionnaire["submitted_at"] <= as_of]
+    q = q.assign(
+        order=q["questionnaire_version"].map({v: i for i, v in enumerate(specs.questionnaires)})
+    )
+    latest = q.sort_values(["submitted_at", "order"], kind="stable").iloc[-1] if len(q) else None
+    events = inputs.events
+    events = events[
+        (events["event_time"] <= as_of)
+        & (events["event_time"] > as_of - pd.Timedelta(days=window_days))
+    ]
+    tags = inputs.tags[inputs.tags["recorded_at"] <= as_of]
+    return [
+        SourceUse(
+            "questionnaire",
+            int(q["submitted_at"].nunique()),
+            iso(latest["submitted_at"]) if latest is not None else None,
+            str(latest["questionnaire_version"]) if latest is not None else "",
+        ),
+        SourceUse("behaviour", len(events), iso(events["event_time"].max()), f"{window_days}d"),
+        SourceUse(
+            "interview",
+            len(tags),
+            iso(tags["recorded_at"].max()),
+            str(tags["interview_time"].nunique()),
+        ),
+        SourceUse("profile", 1, iso(inputs.customers["registered_at"].iloc[0]), ""),
+    ]
 
 
 # --- categorical coding ----------------------------------------------------------------------------

@@ -62,11 +62,11 @@ _ARROW_TYPES: dict[ColumnType, pa.DataType] = {
 }
 _TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?$"
 _NUMBER_SHAPE = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-_RULE_NOT_TIMESTAMP = (
+RULE_NOT_TIMESTAMP = (
     "not a valid timestamp (expected ISO 8601 YYYY-MM-DD[ HH:MM[:SS[.ffffff]]], no time zone)"
 )
-_RULE_NOT_DATE = "not a valid date (expected ISO 8601 YYYY-MM-DD)"
-_RULE_TIME_OF_DAY = "not a date (has a time of day)"
+RULE_NOT_DATE = "not a valid date (expected ISO 8601 YYYY-MM-DD)"
+RULE_TIME_OF_DAY = "not a date (has a time of day)"
 _RULE_NOT_NUMBER = "not a number"
 _RULE_NOT_WHOLE = "not a whole number"
 _TABLE_ORDER = {name: i for i, name in enumerate(TABLES)}
@@ -330,7 +330,7 @@ def _convert(array: pa.Array, column: Column) -> tuple[pa.Array, list[tuple[pa.A
             raise _ColumnTypeError(f"expected text, found {t}")
         return pc.cast(array, target), []
     if kind in ("timestamp", "date"):
-        rule = _RULE_NOT_TIMESTAMP if kind == "timestamp" else _RULE_NOT_DATE
+        rule = RULE_NOT_TIMESTAMP if kind == "timestamp" else RULE_NOT_DATE
         failures: list[tuple[pa.Array, str]] = []
         if _is_text(t):
             values, bad = _parse_strings(array, target, _TIMESTAMP_SHAPE)
@@ -348,7 +348,7 @@ def _convert(array: pa.Array, column: Column) -> tuple[pa.Array, list[tuple[pa.A
             raise _ColumnTypeError(f"expected a {kind}, found {t}")
         if kind == "date":
             failures.append(
-                (pc.not_equal(pc.floor_temporal(values, unit="day"), values), _RULE_TIME_OF_DAY)
+                (pc.not_equal(pc.floor_temporal(values, unit="day"), values), RULE_TIME_OF_DAY)
             )
         return values, failures
     # numbers
@@ -579,7 +579,8 @@ def _violations(rule: RowRule, frame: _ArrowColumns, table: TableSchema, specs: 
     return pc.and_(applies, pc.invert(_one_of(_joined(*parts), ("\x1f".join(a) for a in allowed))))
 
 
-def _allowed_rule(values: frozenset[str]) -> str:
+def allowed_rule(values: frozenset[str]) -> str:
+    """The rule text of a value outside its column's vocabulary (the first few shown)."""
     listed = sorted(values)
     if len(listed) > 8:
         return (
@@ -603,7 +604,7 @@ def _pandera_column(column: Column, specs: Specs, customer_ids: pa.Array | None)
     checks = []
     if column.allowed is not None:
         allowed = column.allowed(specs)
-        checks.append(pandera.Check.isin(sorted(allowed), error=_allowed_rule(allowed)))
+        checks.append(pandera.Check.isin(sorted(allowed), error=allowed_rule(allowed)))
     if column.type == "float":
         checks.append(pandera.Check(lambda s: np.isfinite(s), error="must be a finite number"))
     if column.min is not None:

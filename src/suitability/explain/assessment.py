@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,14 @@ import pandas as pd
 from suitability.explain.contributions import LEVEL_SCORE, cut_names, explain_matrix
 from suitability.explain.reasons import Reason, by_source, plain_value, reason_codes
 from suitability.features.kernel import FeatureInputs
+from suitability.features.online import (
+    _EPOCH,
+    Bundle,
+    MatrixPlan,
+    _us,
+    masked_profile,
+    online_features,
+)
 from suitability.models.estimators import BinaryLGBM, OrdinalLGBM
 from suitability.models.rules import (
     Decision,
@@ -119,21 +128,18 @@ def assess_risk(
 ) -> list[RiskAssessment]:
     """Explain the predicted category of every row of `frame`; when it differs from the
     questionnaire's, also explain the cut between them (why above, or why not as high)."""
-    return _assess_risk(model, frame, row_values(frame), specs, spec)
+    return _assess_risk(model, row_values(frame), specs, spec, model.layout.matrix(frame))
 
 
 def _assess_risk(
     model: OrdinalLGBM,
-    frame: pd.DataFrame,
-    records: list[dict[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     specs: Specs,
     spec: ModelSpec,
-    x: np.ndarray | None = None,
+    x: np.ndarray,
 ) -> list[RiskAssessment]:
-    """`assess_risk` given the rows as `row_values` (converted once per request) and, when at
-    hand, the model's matrix of `frame`."""
-    if x is None:
-        x = model.layout.matrix(frame)  # once for the prediction and its explanation
+    """`assess_risk` given each row's feature values by name and the model's matrix of them
+    (built once for the prediction and its explanation)."""
     contributions = explain_matrix(model, x)
     proba = model.proba_of_matrix(x)
     levels, expected = model.levels(proba)
@@ -181,20 +187,17 @@ def assess_churn(
     model: BinaryLGBM, frame: pd.DataFrame, specs: Specs, spec: ModelSpec
 ) -> list[ChurnAssessment]:
     """Explain the churn probability of every row of `frame`."""
-    return _assess_churn(model, frame, row_values(frame), specs, spec)
+    return _assess_churn(model, row_values(frame), specs, spec, model.layout.matrix(frame))
 
 
 def _assess_churn(
     model: BinaryLGBM,
-    frame: pd.DataFrame,
-    records: list[dict[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     specs: Specs,
     spec: ModelSpec,
-    x: np.ndarray | None = None,
+    x: np.ndarray,
 ) -> list[ChurnAssessment]:
-    """`assess_churn` given the rows as `row_values` and, when at hand, the matrix."""
-    if x is None:
-        x = model.layout.matrix(frame)
+    """`assess_churn` given each row's feature values by name and the model's matrix."""
     contributions = explain_matrix(model, x)
     p = model.proba_of_matrix(x)
     values, base = contributions.of(model.output)
@@ -224,114 +227,51 @@ class SourceUse:
         return asdict(self)
 
 
-def _iso(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+def _iso(us: int | None) -> str | None:
+    if us is None:
         return None
-    return pd.Timestamp(value).isoformat(timespec="seconds")
+    return (_EPOCH + timedelta(microseconds=us)).isoformat(timespec="seconds")
 
 
 def sources_used(
-    inputs: FeatureInputs, as_of: pd.Timestamp, window_days: int = 365
+    bundle: Bundle, as_of: pd.Timestamp, specs: Specs, window_days: int = 365
 ) -> list[SourceUse]:
     """What each source contributed as of `as_of` (facts known by then, by the time they
-    became known): the latest questionnaire, events of the last `window_days`, interview tags."""
-    as_of = pd.Timestamp(as_of)
-    q, events, tags = inputs.questionnaire, inputs.events, inputs.tags
-    times = (q["submitted_at"], events["event_time"], tags["recorded_at"], tags["interview_time"])
-    plain = all(isinstance(t.dtype, np.dtype) and t.dtype.kind == "M" for t in times)
-    if not plain or as_of.tz is not None:
-        return _sources_used_pandas(inputs, as_of, window_days)
-    # Numpy on the time columns: this runs for every request, where each pandas filter costs
-    # a tenth of a millisecond. As-of is floored to the columns' microseconds, which keeps
-    # every comparison with a whole-microsecond time as it was; NaT compares false as in pandas.
-    limit = as_of.as_unit("us").asm8
-    submitted = q["submitted_at"].to_numpy()
-    known_q = submitted <= limit
-    event_time = events["event_time"].to_numpy()
-    window = event_time[
-        (event_time <= limit) & (event_time > limit - np.timedelta64(window_days, "D"))
-    ]
-    recorded = tags["recorded_at"].to_numpy()
-    known_tags = recorded <= limit
-    latest_q, version = None, ""
-    if known_q.any():
-        latest_q = submitted[known_q].max()
-        # The latest submission's version; with several at that very time, which one the
-        # pandas sort puts last is its business: ask it.
-        at_latest = q["questionnaire_version"].to_numpy(dtype=object)[known_q][
-            submitted[known_q] == latest_q
-        ]
-        shown = {str(v) for v in at_latest}
-        if len(shown) != 1:
-            return _sources_used_pandas(inputs, as_of, window_days)
-        version = shown.pop()
-    interviews = tags["interview_time"].to_numpy()[known_tags]
-    return [
-        SourceUse("questionnaire", len(np.unique(submitted[known_q])), _iso(latest_q), version),
-        SourceUse(
-            "behaviour",
-            len(window),
-            _iso(window.max()) if len(window) else None,
-            f"{window_days}d",
-        ),
-        SourceUse(
-            "interview",
-            int(known_tags.sum()),
-            _iso(recorded[known_tags].max()) if known_tags.any() else None,
-            f"{len(np.unique(interviews[~np.isnat(interviews)]))}" if known_tags.any() else "0",
-        ),
-        SourceUse("profile", 1, _iso(inputs.customers["registered_at"].iloc[0]), ""),
-    ]
-
-
-def _sources_used_pandas(
-    inputs: FeatureInputs, as_of: pd.Timestamp, window_days: int
-) -> list[SourceUse]:
-    """`sources_used` in pandas, for time columns that are not plain datetime64 and for ties
-    on the latest submission time."""
-    as_of = pd.Timestamp(as_of)
-    q = inputs.questionnaire
-    q = q[q["submitted_at"] <= as_of]
-    events = inputs.events
-    events = events[
-        (events["event_time"] <= as_of)
-        & (events["event_time"] > as_of - pd.Timedelta(days=window_days))
-    ]
-    tags = inputs.tags
-    tags = tags[tags["recorded_at"] <= as_of]
-    profile = inputs.customers.iloc[0]
-    latest_q = q.sort_values("submitted_at").iloc[-1] if len(q) else None
+    became known): the latest questionnaire (on a tie in time, the version the features read:
+    the latest in the specs' order), events of the last `window_days`, interview tags."""
+    limit = int(pd.Timestamp(as_of).as_unit("us").value // 1_000)  # microseconds since 1970
+    answers, events, tags = bundle.answers, bundle.events, bundle.tags
+    submitted = [_us(t) for t in answers.get("submitted_at")]
+    known = {
+        (t, v)
+        for t, v in zip(submitted, answers.get("questionnaire_version"), strict=True)
+        if t <= limit
+    }
+    order = {v: i for i, v in enumerate(specs.questionnaires)}
+    latest = max(known, key=lambda tv: (tv[0], order.get(tv[1], -1))) if known else None
+    since = limit - window_days * 86_400_000_000
+    in_window = [t for t in map(_us, events.get("event_time")) if since < t <= limit]
+    recorded = [_us(t) for t in tags.get("recorded_at")]
+    visible = [i for i, t in enumerate(recorded) if t <= limit]
+    interviews = tags.get("interview_time")
     return [
         SourceUse(
             "questionnaire",
-            int(q["submitted_at"].nunique()),
-            _iso(latest_q["submitted_at"]) if latest_q is not None else None,
-            str(latest_q["questionnaire_version"]) if latest_q is not None else "",
+            len({t for t, _ in known}),
+            _iso(latest[0]) if latest else None,
+            latest[1] if latest else "",
         ),
         SourceUse(
-            "behaviour",
-            len(events),
-            _iso(events["event_time"].max()) if len(events) else None,
-            f"{window_days}d",
+            "behaviour", len(in_window), _iso(max(in_window, default=None)), f"{window_days}d"
         ),
         SourceUse(
             "interview",
-            len(tags),
-            _iso(tags["recorded_at"].max()) if len(tags) else None,
-            f"{tags['interview_time'].nunique()}" if len(tags) else "0",
+            len(visible),
+            _iso(max((recorded[i] for i in visible), default=None)),
+            str(len({_us(interviews[i]) for i in visible if interviews[i] is not None})),
         ),
-        SourceUse("profile", 1, _iso(profile["registered_at"]), ""),
+        SourceUse("profile", 1, _iso(_us(bundle.profile["registered_at"])), ""),
     ]
-
-
-def masked_profile(inputs: FeatureInputs) -> dict[str, str]:
-    """The customer as reports may show them: id plus the masked personal fields present."""
-    row = inputs.customers.iloc[0]
-    out = {"customer_id": str(row["customer_id"])}
-    for column in ("name", "phone", "id_number"):
-        if column in inputs.customers.columns and not pd.isna(row[column]):
-            out[column] = str(row[column])
-    return out
 
 
 def feature_hash(values: Mapping[str, Any], names: Sequence[str]) -> str:
@@ -397,9 +337,46 @@ class Explainer:
     ref: ModelRef
 
 
+@dataclass(frozen=True)
+class CustomerRow:
+    """What an assessment reads of one customer at one time besides the models' matrices: the
+    feature values by name, the masked customer and the facts used."""
+
+    as_of: pd.Timestamp
+    values: Mapping[str, Any]
+    customer: dict[str, str]
+    sources: list[SourceUse]
+
+
+def customer_row(bundle: Bundle, as_of: Any, specs: Specs) -> tuple[CustomerRow, np.ndarray]:
+    """One contract-valid bundle's row (through the per-request path) and feature vector."""
+    features = online_features(bundle, as_of, specs)
+    row = CustomerRow(
+        as_of=features.as_of,
+        values=features.values,
+        customer=masked_profile(bundle.profile),
+        sources=sources_used(bundle, features.as_of, specs),
+    )
+    return row, features.vector
+
+
+class Matrices:
+    """How both models' matrices are read off feature vectors (`features.online.MatrixPlan`),
+    one matrix when their layouts agree."""
+
+    def __init__(self, risk: Explainer, churn: Explainer, specs: Specs) -> None:
+        self.risk = MatrixPlan(risk.model.layout, specs)
+        self.same = churn.model.layout == risk.model.layout
+        self.churn = self.risk if self.same else MatrixPlan(churn.model.layout, specs)
+
+    def of(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = self.risk.matrix(vectors)
+        return x, (x if self.same else self.churn.matrix(vectors))
+
+
 def assess_customer(
-    features: pd.DataFrame,
-    inputs: FeatureInputs,
+    bundle: Bundle,
+    as_of: Any,
     risk: Explainer,
     churn: Explainer,
     specs: Specs,
@@ -408,11 +385,12 @@ def assess_customer(
     product: Product | None = None,
     initiated_by: str | None = None,
 ) -> CustomerCase:
-    """Explain both models for one customer's feature row and, given a product, decide."""
-    if len(features) != 1:
-        raise ValueError(f"expected one feature row, got {len(features)}")
-    return assess_customers(
-        features, [inputs], risk, churn, specs, rules, [product], [initiated_by]
+    """Explain both models for one contract-valid bundle as of `as_of` and, given a product,
+    decide: the per-request path, as the service answers."""
+    row, vector = customer_row(bundle, as_of, specs)
+    x_risk, x_churn = Matrices(risk, churn, specs).of(vector[None, :])
+    return assess_rows(
+        [row], x_risk, x_churn, risk, churn, specs, rules, [product], [initiated_by]
     )[0]
 
 
@@ -426,25 +404,54 @@ def assess_customers(
     products: Sequence[Product | None],
     initiated_by: Sequence[str | None],
 ) -> list[CustomerCase]:
-    """`assess_customer` for several rows at once (row i: `inputs[i]`, `products[i]`, …): the
-    models predict and explain the whole frame in one call each."""
+    """`assess_customer` for the rows of a batch feature frame (row i: the customer of
+    `inputs[i]`, `products[i]`, …), the matrices built from the frame by the models' layouts:
+    the batch pipeline's form of the same assessment."""
     if not (len(features) == len(inputs) == len(products) == len(initiated_by)):
         raise ValueError("features, inputs, products and initiators must line up")
-    if not isinstance(risk.model, OrdinalLGBM) or not isinstance(churn.model, BinaryLGBM):
-        raise TypeError("risk must be an ordinal model and churn a binary one")
-    records = row_values(features)
+    rows = []
+    for values, one in zip(row_values(features), inputs, strict=True):
+        bundle = Bundle.of_inputs(one)
+        as_of = pd.Timestamp(values["as_of"])
+        rows.append(
+            CustomerRow(
+                as_of=as_of,
+                values=values,
+                customer=masked_profile(bundle.profile),
+                sources=sources_used(bundle, as_of, specs),
+            )
+        )
     x_risk = risk.model.layout.matrix(features)
-    # Both models usually read the same features the same way: one matrix serves both.
     same = churn.model.layout == risk.model.layout
     x_churn = x_risk if same else churn.model.layout.matrix(features)
-    risk_answers = _assess_risk(risk.model, features, records, specs, risk.spec, x_risk)
-    churn_answers = _assess_churn(churn.model, features, records, specs, churn.spec, x_churn)
+    return assess_rows(rows, x_risk, x_churn, risk, churn, specs, rules, products, initiated_by)
+
+
+def assess_rows(
+    rows: Sequence[CustomerRow],
+    x_risk: np.ndarray,
+    x_churn: np.ndarray,
+    risk: Explainer,
+    churn: Explainer,
+    specs: Specs,
+    rules: RuleTable,
+    products: Sequence[Product | None],
+    initiated_by: Sequence[str | None],
+) -> list[CustomerCase]:
+    """Both models predicted and explained over their matrices in one call each, then per row
+    the mismatch, the decision for its product and the record of what was used."""
+    if not (len(rows) == len(x_risk) == len(x_churn) == len(products) == len(initiated_by)):
+        raise ValueError("rows, matrices, products and initiators must line up")
+    if not isinstance(risk.model, OrdinalLGBM) or not isinstance(churn.model, BinaryLGBM):
+        raise TypeError("risk must be an ordinal model and churn a binary one")
+    records = [r.values for r in rows]
+    risk_answers = _assess_risk(risk.model, records, specs, risk.spec, x_risk)
+    churn_answers = _assess_churn(churn.model, records, specs, churn.spec, x_churn)
     names = [*risk.model.feature_names, *churn.model.feature_names]
     cases = []
-    for i, values in enumerate(records):
+    for i, row in enumerate(rows):
         risk_answer, churn_answer = risk_answers[i], churn_answers[i]
         product, initiator = products[i], initiated_by[i]
-        as_of = pd.Timestamp(values["as_of"])
         mismatch = assess_mismatch(
             risk_answer.stated_level,
             risk_answer.predicted_level,
@@ -457,7 +464,7 @@ def assess_customers(
                 raise ValueError("a decision needs who initiated it: investor or platform")
             decision = decide(
                 rule_input_from_features(
-                    values,
+                    row.values,
                     predicted_level=risk_answer.predicted_level,
                     level_probabilities=risk_answer.probabilities,
                     p_churn=churn_answer.p_churn,
@@ -469,15 +476,15 @@ def assess_customers(
             )
         cases.append(
             CustomerCase(
-                customer=masked_profile(inputs[i]),
-                as_of=as_of.isoformat(timespec="seconds"),
+                customer=row.customer,
+                as_of=row.as_of.isoformat(timespec="seconds"),
                 risk=risk_answer,
                 churn=churn_answer,
                 mismatch=mismatch,
-                sources=sources_used(inputs[i], as_of),
+                sources=row.sources,
                 models={"risk-level": risk.ref, "churn": churn.ref},
                 rule_version=rules.version,
-                feature_hash=feature_hash(values, names),
+                feature_hash=feature_hash(row.values, names),
                 product=product,
                 initiated_by=initiator,
                 decision=decision,

@@ -9,7 +9,8 @@ import pandas as pd
 
 from suitability.data.io import event_time_range, load_table, read_customer_records
 from suitability.explain.assessment import CustomerCase, Explainer, Product, assess_customer
-from suitability.features.bundle import CustomerBundle, bundle_inputs, features_of
+from suitability.features.bundle import CustomerBundle, bundle_inputs
+from suitability.features.online import Bundle
 from suitability.models.rules import RuleTable
 from suitability.specs import Specs
 
@@ -67,10 +68,15 @@ def customer_case(
         events=records["events"],
         tags=records["interview_tags"],
     )
+    # Records read from files may hold text: the batch contracts parse and check them, then
+    # the per-request path computes, explains and decides, as the service does.
     inputs = bundle_inputs(bundle, specs)
+    registered = inputs.customers["registered_at"].iloc[0]
+    if when < registered:
+        raise ValueError(f"as-of time {when} is before the customer registered ({registered})")
     return assess_customer(
-        features_of(inputs, when, specs),
-        inputs,
+        Bundle.of_inputs(inputs),
+        when,
         risk,
         churn,
         specs,

@@ -121,7 +121,9 @@ def _of_records(records: Sequence[Any], schema: TableSchema) -> Table:
 
 def _of_frame(frame: pd.DataFrame, schema: TableSchema) -> Table:
     names = [c.name for c in schema.columns if c.name != "customer_id" and not c.pii]
-    return Table({name: [_python(v) for v in frame[name].tolist()] for name in names})
+    return Table(
+        {name: [_python(v) for v in frame[name].tolist()] for name in names if name in frame}
+    )
 
 
 def _python(value: Any) -> Any:

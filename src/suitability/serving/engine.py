@@ -1,5 +1,6 @@
-"""From validated requests to explained answers and their audit records, with the feature code,
-models, explanations and rules the CLI and reports use (no feature logic of its own).
+"""From parsed requests to explained answers and their audit records, through the per-request
+path (`features.online`: contract checks, masking, features and matrices on the request's typed
+values) and the explanation and rule code the CLI and reports use.
 
 Pure apart from the clock: the BentoML service (`serving.service`) parses bodies, checks keys,
 appends the audit records and answers; everything it says is computed here.
@@ -12,24 +13,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import pandas as pd
+import numpy as np
 
 from suitability.data.contracts import ContractError
 from suitability.explain.assessment import (
     CustomerCase,
+    CustomerRow,
     Explainer,
+    Matrices,
     ModelRef,
     Product,
-    assess_churn,
-    assess_customers,
-    assess_risk,
+    _assess_churn,
+    _assess_risk,
+    assess_rows,
+    customer_row,
     feature_hash,
-    masked_profile,
-    row_values,
 )
-from suitability.features.bundle import CustomerBundle as Bundle
-from suitability.features.bundle import bundle_inputs, features_of
-from suitability.features.kernel import FeatureInputs
+from suitability.features.online import PARTS, Bundle, check_bundle, plan_of
 from suitability.models.rules import RuleTable, assess_mismatch
 from suitability.serving.audit import AuditRecord
 from suitability.serving.keys import Caller
@@ -40,19 +40,12 @@ from suitability.serving.requests import (
     RequestProblem,
     SuitabilityRequest,
     local_now,
+    value_problems,
     vocabularies,
 )
 from suitability.specs import Specs
 
 Endpoint = Literal["risk_level", "churn", "suitability"]
-
-#: Where each raw table sits in a request body.
-_PARTS = {
-    "customers": "profile",
-    "questionnaire_responses": "answers",
-    "events": "events",
-    "interview_tags": "tags",
-}
 
 
 @dataclass(frozen=True)
@@ -66,10 +59,12 @@ class Answer:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A request turned into its canonical inputs and its feature row."""
+    """Requests turned into their rows (features by name, masked customer, facts used) and
+    both models' matrices."""
 
-    inputs: FeatureInputs
-    features: pd.DataFrame
+    rows: list[CustomerRow]
+    x_risk: np.ndarray
+    x_churn: np.ndarray
 
 
 class Scorer:
@@ -89,6 +84,8 @@ class Scorer:
         self.rules = rules
         self.time_zone = time_zone
         self.vocabulary = vocabularies(specs)
+        plan_of(specs)  # the per-request path's lookups, worked out before the first request
+        self.matrices = Matrices(risk, churn, specs)
 
     @property
     def models(self) -> dict[str, ModelRef]:
@@ -102,44 +99,43 @@ class Scorer:
 
     def prepare(
         self, requests: Sequence[CustomerBundle], now: datetime, prefix: str = ""
-    ) -> list[Prepared]:
-        """Validate each bundle against the data contracts (masking personal data) and build
-        its feature row as of `as_of` (default: `now`). Problems of every request are
-        reported together, each under its own path."""
-        prepared: list[Prepared] = []
-        problems: list[RequestProblem] = []
-        for i, request in enumerate(requests):
-            where = f"{prefix}[{i}]." if prefix else ""
-            try:
-                prepared.append(self._prepare_one(request, now, where))
-            except InvalidRequest as exc:
-                problems.extend(exc.problems)
+    ) -> Prepared:
+        """Check each bundle against the data contracts (vocabularies and arrival time first,
+        then the rules across records), mask its personal data and build its features as of
+        `as_of` (default: `now`). Problems of every request are reported together, each under
+        its own path; a request that breaks a vocabulary or time rule is not checked further,
+        as none of the requests is when one of them does."""
+        context = self.context(now)
+        wheres = [f"{prefix}[{i}]." if prefix else "" for i in range(len(requests))]
+        bundles = [Bundle.of_request(r) for r in requests]
+        problems = [
+            p
+            for request, bundle, where in zip(requests, bundles, wheres, strict=True)
+            for p in value_problems(request, bundle, context, where)
+        ]
         if problems:
             raise InvalidRequest(problems)
-        return prepared
-
-    def _prepare_one(self, request: CustomerBundle, now: datetime, where: str) -> Prepared:
-        bundle = Bundle(
-            profile=request.profile.model_dump(),
-            answers=[a.model_dump() for a in request.answers],
-            events=[e.model_dump() for e in request.events],
-            tags=[t.model_dump() for t in request.tags],
-        )
-        try:
-            inputs = bundle_inputs(bundle, self.specs)
-        except ContractError as exc:
-            raise InvalidRequest(_contract_problems(exc, where)) from None
-        as_of = pd.Timestamp(request.as_of or now)
-        if as_of < inputs.customers["registered_at"].iloc[0]:
-            raise InvalidRequest(
-                [
+        rows, vectors = [], []
+        for request, bundle, where in zip(requests, bundles, wheres, strict=True):
+            log = check_bundle(bundle, self.specs)
+            if log:
+                problems += _contract_problems(log.error(), where)
+                continue
+            as_of = request.as_of or now
+            if as_of < bundle.profile["registered_at"]:
+                problems.append(
                     RequestProblem(
-                        field=f"{where}as_of",
-                        rule="must not be before profile.registered_at",
+                        field=f"{where}as_of", rule="must not be before profile.registered_at"
                     )
-                ]
-            )
-        return Prepared(inputs=inputs, features=features_of(inputs, as_of, self.specs))
+                )
+                continue
+            row, vector = customer_row(bundle, as_of, self.specs)
+            rows.append(row)
+            vectors.append(vector)
+        if problems:
+            raise InvalidRequest(problems)
+        x_risk, x_churn = self.matrices.of(np.stack(vectors))
+        return Prepared(rows, x_risk, x_churn)
 
     # --- answers ----------------------------------------------------------------------------
 
@@ -152,17 +148,18 @@ class Scorer:
     ) -> list[Answer]:
         """The category with its reasons and, when it differs from the questionnaire's, the
         mismatch with why."""
-        now = local_now(self.time_zone)
-        prepared = self.prepare(requests, now, "requests" if batch else "")
-        frame = _frame(prepared)
-        answers = assess_risk(self.risk.model, frame, self.specs, self.risk.spec)
+        prepared = self.prepare(requests, local_now(self.time_zone), "requests" if batch else "")
+        records = [r.values for r in prepared.rows]
+        answers = _assess_risk(
+            self.risk.model, records, self.specs, self.risk.spec, prepared.x_risk
+        )
         out = []
-        for i, (risk, values) in enumerate(zip(answers, row_values(frame), strict=True)):
+        for i, (risk, values) in enumerate(zip(answers, records, strict=True)):
             mismatch = assess_mismatch(
                 risk.stated_level, risk.predicted_level, risk.probabilities, self.rules
             )
             body = {
-                **self._head(request_ids[i], prepared[i], values),
+                **self._head(request_ids[i], prepared.rows[i]),
                 "risk_level": risk.to_json(),
                 "mismatch": mismatch.model_dump(mode="json"),
                 "models": [self._model("risk-level")],
@@ -180,14 +177,15 @@ class Scorer:
         batch: bool = False,
     ) -> list[Answer]:
         """The churn probability with its reasons."""
-        now = local_now(self.time_zone)
-        prepared = self.prepare(requests, now, "requests" if batch else "")
-        frame = _frame(prepared)
-        answers = assess_churn(self.churn.model, frame, self.specs, self.churn.spec)
+        prepared = self.prepare(requests, local_now(self.time_zone), "requests" if batch else "")
+        records = [r.values for r in prepared.rows]
+        answers = _assess_churn(
+            self.churn.model, records, self.specs, self.churn.spec, prepared.x_churn
+        )
         out = []
-        for i, (churn, values) in enumerate(zip(answers, row_values(frame), strict=True)):
+        for i, (churn, values) in enumerate(zip(answers, records, strict=True)):
             body = {
-                **self._head(request_ids[i], prepared[i], values),
+                **self._head(request_ids[i], prepared.rows[i]),
                 "churn": churn.to_json(),
                 "models": [self._model("churn")],
                 "rule_version": self.rules.version,
@@ -204,12 +202,11 @@ class Scorer:
         batch: bool = False,
     ) -> list[Answer]:
         """Both models explained and the suitability decision for the product."""
-        now = local_now(self.time_zone)
-        prepared = self.prepare(requests, now, "requests" if batch else "")
-        frame = _frame(prepared)
-        cases = assess_customers(
-            frame,
-            [p.inputs for p in prepared],
+        prepared = self.prepare(requests, local_now(self.time_zone), "requests" if batch else "")
+        cases = assess_rows(
+            prepared.rows,
+            prepared.x_risk,
+            prepared.x_churn,
             self.risk,
             self.churn,
             self.specs,
@@ -227,21 +224,15 @@ class Scorer:
     def _model(self, role: str) -> dict[str, Any]:
         return {"model": role, **self.models[role].to_json()}
 
-    def _head(self, request_id: str, prepared: Prepared, values: dict[str, Any]) -> dict[str, Any]:
+    def _head(self, request_id: str, row: CustomerRow) -> dict[str, Any]:
         return {
             "request_id": request_id,
-            "customer": masked_profile(prepared.inputs),
-            "as_of": pd.Timestamp(values["as_of"]).isoformat(timespec="seconds"),
+            "customer": row.customer,
+            "as_of": row.as_of.isoformat(timespec="seconds"),
         }
 
     def _answer(self, endpoint: str, body: dict[str, Any], caller: Caller) -> Answer:
         return Answer(body=body, record=_record(endpoint, body, caller))
-
-
-def _frame(prepared: Sequence[Prepared]) -> pd.DataFrame:
-    if len(prepared) == 1:
-        return prepared[0].features
-    return pd.concat([p.features for p in prepared], ignore_index=True)
 
 
 def _product(request: SuitabilityRequest) -> Product:
@@ -264,7 +255,7 @@ def _contract_problems(error: ContractError, where: str) -> list[RequestProblem]
     """The data contracts' findings as request paths (`events[3].amount`), without values."""
     problems = []
     for p in error.problems:
-        part = _PARTS.get(p.table, p.table)
+        part = PARTS.get(p.table, p.table)
         path = f"{where}{part}"
         if p.row is not None and part != "profile":
             path += f"[{p.row - 1}]"

@@ -11,10 +11,9 @@ events …) are the data contracts' own, applied when the bundle is turned into 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from functools import cache
-from typing import Annotated, Any, Literal, NamedTuple, get_args
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -27,6 +26,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from suitability.data.contracts import (
+    RULE_NOT_DATE,
+    RULE_NOT_NULL,
+    RULE_NOT_TIMESTAMP,
+    RULE_TIME_OF_DAY,
+)
+from suitability.data.contracts import allowed_rule as _allowed_rule
 from suitability.data.schema import (
     CUSTOMERS,
     EVENTS,
@@ -35,6 +41,7 @@ from suitability.data.schema import (
     Column,
     TableSchema,
 )
+from suitability.features.online import Bundle
 from suitability.specs import R_LEVELS, Specs
 
 #: Upper bounds that keep one request's work bounded (a year of events is a few hundred).
@@ -79,12 +86,6 @@ def local_now(time_zone: str) -> datetime:
 
 
 # --- record models, one per raw table -------------------------------------------------------------
-
-
-def _allowed_rule(values: frozenset[str]) -> str:
-    listed = sorted(values)
-    shown = ", ".join(listed[:8]) + (f", … {len(listed)} in all" if len(listed) > 8 else "")
-    return f"value not allowed (expected one of: {shown})"
 
 
 def _naive_time(value: datetime | date) -> datetime | date:
@@ -147,15 +148,6 @@ Tag = _record_model(INTERVIEW_TAGS, "Tag", "One tag an advisor recorded after an
 
 
 # --- request bodies ------------------------------------------------------------------------------
-
-
-def _times(model: BaseModel) -> list[tuple[str, datetime]]:
-    out = []
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, datetime):
-            out.append((name, value))
-    return out
 
 
 class CustomerBundle(BaseModel):
@@ -255,18 +247,25 @@ _RULES = {
     "dict_type": "must be an object",
     "finite_number": "must be a finite number",
     "datetime_type": "must be an ISO 8601 time string",
-    "datetime_parsing": "must be an ISO 8601 time (YYYY-MM-DDTHH:MM:SS)",
-    "datetime_from_date_parsing": "must be an ISO 8601 time (YYYY-MM-DDTHH:MM:SS)",
+    # Text that is no time or date breaks the data contracts' own rule, worded as they word it.
+    "datetime_parsing": RULE_NOT_TIMESTAMP,
+    "datetime_from_date_parsing": RULE_NOT_TIMESTAMP,
     "date_type": "must be an ISO 8601 date string",
-    "date_parsing": "must be an ISO 8601 date (YYYY-MM-DD)",
-    "date_from_datetime_inexact": "must be a date without a time",
-    "date_from_datetime_parsing": "must be an ISO 8601 date (YYYY-MM-DD)",
+    "date_parsing": RULE_NOT_DATE,
+    "date_from_datetime_inexact": RULE_TIME_OF_DAY,
+    "date_from_datetime_parsing": RULE_NOT_DATE,
 }
 
 
 def _rule(error: Mapping[str, Any]) -> str:
-    """pydantic's message, which states the rule without the input, or our wording."""
+    """The data contracts' wording where the rule is theirs (a null where a value is required,
+    a lower bound, an unparseable time), else ours or pydantic's, which states the rule without
+    the input."""
     kind = error["type"]
+    if kind.endswith("_type") and "input" in error and error["input"] is None:
+        return RULE_NOT_NULL
+    if kind == "greater_than_equal":
+        return f"must be ≥ {error['ctx']['ge']:g}"
     if kind in _RULES:
         return _RULES[kind]
     if kind == "json_invalid":
@@ -278,77 +277,67 @@ def check_request(request: BaseModel, context: RequestContext) -> None:
     """The rules a JSON schema cannot state: values within the specs' vocabularies and no time
     after the request arrived. Works on any request model (single or batch); raises
     `InvalidRequest` naming every problem."""
-    problems: list[RequestProblem] = []
-    limit = context.now + timedelta(seconds=FUTURE_SKEW_SECONDS)
-    _check(request, (), limit, context.vocabulary, problems)
+    items = getattr(request, "requests", None)
+    pairs = (
+        [(f"requests[{i}].", r) for i, r in enumerate(items)]
+        if items is not None
+        else [("", request)]
+    )
+    problems = [
+        p
+        for where, item in pairs
+        for p in value_problems(item, Bundle.of_request(item), context, where)
+    ]
     if problems:
         raise InvalidRequest(problems)
 
 
 _FUTURE = "must not be after the time the request arrived"
+_PARTS = (
+    ("profile", CUSTOMERS),
+    ("answers", QUESTIONNAIRE_RESPONSES),
+    ("events", EVENTS),
+    ("tags", INTERVIEW_TAGS),
+)
 
 
-def _check(
-    model: BaseModel,
-    location: tuple[Any, ...],
-    limit: datetime,
-    vocabulary: Mapping[str, frozenset[str]],
-    problems: list[RequestProblem],
-) -> None:
-    """`check_request` for `model` and every model inside it. Only the fields that can hold a
-    time, a vocabulary value or another model are read (a bundle has hundreds of records)."""
-    plan = _plan(type(model))
-    for name, may_be_time, key in plan.scalars:
-        value = getattr(model, name)
-        if value is None:
-            continue
-        if may_be_time and isinstance(value, datetime) and value > limit:
-            problems.append(RequestProblem(field=_path((*location, name)), rule=_FUTURE))
-        allowed = vocabulary.get(key) if key is not None else None
-        if allowed is not None and value not in allowed:
-            problems.append(
-                RequestProblem(field=_path((*location, name)), rule=_allowed_rule(allowed))
-            )
-    for name in plan.nested:
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            _check(value, (*location, name), limit, vocabulary, problems)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    _check(item, (*location, name, i), limit, vocabulary, problems)
-
-
-class _Plan(NamedTuple):
-    """What `_check` reads of one model class: (field, may hold a time, vocabulary key) for
-    the scalar fields worth reading, and the fields that may hold models."""
-
-    scalars: tuple[tuple[str, bool, str | None], ...]
-    nested: tuple[str, ...]
-
-
-@cache
-def _plan(model: type[BaseModel]) -> _Plan:
-    table = _TABLE_OF.get(model)
-    scalars = []
-    nested = []
-    for name, info in model.model_fields.items():
-        if _mentions(info.annotation, lambda t: isinstance(t, type) and issubclass(t, BaseModel)):
-            nested.append(name)
-            continue
-        may_be_time = _mentions(info.annotation, lambda t: t is datetime)
-        key = f"{table}.{name}" if table is not None else None
-        if may_be_time or key is not None:
-            scalars.append((name, may_be_time, key))
-    return _Plan(tuple(scalars), tuple(nested))
-
-
-def _mentions(annotation: Any, test: Callable[[Any], bool]) -> bool:
-    """Whether `test` holds for `annotation` or any type inside it (unions, lists,
-    `Annotated`, …)."""
-    if test(annotation):
-        return True
-    return any(_mentions(arg, test) for arg in get_args(annotation))
+def value_problems(
+    request: CustomerBundle, bundle: Bundle, context: RequestContext, where: str = ""
+) -> list[RequestProblem]:
+    """`check_request` for one bundle, read column by column off its typed values (`bundle`,
+    from `Bundle.of_request(request)`): the as-of time, then each record's fields in order."""
+    limit = context.now + timedelta(seconds=FUTURE_SKEW_SECONDS)
+    problems: list[RequestProblem] = []
+    if request.as_of is not None and request.as_of > limit:
+        problems.append(RequestProblem(field=f"{where}as_of", rule=_FUTURE))
+    for part, schema in _PARTS:
+        if part == "profile":
+            columns = {k: [v] for k, v in bundle.profile.items()}
+        else:
+            columns = getattr(bundle, part).columns
+        found: list[tuple[int, int, int, str, str]] = []
+        for position, column in enumerate(schema.columns):
+            values = columns.get(column.name)
+            if values is None:
+                continue
+            if column.type == "timestamp":
+                found += [
+                    (i, position, 0, column.name, _FUTURE)
+                    for i, v in enumerate(values)
+                    if v is not None and v > limit
+                ]
+            allowed = context.vocabulary.get(f"{schema.name}.{column.name}")
+            if allowed is not None:
+                rule = _allowed_rule(allowed)
+                found += [
+                    (i, position, 1, column.name, rule)
+                    for i, v in enumerate(values)
+                    if v is not None and v not in allowed
+                ]
+        for i, _, _, name, rule in sorted(found):
+            path = f"{where}{part}.{name}" if part == "profile" else f"{where}{part}[{i}].{name}"
+            problems.append(RequestProblem(field=path, rule=rule))
+    return problems
 
 
 def parse_request(model: type[BaseModel], body: bytes | str, context: RequestContext) -> Any:
@@ -365,15 +354,8 @@ def invalid(error: ValidationError) -> InvalidRequest:
     """pydantic's errors as request problems (paths and rules, never the input)."""
     return InvalidRequest(
         [
+            # The input is read to tell a null from a wrong type; it never leaves this function.
             RequestProblem(field=_path(tuple(e["loc"])), rule=_rule(e))
-            for e in error.errors(include_input=False, include_url=False)
+            for e in error.errors(include_url=False)
         ]
     )
-
-
-_TABLE_OF: dict[type[BaseModel], str] = {
-    Profile: CUSTOMERS.name,
-    Answer: QUESTIONNAIRE_RESPONSES.name,
-    Event: EVENTS.name,
-    Tag: INTERVIEW_TAGS.name,
-}

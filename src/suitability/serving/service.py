@@ -30,7 +30,6 @@ from suitability.serving.requests import (
     CustomerBundle,
     InvalidRequest,
     SuitabilityRequest,
-    check_request,
 )
 from suitability.settings import get_settings
 
@@ -135,24 +134,23 @@ class Suitability:
     @bentoml.api(route="/risk_level/batch", input_spec=BatchBundles)
     def risk_level_batch(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
         """`/risk_level` for up to 256 bundles; answers in request order."""
-        return self._many(ctx, BatchBundles, body, self.scorer.risk_level)
+        return self._many(ctx, body, self.scorer.risk_level)
 
     @bentoml.api(route="/churn/batch", input_spec=BatchBundles)
     def churn_batch(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
         """`/churn` for up to 256 bundles; answers in request order."""
-        return self._many(ctx, BatchBundles, body, self.scorer.churn_risk)
+        return self._many(ctx, body, self.scorer.churn_risk)
 
     @bentoml.api(route="/suitability/batch", input_spec=BatchSuitability)
     def suitability_batch(self, ctx: bentoml.Context, **body: Any) -> dict[str, Any]:
         """`/suitability` for up to 256 customer–product pairs; answers in request order."""
-        return self._many(ctx, BatchSuitability, body, self.scorer.suitability)
+        return self._many(ctx, body, self.scorer.suitability)
 
     # --- the common path ------------------------------------------------------------------------
 
     def _answer(
         self,
         ctx: bentoml.Context,
-        request: BaseModel,
         items: Sequence[BaseModel],
         ids: Sequence[str],
         score: Callable[..., list[Answer]],
@@ -160,7 +158,6 @@ class Suitability:
     ) -> list[Answer] | dict[str, Any]:
         caller = caller_of(ctx.request.scope)
         try:
-            check_request(request, self.scorer.context())
             answers = score(items, ids, caller, batch=batch)
         except InvalidRequest as exc:
             # BentoML sets the status from the context for endpoints that take one.
@@ -178,21 +175,19 @@ class Suitability:
         score: Callable[..., list[Answer]],
     ) -> Any:
         request = model.model_construct(**body)
-        out = self._answer(ctx, request, [request], [_new_id()], score, batch=False)
+        out = self._answer(ctx, [request], [_new_id()], score, batch=False)
         return out if isinstance(out, dict) else out[0].body
 
     def _many(
         self,
         ctx: bentoml.Context,
-        model: type[BaseModel],
         body: dict[str, Any],
         score: Callable[..., list[Answer]],
     ) -> Any:
-        request = model.model_construct(**body)
         items = body["requests"]
         batch_id = _new_id()
         ids = [f"{batch_id}-{i}" for i in range(len(items))]
-        out = self._answer(ctx, request, items, ids, score, batch=True)
+        out = self._answer(ctx, items, ids, score, batch=True)
         if isinstance(out, dict):
             return out
         return {"request_id": batch_id, "results": [a.body for a in out]}
