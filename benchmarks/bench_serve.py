@@ -628,26 +628,29 @@ def floor_of(http_ms: float, breakdown: Mapping[str, float], ours_ms: float) -> 
 
 
 @contextmanager
-def _timed(owner: Any, names: Sequence[str], times: dict[str, list[float]]) -> Iterator[None]:
-    """Wrap `owner`'s functions `names` to record each call's seconds; restore them after."""
-    originals = {name: getattr(owner, name) for name in names}
+def _timed(
+    targets: Sequence[tuple[Any, str, str]], times: dict[str, list[float]]
+) -> Iterator[None]:
+    """Wrap each (owner, attribute) to record its calls' seconds under a step's name; restore
+    them after."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in targets]
 
-    def wrap(name: str, function: Any) -> Any:
+    def wrap(step: str, function: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
-                times.setdefault(name, []).append(time.perf_counter() - start)
+                times.setdefault(step, []).append(time.perf_counter() - start)
 
         return timed
 
-    for name, function in originals.items():
-        setattr(owner, name, wrap(name, function))
+    for (owner, name, function), (_, _, step) in zip(originals, targets, strict=True):
+        setattr(owner, name, wrap(step, function))
     try:
         yield
     finally:
-        for name, function in originals.items():
+        for owner, name, function in originals:
             setattr(owner, name, function)
 
 
@@ -656,10 +659,11 @@ def stage_breakdown(store: Path, body: bytes, work: Path, calls: int) -> dict[st
     the servers idle: the same code the service runs, on the same body, `calls` times after
     a warm-up."""
     from suitability import tracking
+    from suitability.explain import assessment
     from suitability.serving import engine
     from suitability.serving.audit import AuditLog
     from suitability.serving.keys import Caller
-    from suitability.serving.requests import SuitabilityRequest, check_request
+    from suitability.serving.requests import SuitabilityRequest
     from suitability.serving.service import load_scorer
 
     tracking.use_store(_store_uri(store))
@@ -667,15 +671,20 @@ def stage_breakdown(store: Path, body: bytes, work: Path, calls: int) -> dict[st
     audit = AuditLog(work / f"breakdown-{os.getpid()}.sqlite")
     caller = Caller("bench", "matching")
     times: dict[str, list[float]] = {}
-    steps = ("bundle_inputs", "features_of", "assess_customers")
+    targets = [
+        (engine, "value_problems", "checks_values"),
+        (engine, "check_bundle", "checks_rules"),
+        (engine, "customer_row", "features"),
+        (assessment.Matrices, "of", "matrix"),
+        (assessment, "_assess_risk", "models_risk"),
+        (assessment, "_assess_churn", "models_churn"),
+        (engine, "assess_rows", "assess_rows"),
+    ]
 
     def answer(i: int) -> None:
         start = time.perf_counter()
         request = SuitabilityRequest.model_validate_json(body, strict=True)
         times.setdefault("parse", []).append(time.perf_counter() - start)
-        start = time.perf_counter()
-        check_request(request, scorer.context())
-        times.setdefault("check", []).append(time.perf_counter() - start)
         start = time.perf_counter()
         (out,) = scorer.suitability([request], [f"b{i}"], caller)
         times.setdefault("scorer", []).append(time.perf_counter() - start)
@@ -686,14 +695,18 @@ def stage_breakdown(store: Path, body: bytes, work: Path, calls: int) -> dict[st
         json.dumps(out.body, ensure_ascii=False)
         times.setdefault("json", []).append(time.perf_counter() - start)
 
-    with _timed(engine, steps, times):
+    with _timed(targets, times):
         for i in range(10):
             answer(-1 - i)
         times.clear()
         for i in range(calls):
             answer(i)
     ms = {name: statistics.median(values) * 1000 for name, values in times.items()}
-    ms["scorer_rest"] = ms["scorer"] - sum(ms[s] for s in steps)
+    ms["checks"] = ms.pop("checks_values") + ms.pop("checks_rules")
+    ms["models"] = ms.pop("models_risk") + ms.pop("models_churn")
+    ms["rules"] = ms.pop("assess_rows") - ms["models"]
+    ms["scorer_rest"] = ms["scorer"] - sum(ms[s] for s in ("checks", "features", "matrix"))
+    ms["scorer_rest"] -= ms["models"] + ms["rules"]
     ms.update(_floor_parts(scorer, body, work, calls))
     return ms
 
@@ -712,9 +725,9 @@ def _floor_parts(scorer: Any, body: bytes, work: Path, calls: int) -> dict[str, 
     from suitability.serving.requests import SuitabilityRequest
 
     request = SuitabilityRequest.model_validate_json(body, strict=True)
-    (prepared,) = scorer.prepare([request], scorer.context().now)
+    prepared = scorer.prepare([request], scorer.context().now)
     models = (scorer.risk.model, scorer.churn.model)
-    x = models[0].layout.matrix(prepared.features)
+    x = prepared.x_risk
     (out,) = scorer.suitability([request], ["floor"], Caller("bench", "matching"))
     record = json.dumps(out.record.to_dict(), ensure_ascii=False).encode()
     path = work / f"fsync-{os.getpid()}.log"
@@ -739,11 +752,12 @@ def _floor_parts(scorer: Any, body: bytes, work: Path, calls: int) -> dict[str, 
 
 BREAKDOWN_LABELS = {
     "parse": "parse the JSON body into the strict request models",
-    "check": "vocabulary and arrival-time checks",
-    "bundle_inputs": "data contracts and masking of the bundle",
-    "features_of": "feature kernel",
-    "assess_customers": "both models, TreeSHAP reasons, mismatch, rules",
-    "scorer_rest": "rest of the scorer (request ids, bodies, audit records)",
+    "checks": "contract checks on the typed values (vocabularies, times, rules across records)",
+    "features": "masking, every catalogue feature, the facts used (per-request path)",
+    "matrix": "both models' matrices from the feature vector",
+    "models": "both models' predictions and TreeSHAP reasons",
+    "rules": "mismatch, suitability rules, feature hash",
+    "scorer_rest": "rest of the scorer (bodies, audit records)",
     "audit": "durable audit append (SQLite WAL, synchronous=FULL)",
     "json": "response JSON",
 }

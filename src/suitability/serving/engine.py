@@ -100,40 +100,14 @@ class Scorer:
     def prepare(
         self, requests: Sequence[CustomerBundle], now: datetime, prefix: str = ""
     ) -> Prepared:
-        """Check each bundle against the data contracts (vocabularies and arrival time first,
-        then the rules across records), mask its personal data and build its features as of
-        `as_of` (default: `now`). Problems of every request are reported together, each under
-        its own path; a request that breaks a vocabulary or time rule is not checked further,
-        as none of the requests is when one of them does."""
-        context = self.context(now)
-        wheres = [f"{prefix}[{i}]." if prefix else "" for i in range(len(requests))]
-        bundles = [Bundle.of_request(r) for r in requests]
-        problems = [
-            p
-            for request, bundle, where in zip(requests, bundles, wheres, strict=True)
-            for p in value_problems(request, bundle, context, where)
-        ]
-        if problems:
-            raise InvalidRequest(problems)
+        """Check each bundle (`check_requests`), mask its personal data and build its features
+        and both models' matrices as of `as_of` (default: `now`)."""
+        bundles = check_requests(requests, self.context(now), self.specs, prefix)
         rows, vectors = [], []
-        for request, bundle, where in zip(requests, bundles, wheres, strict=True):
-            log = check_bundle(bundle, self.specs)
-            if log:
-                problems += _contract_problems(log.error(), where)
-                continue
-            as_of = request.as_of or now
-            if as_of < bundle.profile["registered_at"]:
-                problems.append(
-                    RequestProblem(
-                        field=f"{where}as_of", rule="must not be before profile.registered_at"
-                    )
-                )
-                continue
-            row, vector = customer_row(bundle, as_of, self.specs)
+        for request, bundle in zip(requests, bundles, strict=True):
+            row, vector = customer_row(bundle, request.as_of or now, self.specs)
             rows.append(row)
             vectors.append(vector)
-        if problems:
-            raise InvalidRequest(problems)
         x_risk, x_churn = self.matrices.of(np.stack(vectors))
         return Prepared(rows, x_risk, x_churn)
 
@@ -233,6 +207,35 @@ class Scorer:
 
     def _answer(self, endpoint: str, body: dict[str, Any], caller: Caller) -> Answer:
         return Answer(body=body, record=_record(endpoint, body, caller))
+
+
+def check_requests(
+    requests: Sequence[CustomerBundle], context: RequestContext, specs: Specs, prefix: str = ""
+) -> list[Bundle]:
+    """Each parsed request's typed values as a bundle, checked against the data contracts:
+    vocabularies and arrival time first, then the rules across records (`check_bundle`) and
+    an as-of time not before registration. Problems of every request are reported together,
+    each under its own path (`requests[3].events[0].amount` with a `prefix`); a request that
+    breaks a vocabulary or time rule is not checked further, as none is when one does."""
+    wheres = [f"{prefix}[{i}]." if prefix else "" for i in range(len(requests))]
+    bundles = [Bundle.of_request(r) for r in requests]
+    problems = [
+        p
+        for request, bundle, where in zip(requests, bundles, wheres, strict=True)
+        for p in value_problems(request, bundle, context, where)
+    ]
+    if problems:
+        raise InvalidRequest(problems)
+    for request, bundle, where in zip(requests, bundles, wheres, strict=True):
+        log = check_bundle(bundle, specs)
+        if log:
+            problems += _contract_problems(log.error(), where)
+        elif (request.as_of or context.now) < bundle.profile["registered_at"]:
+            rule = "must not be before profile.registered_at"
+            problems.append(RequestProblem(field=f"{where}as_of", rule=rule))
+    if problems:
+        raise InvalidRequest(problems)
+    return bundles
 
 
 def _product(request: SuitabilityRequest) -> Product:

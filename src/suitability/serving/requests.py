@@ -257,6 +257,16 @@ _RULES = {
 }
 
 
+def _has_time_of_day(value: Any) -> bool:
+    """Whether a date field's text is an ISO time with a time of day (what the contracts call
+    "not a date (has a time of day)" rather than not a date at all)."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return False
+    return moment is not None and moment.time() != datetime.min.time()
+
+
 def _rule(error: Mapping[str, Any]) -> str:
     """The data contracts' wording where the rule is theirs (a null where a value is required,
     a lower bound, an unparseable time), else ours or pydantic's, which states the rule without
@@ -266,6 +276,8 @@ def _rule(error: Mapping[str, Any]) -> str:
         return RULE_NOT_NULL
     if kind == "greater_than_equal":
         return f"must be ≥ {error['ctx']['ge']:g}"
+    if kind == "date_parsing" and _has_time_of_day(error.get("input")):
+        return RULE_TIME_OF_DAY
     if kind in _RULES:
         return _RULES[kind]
     if kind == "json_invalid":
