@@ -32,13 +32,19 @@ features, in the same run.
    keep-alive client each, two warm-up requests each, then released together to send
    `--requests` requests in all). p50/p99 latency over the round's requests; req/s is requests
    / wall time. The table shows the medians of `--repeats` rounds.
-5. Where the time goes: with the servers idle, this process answers the same `/suitability`
-   body `--breakdown-calls` times with the service's own code (parse, checks, scorer, audit
-   append to a scratch log, response JSON), timing each step; what the HTTP p50 has beyond
+5. Batch: the first 100 customers of the store (their own records, the same R3 product), at
+   concurrency 1, as one `/suitability/batch` call against 100 `/suitability` calls, in
+   customers per second; and in this process, their features through the per-request path
+   item by item (what the batch endpoints run) against the batch contracts and the batch
+   kernel over all 100 at once.
+6. Where the time goes: with the servers idle, this process answers the same `/suitability`
+   body `--breakdown-calls` times with the service's own code (parse, contract checks,
+   features, matrices, models and TreeSHAP reasons, rules, audit append to a scratch log,
+   response JSON), timing each step; what the HTTP p50 has beyond
    their sum is HTTP, BentoML, the guard and the client. Then, on the same row: TreeSHAP of
    both models' boosters on the ready feature matrix, their predictions, and one fsync'd
    write of the audit record's JSON.
-6. The floor of any `/suitability` answer on this machine is the floor service's p50 plus
+7. The floor of any `/suitability` answer on this machine is the floor service's p50 plus
    that TreeSHAP plus that fsync: the table shows what the p50 target leaves beyond it, and
    what ours spends beyond it.
 
@@ -579,6 +585,10 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     )
     rounds = measure(endpoints, args.requests, args.repeats, args.warmup)
     results = {label: {c: medians(r) for c, r in by.items()} for label, by in rounds.items()}
+    print(f"/suitability/batch with {BATCH} customers …", file=sys.stderr)
+    bodies = batch_bodies(store, BATCH)
+    batch = batch_throughput(endpoints[0], bodies, args.repeats)
+    batch.update(batch_paths(store, bodies, args.repeats))
     suit = results["ours: /suitability"][1]
     verdict = target_verdict(suit["p50_ms"], suit["p99_ms"])
     print("in-process breakdown of /suitability …", file=sys.stderr)
@@ -607,10 +617,132 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         "results": {k: {str(c): m for c, m in v.items()} for k, v in results.items()},
         "rounds": {k: {str(c): r for c, r in v.items()} for k, v in rounds.items()},
         "target": verdict,
+        "batch": batch,
         "breakdown_ms": breakdown,
         "breakdown_calls": args.breakdown_calls,
         "floor": floor,
     }
+
+
+BATCH = 100
+
+
+def batch_bodies(store: Path, n: int) -> list[dict[str, Any]]:
+    """`/suitability` bodies of the store's first `n` customers registered by its as-of time
+    (their own records, as of the data's last event), each for the first R3 product."""
+    from suitability.data.io import read_customer_records
+    from suitability.explain.cases import default_as_of
+    from suitability.serving.bodies import request_body
+
+    data_dir = store / "data"
+    as_of = default_as_of(data_dir)
+    customers = pd.read_parquet(data_dir / "customers", columns=["customer_id", "registered_at"])
+    ids = customers[customers["registered_at"] <= as_of]["customer_id"].sort_values().head(n)
+    product = first_product(pd.read_parquet(data_dir / "products.parquet"), PRODUCT_LEVEL)
+    return [
+        request_body(
+            read_customer_records(data_dir, str(cid)),
+            as_of,
+            window_days=WINDOW_DAYS,
+            product=product,
+            initiated_by="investor",
+        )
+        for cid in ids
+    ]
+
+
+def batch_throughput(
+    single: Endpoint, bodies: Sequence[dict[str, Any]], repeats: int
+) -> dict[str, Any]:
+    """Customers per second at concurrency 1: one `/suitability/batch` call with all `bodies`
+    against one `/suitability` call per body (the same bodies, one keep-alive client); medians
+    of `repeats` rounds after one warm-up each."""
+    many = json.dumps({"requests": list(bodies)}).encode()
+    ones = [json.dumps(b).encode() for b in bodies]
+    batch_url = single.url.replace("/suitability", "/suitability/batch")
+    batch_s, singles_s = [], []
+    with httpx.Client(timeout=120) as client:
+
+        def post(url: str, body: bytes) -> None:
+            answer = client.post(url, content=body, headers=single.headers)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{url}: HTTP {answer.status_code}: {answer.text[:500]}")
+
+        for r in range(repeats + 1):
+            began = time.perf_counter()
+            post(batch_url, many)
+            batch_time = time.perf_counter() - began
+            began = time.perf_counter()
+            for body in ones:
+                post(single.url, body)
+            singles_time = time.perf_counter() - began
+            if r:  # the first round warms up
+                batch_s.append(batch_time)
+                singles_s.append(singles_time)
+    n = len(bodies)
+    return {
+        "customers": n,
+        "batch_customers_per_s": n / statistics.median(batch_s),
+        "singles_customers_per_s": n / statistics.median(singles_s),
+        "batch_body_bytes": len(many),
+    }
+
+
+def batch_paths(store: Path, bodies: Sequence[dict[str, Any]], repeats: int) -> dict[str, Any]:
+    """In this process, the features of the same bundles both ways: the per-request path item
+    by item (checks, masking, features, facts used: what the batch endpoints run) against the
+    batch path (the batch contracts over the bundles' records, then the batch kernel over all
+    of them at once), medians of `repeats` + 2 rounds."""
+    from suitability.explain.assessment import customer_row
+    from suitability.features.bundle import CustomerBundle as RecordBundle
+    from suitability.features.bundle import bundle_inputs
+    from suitability.features.kernel import FeatureInputs, compute_features
+    from suitability.serving.engine import check_requests
+    from suitability.serving.requests import (
+        RequestContext,
+        SuitabilityRequest,
+        local_now,
+        vocabularies,
+    )
+    from suitability.specs import load_specs
+
+    specs = load_specs()
+    requests = [SuitabilityRequest.model_validate_json(json.dumps(b), strict=True) for b in bodies]
+    context = RequestContext(vocabularies(specs), local_now("Asia/Shanghai"))
+
+    def online() -> None:
+        for request, bundle in zip(requests, check_requests(requests, context, specs), strict=True):
+            customer_row(bundle, request.as_of, specs)
+
+    def batch() -> None:
+        frames: dict[str, list[pd.DataFrame]] = {k: [] for k in ("c", "q", "e", "t")}
+        for b in bodies:  # the batch contracts validate and mask each customer's records
+            one = bundle_inputs(
+                RecordBundle(b["profile"], b["answers"], b["events"], b["tags"]), specs
+            )
+            for key, frame in zip(
+                "cqet", (one.customers, one.questionnaire, one.events, one.tags), strict=True
+            ):
+                frames[key].append(frame)
+        inputs = FeatureInputs(*(pd.concat(frames[k], ignore_index=True) for k in "cqet"))
+        queries = pd.DataFrame(
+            {
+                "customer_id": inputs.customers["customer_id"],
+                "as_of": pd.to_datetime([b["as_of"] for b in bodies]).astype("datetime64[us]"),
+            }
+        )
+        compute_features(inputs, queries, specs)
+
+    out = {}
+    for name, step in (("online_per_item_ms", online), ("batch_path_ms", batch)):
+        step()
+        times = []
+        for _ in range(repeats + 2):
+            began = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - began) * 1000)
+        out[name] = statistics.median(times)
+    return out
 
 
 def floor_of(http_ms: float, breakdown: Mapping[str, float], ours_ms: float) -> dict[str, float]:
@@ -889,6 +1021,19 @@ def print_report(report: Mapping[str, Any]) -> None:
         f"HTTP p50 {http:.1f} ms − in-process total {total:.1f} ms = {http - total:.1f} ms for "
         "HTTP, BentoML, the guard and the client (approximate: measured in another process, "
         "at another moment)"
+    )
+    bt = report["batch"]
+    print(
+        f"\n/suitability/batch, {bt['customers']} customers in one call: "
+        f"{bt['batch_customers_per_s']:.0f} customers/s; the same {bt['customers']} as single "
+        f"/suitability calls: {bt['singles_customers_per_s']:.0f} customers/s "
+        f"({bt['batch_customers_per_s'] / bt['singles_customers_per_s']:.2f}×)"
+    )
+    print(
+        f"features of those {bt['customers']} bundles in-process: per-request path item by "
+        f"item {bt['online_per_item_ms']:.1f} ms; batch contracts + batch kernel "
+        f"{bt['batch_path_ms']:.1f} ms ({bt['batch_path_ms'] / bt['online_per_item_ms']:.1f}× "
+        "the per-item time)"
     )
     c = report["checks"]
     print(

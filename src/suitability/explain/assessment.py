@@ -11,8 +11,9 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,12 @@ from suitability.models.spec import ModelSpec
 from suitability.specs import C_LEVELS, Specs
 
 
+def _flat(record: Any) -> dict[str, Any]:
+    """A dataclass of plain values as a dict: what `asdict` gives without its deep copies (a
+    dozen of these go into every answer)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Which registered model version produced an output (for audit and reports)."""
@@ -52,7 +59,7 @@ class ModelRef:
     run_id: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _flat(self)
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,7 @@ class SourceUse:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _flat(self)
 
 
 def _iso(us: int | None) -> str | None:
@@ -241,7 +248,7 @@ def sources_used(
     the latest in the specs' order), events of the last `window_days`, interview tags."""
     limit = int(pd.Timestamp(as_of).as_unit("us").value // 1_000)  # microseconds since 1970
     answers, events, tags = bundle.answers, bundle.events, bundle.tags
-    submitted = [_us(t) for t in answers.get("submitted_at")]
+    submitted = answers.us("submitted_at").tolist()
     known = {
         (t, v)
         for t, v in zip(submitted, answers.get("questionnaire_version"), strict=True)
@@ -250,8 +257,8 @@ def sources_used(
     order = {v: i for i, v in enumerate(specs.questionnaires)}
     latest = max(known, key=lambda tv: (tv[0], order.get(tv[1], -1))) if known else None
     since = limit - window_days * 86_400_000_000
-    in_window = [t for t in map(_us, events.get("event_time")) if since < t <= limit]
-    recorded = [_us(t) for t in tags.get("recorded_at")]
+    in_window = [t for t in events.us("event_time").tolist() if since < t <= limit]
+    recorded = tags.us("recorded_at").tolist()
     visible = [i for i, t in enumerate(recorded) if t <= limit]
     interviews = tags.get("interview_time")
     return [
@@ -274,10 +281,15 @@ def sources_used(
     ]
 
 
+@lru_cache(maxsize=16)
+def _sorted_names(names: tuple[str, ...]) -> list[str]:
+    return sorted(set(names))
+
+
 def feature_hash(values: Mapping[str, Any], names: Sequence[str]) -> str:
     """sha256 of the feature vector the models saw (named, sorted, canonical JSON), so an
     audit can prove which inputs produced an answer without storing them."""
-    canonical = {n: plain_value(values.get(n)) for n in sorted(set(names))}
+    canonical = {n: plain_value(values.get(n)) for n in _sorted_names(tuple(names))}
     text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -290,7 +302,7 @@ class Product:
     term_days: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return _flat(self)
 
 
 @dataclass(frozen=True)

@@ -224,12 +224,24 @@ def by_source(
     contributions = np.asarray(contributions, dtype=np.float64)
     if contributions.ndim != 1:
         raise ValueError("by_source takes one row of contributions")
-    sources = [
-        info.source if (info := _info(n, specs)) is not None else "other" for n in feature_names
-    ]
-    out: dict[str, float] = {}
-    for source in (*SOURCES, "other"):
-        mask = np.array([s == source for s in sources])
-        if mask.any():
-            out[source] = float(contributions[mask].sum())
-    return out
+    return {
+        source: float(contributions[mask].sum())
+        for source, mask in _source_masks(tuple(feature_names), specs).items()
+    }
+
+
+def _source_masks(feature_names: tuple[str, ...], specs: Specs) -> dict[str, np.ndarray]:
+    """Which features come from each source (those with any), worked out once per feature list
+    and kept with the specs (every answer explains the same few feature lists)."""
+    cache = specs.__dict__.setdefault("_source_masks", {})
+    if feature_names not in cache:
+        sources = [
+            info.source if (info := _info(n, specs)) is not None else "other" for n in feature_names
+        ]
+        masks = {}
+        for source in (*SOURCES, "other"):
+            mask = np.array([s == source for s in sources], dtype=bool)
+            if mask.any():
+                masks[source] = mask
+        cache[feature_names] = masks
+    return cache[feature_names]

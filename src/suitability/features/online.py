@@ -14,7 +14,7 @@ arithmetic (integer cents and counts, the same float operations in the same orde
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -62,6 +62,7 @@ class Table:
     record order."""
 
     columns: dict[str, list[Any]]
+    _us: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()), ()))
@@ -69,6 +70,13 @@ class Table:
     def get(self, name: str) -> list[Any]:
         values = self.columns.get(name)
         return values if values is not None else [None] * len(self)
+
+    def us(self, name: str) -> np.ndarray:
+        """A time column (no missing values) as int64 microseconds since 1970, converted once
+        (the checks, the features and the facts used all read it)."""
+        if name not in self._us:
+            self._us[name] = _us_array(self.get(name))
+        return self._us[name]
 
 
 @dataclass(frozen=True)
@@ -292,17 +300,11 @@ def check_bundle(bundle: Bundle, specs: Specs) -> ProblemLog:
         (EVENTS, "event_time"),
         (INTERVIEW_TAGS, "recorded_at"),
     ):
-        rows = [i + 1 for i, t in enumerate(tables[schema.name].get(column)) if not _in_range(t)]
-        if rows:
-            log.add(schema.name, Finding(column, RULE_TIME_RANGE, np.array(rows)))
+        seconds = _ceil_seconds(tables[schema.name].us(column))
+        rows = np.flatnonzero((seconds < 0) | (seconds > _MAX_SECOND)) + 1
+        if rows.size:
+            log.add(schema.name, Finding(column, RULE_TIME_RANGE, rows))
     return log
-
-
-def _in_range(value: datetime | None) -> bool:
-    if value is None:
-        return True
-    us = _us(value)
-    return 0 <= -((-us) // _US_PER_SECOND) <= _MAX_SECOND
 
 
 def _violations(rule: RowRule, table: Table, schema: TableSchema, specs: Specs) -> list[int]:
@@ -453,7 +455,7 @@ def _ceil_seconds(us: np.ndarray) -> np.ndarray:
 def _questionnaire(answers: Table, q_sec: int, q_us: int, plan: OnlinePlan) -> dict[str, Any]:
     """The latest submission known by t (by time, then version order on a tie), scored."""
     specs = plan.specs
-    when = _us_array(answers.get("submitted_at"))
+    when = answers.us("submitted_at")
     versions = answers.get("questionnaire_version")
     known = (_ceil_seconds(when) <= q_sec).tolist()
     visible = {
@@ -494,7 +496,7 @@ def _behaviour(events: Table, q_sec: int, q_us: int, plan: OnlinePlan) -> dict[s
     """Counts and amounts per window from one integer matrix (one row per event, one column per
     quantity) summed over each window's rows: int64 sums, as the kernel's prefix sums."""
     n = len(events)
-    times = _us_array(events.get("event_time"))
+    times = events.us("event_time")
     seconds = _ceil_seconds(times)
     etype = np.array([plan.event_code[t] for t in events.get("event_type")], dtype=np.int64)
     channel = np.array([plan.channel_code[c] for c in events.get("channel")], dtype=np.int64)
@@ -588,8 +590,8 @@ def _behaviour(events: Table, q_sec: int, q_us: int, plan: OnlinePlan) -> dict[s
 def _interview(tags: Table, q_sec: int, q_us: int, plan: OnlinePlan) -> dict[str, Any]:
     """Time-decayed tag weights summed in the kernel's order (by recorded_at, then interview
     time, then tag), interviews counted once, and the days since the latest."""
-    recorded = _us_array(tags.get("recorded_at"))
-    interview = _us_array(tags.get("interview_time"))
+    recorded = tags.us("recorded_at")
+    interview = tags.us("interview_time")
     tag = np.array([plan.tag_code[t] for t in tags.get("tag")], dtype=np.int64)
     order = np.lexsort((tag, interview, recorded))
     visible = order[_ceil_seconds(recorded[order]) <= q_sec]

@@ -123,7 +123,9 @@ class AuditRecord:
 def check_no_pii(record: AuditRecord) -> None:
     """Refuse a record holding something that looks like an unmasked mobile or ID number.
     The error names the field (e.g. `outputs.note` or `models[0].name`), never the value."""
-    texts = (item for name, value in record.to_dict().items() for item in _texts(value, name))
+    # The fields as they are (no deep copy: nothing here changes them).
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    texts = (item for name, value in values.items() for item in _texts(value, name))
     for path, text in texts:
         text = _HEX_IDENTIFIER.sub(_blank_hex, text)
         for what, pattern in _PII_PATTERNS:
@@ -357,7 +359,7 @@ _COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(AuditRecord))
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
-    values = record.to_dict()
+    values = {c: getattr(record, c) for c in _COLUMNS}  # read only: no deep copy needed
     for name in _JSON_FIELDS:
         try:
             values[name] = json.dumps(values[name], ensure_ascii=False, allow_nan=False)
