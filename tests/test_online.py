@@ -20,6 +20,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from suitability.data.contracts import (
     RULE_NOT_DATE,
@@ -43,12 +44,13 @@ from suitability.data.schema import (
     RequiredWhen,
 )
 from suitability.explain.assessment import (
+    KERNEL_FROM,
     Explainer,
     Matrices,
     Product,
     assess_customers,
     assess_rows,
-    customer_row,
+    customer_rows,
 )
 from suitability.features.bundle import CustomerBundle as RecordBundle
 from suitability.features.bundle import bundle_inputs
@@ -59,7 +61,6 @@ from suitability.serving.requests import (
     CustomerBundle,
     InvalidRequest,
     RequestContext,
-    invalid,
     vocabularies,
 )
 from suitability.specs import R_LEVELS, SpecError, Specs, load_specs
@@ -345,11 +346,12 @@ def test_the_hot_path_equals_the_batch_pipeline_bit_for_bit(
 
     plan = plan_of(specs)
     context = RequestContext(vocabularies(specs), as_of + timedelta(days=400))
-    rows, vectors = [], []
+    rows, vectors, bundles = [], [], []
     for i, cid in enumerate(ids):
         request = CustomerBundle.model_validate_json(_body(world, cid, as_of), strict=True)
         (bundle,) = check_requests([request], context, specs)
-        row, vector = customer_row(bundle, request.as_of, specs)
+        (row,), (vector,) = customer_rows([bundle], [request.as_of], specs)
+        bundles.append(bundle)
         for j, name in enumerate(plan.names):
             want = batch[name].iloc[i]
             assert _same_bits(want, vector[j], plan.categorical.get(name)), (cid, name, want)
@@ -367,6 +369,14 @@ def test_the_hot_path_equals_the_batch_pipeline_bit_for_bit(
     slices = [_one(inputs, cid) for cid in ids]
     cold = assess_customers(batch, slices, risk, churn, specs, rules, products, initiators)
     assert [c.to_json() for c in hot] == [c.to_json() for c in cold]
+
+    # A batch endpoint's many bundles go through the batch kernel at once: the same again.
+    assert len(bundles) >= KERNEL_FROM
+    many, stacked = customer_rows(bundles, [as_of] * len(bundles), specs)
+    np.testing.assert_array_equal(stacked, np.stack(vectors))
+    x_risk, x_churn = Matrices(risk, churn, specs).of(stacked)
+    again = assess_rows(many, x_risk, x_churn, risk, churn, specs, rules, products, initiators)
+    assert [c.to_json() for c in again] == [c.to_json() for c in hot]
 
 
 def test_enough_bundles_were_generated():
@@ -388,12 +398,41 @@ def _example() -> dict[str, Any]:
     return body
 
 
+def _contract_rule(error: dict[str, Any]) -> str:
+    """Which data-contract rule a pydantic error of the strict request models is: the models
+    are generated from `data.schema` (types, nullability, lower bounds, finiteness), so each
+    column rule of the contracts is one of their checks. (BentoML answers these with its own
+    body and pydantic's wording; the rule and the field are what must agree.)"""
+    kind, value = error["type"], error.get("input")
+    if kind.endswith("_type") and value is None:
+        return RULE_NOT_NULL
+    if kind == "greater_than_equal":
+        return f"must be ≥ {error['ctx']['ge']:g}"
+    if kind in ("datetime_parsing", "datetime_from_date_parsing"):
+        return RULE_NOT_TIMESTAMP
+    if kind == "date_parsing":
+        try:
+            with_time = datetime.fromisoformat(value).time() != datetime.min.time()
+        except (TypeError, ValueError):
+            with_time = False
+        return RULE_TIME_OF_DAY if with_time else RULE_NOT_DATE
+    return kind
+
+
+def _path(location: tuple[Any, ...]) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + str(part)
+    return text
+
+
 def _hot(body: dict[str, Any], specs: Specs) -> set[tuple[str, str]]:
-    """What the service's path refuses: the strict parse, then `check_requests`."""
+    """What the service's path refuses: the strict request models (what BentoML validates the
+    body with), then `check_requests`."""
     try:
         request = CustomerBundle.model_validate_json(json.dumps(body), strict=True)
-    except Exception as error:  # a pydantic ValidationError
-        return {(p.field, p.rule) for p in invalid(error).problems}
+    except ValidationError as error:
+        return {(_path(e["loc"]), _contract_rule(e)) for e in error.errors(include_url=False)}
     try:
         check_requests([request], RequestContext(vocabularies(specs), NOW), specs)
     except InvalidRequest as exc:

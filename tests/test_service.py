@@ -176,6 +176,34 @@ def test_batch_answers_in_order_each_with_its_own_audited_request_id(client, key
         assert got.status_code == 200
 
 
+def test_a_large_batch_answers_what_single_calls_answer(client, keys, demo):
+    """From `KERNEL_FROM` bundles on, a batch's features come from the batch kernel: every
+    answer is still the single call's, field for field."""
+    from suitability.data.io import read_customer_records
+    from suitability.explain.assessment import KERNEL_FROM
+    from suitability.explain.cases import default_as_of
+    from suitability.serving.bodies import request_body
+
+    data = demo / "data"
+    as_of = default_as_of(data)
+    customers = pd.read_parquet(data / "customers", columns=["customer_id", "registered_at"])
+    ids = customers[customers["registered_at"] <= as_of]["customer_id"].head(KERNEL_FROM + 2)
+    product = {"product_id": "P00001", "risk_level": "R3"}
+    bodies = [
+        request_body(
+            read_customer_records(data, c), as_of, product=product, initiated_by="platform"
+        )
+        for c in ids
+    ]
+    batch = post(client, "/suitability/batch", {"requests": bodies}, keys["matching"])
+    assert batch.status_code == 200, batch.text
+    for body, got in zip(bodies, batch.json()["results"], strict=True):
+        single = post(client, "/suitability", body, keys["matching"])
+        assert single.status_code == 200, single.text
+        want = single.json()
+        assert {**got, "request_id": None} == {**want, "request_id": None}
+
+
 # --- keys and roles ---------------------------------------------------------------------------
 
 

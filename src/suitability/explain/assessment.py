@@ -27,7 +27,9 @@ from suitability.features.online import (
     Bundle,
     MatrixPlan,
     _us,
+    kernel_features,
     masked_profile,
+    masked_profiles,
     online_features,
 )
 from suitability.models.estimators import BinaryLGBM, OrdinalLGBM
@@ -360,16 +362,33 @@ class CustomerRow:
     sources: list[SourceUse]
 
 
-def customer_row(bundle: Bundle, as_of: Any, specs: Specs) -> tuple[CustomerRow, np.ndarray]:
-    """One contract-valid bundle's row (through the per-request path) and feature vector."""
-    features = online_features(bundle, as_of, specs)
-    row = CustomerRow(
-        as_of=features.as_of,
-        values=features.values,
-        customer=masked_profile(bundle.profile),
-        sources=sources_used(bundle, features.as_of, specs),
-    )
-    return row, features.vector
+#: From this many bundles on, their features come from the batch kernel (one pass over all of
+#: them) rather than the per-request path item by item: the same rows (`tests/test_online.py`),
+#: faster from about 32 bundles on (`benchmarks/bench_serve.py`, batch section).
+KERNEL_FROM = 40
+
+
+def customer_rows(
+    bundles: Sequence[Bundle], as_ofs: Sequence[Any], specs: Specs
+) -> tuple[list[CustomerRow], np.ndarray]:
+    """Contract-valid bundles' rows and feature vectors (rows, catalogue features): each
+    bundle through the per-request path, or all of them through the batch kernel from
+    `KERNEL_FROM` bundles on; personal data masked for all at once."""
+    if len(bundles) >= KERNEL_FROM:
+        features = kernel_features(bundles, as_ofs, specs)
+    else:
+        features = [online_features(b, t, specs) for b, t in zip(bundles, as_ofs, strict=True)]
+    customers = masked_profiles([b.profile for b in bundles])
+    rows = [
+        CustomerRow(
+            as_of=f.as_of,
+            values=f.values,
+            customer=customer,
+            sources=sources_used(b, f.as_of, specs),
+        )
+        for f, b, customer in zip(features, bundles, customers, strict=True)
+    ]
+    return rows, np.stack([f.vector for f in features])
 
 
 class Matrices:
@@ -399,11 +418,11 @@ def assess_customer(
 ) -> CustomerCase:
     """Explain both models for one contract-valid bundle as of `as_of` and, given a product,
     decide: the per-request path, as the service answers."""
-    row, vector = customer_row(bundle, as_of, specs)
-    x_risk, x_churn = Matrices(risk, churn, specs).of(vector[None, :])
-    return assess_rows(
-        [row], x_risk, x_churn, risk, churn, specs, rules, [product], [initiated_by]
-    )[0]
+    rows, vectors = customer_rows([bundle], [as_of], specs)
+    x_risk, x_churn = Matrices(risk, churn, specs).of(vectors)
+    return assess_rows(rows, x_risk, x_churn, risk, churn, specs, rules, [product], [initiated_by])[
+        0
+    ]
 
 
 def assess_customers(

@@ -46,7 +46,8 @@ class FeatureLayout:
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def check(self, frame: pd.DataFrame) -> None:
-        missing = [n for n in self.names if n not in frame.columns]
+        present = set(frame.columns.tolist())  # one pass, not a lookup in the index per name
+        missing = [n for n in self.names if n not in present]
         if missing:
             shown = ", ".join(missing[:10]) + (
                 f" … ({len(missing)} in all)" if len(missing) > 10 else ""
@@ -62,16 +63,19 @@ class FeatureLayout:
         # numeric columns convert as one block (one copy), and categoricals are coded through
         # their few categories rather than row by row.
         labels = frame.columns.tolist()
-        dtypes = dict(zip(labels, frame.dtypes.tolist(), strict=True))
-        plain = {d: _plain_number(d) for d in set(dtypes.values())}
+        dtypes = frame.dtypes.tolist()
+        # Classified by the dtype object: a categorical dtype's hash walks its categories.
+        kinds: dict[int, bool] = {}
+        for dtype in dtypes:
+            if id(dtype) not in kinds:
+                kinds[id(dtype)] = _plain_number(dtype)
+        plain = {label: kinds[id(dtype)] for label, dtype in zip(labels, dtypes, strict=True)}
         # Columns are taken by position when labels are unique (a label lookup in a text
         # index costs more than the row); with repeated labels, by label as pandas resolves it.
         position = {label: i for i, label in enumerate(labels)}
         by_position = len(position) == len(labels)
         block = [
-            j
-            for j, name in enumerate(self.names)
-            if name not in self.categories and plain[dtypes[name]]
+            j for j, name in enumerate(self.names) if name not in self.categories and plain[name]
         ]
         if block:
             names = [self.names[j] for j in block]
@@ -105,14 +109,19 @@ class FeatureLayout:
         plain columns), then -1 for code -1 (missing). Kept per dtype: a feature frame's
         categories are the same spec vocabulary on every request."""
         cache = self.__dict__.setdefault("_category_lookups", {})  # frozen: not a field
-        key = (name, dtype)
-        if key not in cache:
-            if len(cache) >= 64:  # frames with ever-new categories must not grow it forever
-                cache.clear()
-            text = pd.Series(dtype.categories).astype("string")
-            lookup = self._vocabulary(name).get_indexer(text.to_numpy(dtype=object, na_value=None))
-            cache[key] = np.append(lookup, -1)
-        return cache[key]
+        # Keyed by the dtype object (frames of one source share it) and checked to be that
+        # very object: hashing a categorical dtype hashes all its categories.
+        key = (name, id(dtype))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is dtype:
+            return hit[1]
+        if len(cache) >= 64:  # frames with ever-new categories must not grow it forever
+            cache.clear()
+        text = pd.Series(dtype.categories).astype("string")
+        lookup = self._vocabulary(name).get_indexer(text.to_numpy(dtype=object, na_value=None))
+        lookup = np.append(lookup, -1)
+        cache[key] = (dtype, lookup)  # the dtype is kept, so its id is not reused meanwhile
+        return lookup
 
     def _vocabulary(self, name: str) -> pd.Index:
         """The categories of `name` as an index (its hash table built once per layout)."""
@@ -292,9 +301,11 @@ class OrdinalLGBM:
         return out
 
     def levels(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The predicted level (the median) and the expected level (1..K) of each row."""
+        """The predicted level (the median) and the expected level (1..K) of each row. Summed
+        row by row, not by a matrix product: BLAS picks its kernel by the number of rows, so a
+        product could give a row other bits in a batch than alone."""
         level = np.asarray(self.classes, dtype=object)[median_level(proba)]
-        return level, proba @ np.arange(1, len(self.classes) + 1)
+        return level, (proba * np.arange(1, len(self.classes) + 1)).sum(axis=1)
 
 
 def cumulative_to_proba(above: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from suitability.explain.assessment import (
     _assess_churn,
     _assess_risk,
     assess_rows,
-    customer_row,
+    customer_rows,
     feature_hash,
 )
 from suitability.features.online import PARTS, Bundle, check_bundle, plan_of
@@ -103,12 +103,9 @@ class Scorer:
         """Check each bundle (`check_requests`), mask its personal data and build its features
         and both models' matrices as of `as_of` (default: `now`)."""
         bundles = check_requests(requests, self.context(now), self.specs, prefix)
-        rows, vectors = [], []
-        for request, bundle in zip(requests, bundles, strict=True):
-            row, vector = customer_row(bundle, request.as_of or now, self.specs)
-            rows.append(row)
-            vectors.append(vector)
-        x_risk, x_churn = self.matrices.of(np.stack(vectors))
+        as_ofs = [r.as_of or now for r in requests]
+        rows, vectors = customer_rows(bundles, as_ofs, self.specs)
+        x_risk, x_churn = self.matrices.of(vectors)
         return Prepared(rows, x_risk, x_churn)
 
     # --- answers ----------------------------------------------------------------------------

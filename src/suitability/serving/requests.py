@@ -21,17 +21,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     create_model,
 )
 from pydantic_core import PydanticCustomError
 
-from suitability.data.contracts import (
-    RULE_NOT_DATE,
-    RULE_NOT_NULL,
-    RULE_NOT_TIMESTAMP,
-    RULE_TIME_OF_DAY,
-)
 from suitability.data.contracts import allowed_rule as _allowed_rule
 from suitability.data.schema import (
     CUSTOMERS,
@@ -225,66 +218,6 @@ class InvalidRequest(ValueError):
         }
 
 
-def _path(location: tuple[Any, ...]) -> str:
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-    return text or "(body)"
-
-
-_RULES = {
-    "missing": "required",
-    "extra_forbidden": "unknown field",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "bool_type": "must be true or false",
-    "list_type": "must be a list",
-    "model_type": "must be an object",
-    "dict_type": "must be an object",
-    "finite_number": "must be a finite number",
-    "datetime_type": "must be an ISO 8601 time string",
-    # Text that is no time or date breaks the data contracts' own rule, worded as they word it.
-    "datetime_parsing": RULE_NOT_TIMESTAMP,
-    "datetime_from_date_parsing": RULE_NOT_TIMESTAMP,
-    "date_type": "must be an ISO 8601 date string",
-    "date_parsing": RULE_NOT_DATE,
-    "date_from_datetime_inexact": RULE_TIME_OF_DAY,
-    "date_from_datetime_parsing": RULE_NOT_DATE,
-}
-
-
-def _has_time_of_day(value: Any) -> bool:
-    """Whether a date field's text is an ISO time with a time of day (what the contracts call
-    "not a date (has a time of day)" rather than not a date at all)."""
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return False
-    return moment is not None and moment.time() != datetime.min.time()
-
-
-def _rule(error: Mapping[str, Any]) -> str:
-    """The data contracts' wording where the rule is theirs (a null where a value is required,
-    a lower bound, an unparseable time), else ours or pydantic's, which states the rule without
-    the input."""
-    kind = error["type"]
-    if kind.endswith("_type") and "input" in error and error["input"] is None:
-        return RULE_NOT_NULL
-    if kind == "greater_than_equal":
-        return f"must be ≥ {error['ctx']['ge']:g}"
-    if kind == "date_parsing" and _has_time_of_day(error.get("input")):
-        return RULE_TIME_OF_DAY
-    if kind in _RULES:
-        return _RULES[kind]
-    if kind == "json_invalid":
-        return "malformed JSON: " + str(error.get("ctx", {}).get("error", "cannot parse"))
-    return str(error["msg"])
-
-
 def check_request(request: BaseModel, context: RequestContext) -> None:
     """The rules a JSON schema cannot state: values within the specs' vocabularies and no time
     after the request arrived. Works on any request model (single or batch); raises
@@ -350,24 +283,3 @@ def value_problems(
             path = f"{where}{part}.{name}" if part == "profile" else f"{where}{part}[{i}].{name}"
             problems.append(RequestProblem(field=path, rule=rule))
     return problems
-
-
-def parse_request(model: type[BaseModel], body: bytes | str, context: RequestContext) -> Any:
-    """Validate a JSON body against `model` and `check_request`; raises `InvalidRequest`."""
-    try:
-        request = model.model_validate_json(body, strict=True)
-    except ValidationError as exc:
-        raise invalid(exc) from None
-    check_request(request, context)
-    return request
-
-
-def invalid(error: ValidationError) -> InvalidRequest:
-    """pydantic's errors as request problems (paths and rules, never the input)."""
-    return InvalidRequest(
-        [
-            # The input is read to tell a null from a wrong type; it never leaves this function.
-            RequestProblem(field=_path(tuple(e["loc"])), rule=_rule(e))
-            for e in error.errors(include_url=False)
-        ]
-    )
