@@ -420,9 +420,10 @@ def assess_customer(
     decide: the per-request path, as the service answers."""
     rows, vectors = customer_rows([bundle], [as_of], specs)
     x_risk, x_churn = Matrices(risk, churn, specs).of(vectors)
-    return assess_rows(rows, x_risk, x_churn, risk, churn, specs, rules, [product], [initiated_by])[
-        0
-    ]
+    (case,) = assess_rows(
+        rows, x_risk, x_churn, risk, churn, specs, rules, [product], [initiated_by]
+    )
+    return case
 
 
 def assess_customers(
