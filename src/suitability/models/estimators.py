@@ -70,8 +70,8 @@ class FeatureLayout:
             if id(dtype) not in kinds:
                 kinds[id(dtype)] = _plain_number(dtype)
         plain = {label: kinds[id(dtype)] for label, dtype in zip(labels, dtypes, strict=True)}
-        # Columns are taken by position when labels are unique (a label lookup in a text
-        # index costs more than the row); with repeated labels, by label as pandas resolves it.
+        # The numeric block is taken by position when labels are unique (`take` is the cheapest
+        # way to a sub-frame); with repeated labels, by label as pandas resolves it.
         position = {label: i for i, label in enumerate(labels)}
         by_position = len(position) == len(labels)
         block = [
@@ -79,13 +79,15 @@ class FeatureLayout:
         ]
         if block:
             names = [self.names[j] for j in block]
-            values = frame.iloc[:, [position[n] for n in names]] if by_position else frame[names]
+            values = (
+                frame.take([position[n] for n in names], axis=1) if by_position else frame[names]
+            )
             out[:, block] = values.to_numpy(dtype=np.float64, na_value=np.nan)
         done = set(block)
         for j, name in enumerate(self.names):
             if j in done:
                 continue
-            column = frame.iloc[:, position[name]] if by_position else frame[name]
+            column = frame[name]
             if name in self.categories:
                 out[:, j] = self._codes(name, column)
             else:
@@ -98,7 +100,7 @@ class FeatureLayout:
         """Positions of a column's values in the vocabulary of `name` (NaN: missing or
         unknown), compared as text."""
         if isinstance(column.dtype, pd.CategoricalDtype):
-            codes = self._category_lookup(name, column.dtype)[column.cat.codes.to_numpy()]
+            codes = self._category_lookup(name, column.dtype)[column.array.codes]
         else:
             text = column.astype("string").to_numpy(dtype=object, na_value=None)
             codes = self._vocabulary(name).get_indexer(text)
