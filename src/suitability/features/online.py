@@ -83,8 +83,8 @@ class Table:
 @dataclass(frozen=True)
 class Bundle:
     """Everything known about one customer, as typed columns per raw table (what a parsed
-    request holds, or what the batch contracts produced). The profile's personal data is not
-    masked yet: `check_bundle` masks it."""
+    request holds, or what the batch contracts produced). The profile's personal data is as it
+    came: `masked_profile(s)` gives the masked form answers show; features never read it."""
 
     profile: dict[str, Any]
     answers: Table
