@@ -857,7 +857,7 @@ def stage_breakdown(store: Path, body: bytes, work: Path, calls: int) -> dict[st
         (assessment, "explain_matrix", "in_treeshap"),
         (estimators.OrdinalLGBM, "proba_of_matrix", "in_predict_risk"),
         (estimators.BinaryLGBM, "proba_of_matrix", "in_predict_churn"),
-        (audit_module, "check_no_pii", "in_audit_pii_check"),
+        (audit_module, "withhold_pii", "in_audit_pii_check"),
     ]
 
     def answer(i: int) -> None:

@@ -1193,7 +1193,7 @@ def keys_remove(
     key_id: Annotated[str, typer.Argument(help="The key id `keys list` shows.")],
     keys: KeysFileOption = None,
 ) -> None:
-    """Revoke a key (a running service reads the file at start-up: restart it)."""
+    """Revoke a key (a running service re-reads the file at its next request: no restart)."""
     from suitability.serving.keys import remove_key
 
     with _user_errors():
@@ -1205,8 +1205,8 @@ def _audit_log(db: Path | None):  # AuditLog
     from suitability.serving.audit import AuditLog
     from suitability.settings import get_settings
 
-    settings = get_settings()
-    return AuditLog(db or settings.audit_db, settings.audit_retention_days, create=False)
+    # Reading only: the retention setting matters to the service, which purges.
+    return AuditLog(db or get_settings().audit_db, create=False)
 
 
 def _time_option(value: str | None, name: str):  # datetime | None
@@ -1319,6 +1319,7 @@ def serve(
     import sys
 
     from suitability import tracking
+    from suitability.serving.audit import check_retention
     from suitability.serving.keys import KeyStore
     from suitability.settings import get_settings
 
@@ -1328,6 +1329,11 @@ def serve(
 
         keys_file = _keys_file(keys)
         KeyStore.load(keys_file)  # a bad file fails here, with its reason
+        check_retention(
+            settings.audit_retention_days,
+            settings.audit_min_retention_days,
+            settings.audit_retention_override,
+        )
         chosen = alias or settings.model_alias
         uri = tracking.use_store()
         # Load both models once here (checksums included): a missing alias or a tampered
@@ -1345,6 +1351,8 @@ def serve(
         "SUITABILITY_WORKERS": str(workers or settings.server_workers),
         # No usage analytics: the service makes no outbound calls.
         "BENTOML_DO_NOT_TRACK": "true",
+        # `bentoml serve` keeps this process id (exec): its workers die with it.
+        "SUITABILITY_SUPERVISOR_PID": str(os.getpid()),
     }
     os.environ.update(env)
     bind = f"{env['SUITABILITY_HOST']}:{env['SUITABILITY_PORT']}"

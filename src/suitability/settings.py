@@ -44,8 +44,18 @@ class Settings(BaseSettings):
     audit_db: Path = Path("serving-audit.sqlite")
     #: Audit records older than this are deleted (20 years by default).
     audit_retention_days: int = Field(default=7305, gt=0)
+    #: The legal minimum retention: a shorter `audit_retention_days` is refused at start-up...
+    audit_min_retention_days: int = Field(default=7305, gt=0)
+    #: ...unless this says why (recorded in the audit log with every purge).
+    audit_retention_override: str | None = None
     #: Request bodies above this size are refused with 413, unread.
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    #: Requests one worker holds at a time (running or waiting for a thread); more are
+    #: answered 503 with Retry-After at once instead of queueing into a timeout.
+    max_in_flight: int = Field(default=64, gt=0)
+    #: Seconds from arrival within which a request is answered; one that is not gets 503 and
+    #: leaves no audit record (the answer and its record go together, or neither does).
+    request_timeout_s: float = Field(default=30.0, gt=0)
     #: Times in requests and data carry no zone: they are local to this one. "Now" (the
     #: default as-of time, the limit for "in the future") is taken here.
     time_zone: str = "Asia/Shanghai"

@@ -3,7 +3,9 @@ answered, what came out and why), kept in SQLite in WAL mode so the CLI can read
 while the service writes.
 
 A committed record survives the process being killed (`synchronous=FULL`); every append is one
-transaction, so a record is either stored whole or not at all.
+transaction, so a record is either stored whole or not at all. The file (and SQLite's -wal and
+-shm beside it, which take its mode) is readable by its owner only. Retention never goes below
+the legal minimum without a stated reason, and every purge leaves a record of itself.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import os
 import re
 import sqlite3
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -52,9 +56,12 @@ CREATE TABLE {_TABLE} (
 
 _JSON_FIELDS = ("models", "outputs", "reasons")
 
-# Unmasked personal data that must never reach the log. Masked forms (`173****5768`,
-# `110105********8257`) break the digit runs and pass. Digit-only look-arounds, so that a number
-# glued to letters or Chinese text ("电话13812345678") is still caught.
+# What personal data could reach a record is decided by field. Identifiers (request, key,
+# customer, product and category ids, model names and run ids, hashes) are opaque: a platform's
+# customer id may well be an 11-digit number, and the request contract refuses ids that are not
+# plain identifiers (an e-mail, a name). Numbers are measurements. What is left is the text we
+# generate from the specs (reasons, decision wording): a phone or ID number there would be our
+# bug, so it is withheld from the record and logged as our fault, never turned into a 5xx.
 _PII_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("an ID number", re.compile(r"(?<!\d)\d{17}[\dXx](?![\dXx])")),
     (
@@ -62,15 +69,90 @@ _PII_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(r"(?<!\d)(?:(?:\+|00)?86[\s\-]?)?1\d{2}[\s\-]?\d{4}[\s\-]?\d{4}(?!\d)"),
     ),
 )
-# Hex identifiers (sha256 feature hashes, MLflow run ids, UUIDs) are random hex and hold an
-# 11-digit run starting with 1 by chance in about 1 of 200 sha256s; they are blanked before the
-# PII check instead of refusing a legitimate record. Only tokens of 32+ characters with at
-# least one hex letter qualify, so a bare number is still checked.
-_HEX_IDENTIFIER = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f\-]{32,}(?![0-9A-Za-z])")
+#: The record fields whose text is scanned, and the keys inside them that hold opaque ids.
+SCANNED_FIELDS = ("outputs", "reasons")
+OPAQUE_KEYS = frozenset({"customer_id", "product_id", "category", "advisor_id"})
+#: What replaces a withheld text.
+WITHHELD = "[withheld: looked like personal data]"
+
+#: Purges are recorded under this endpoint name.
+PURGE_ENDPOINT = "(retention purge)"
+#: The regulation's minimum (20 years): decisions must be kept at least this long.
+LEGAL_MINIMUM_DAYS = 7305
 
 
 class AuditLogError(ValueError):
     """The audit database cannot be used: not an audit database, corrupt, or a newer schema."""
+
+
+logger = logging.getLogger("suitability.serving")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long records are kept, the legal minimum, and why it is undercut (if it is)."""
+
+    days: int
+    minimum_days: int
+    override_reason: str | None
+
+
+def check_retention(days: int, minimum_days: int, override_reason: str | None) -> Retention:
+    """The retention to use; raises AuditLogError for one below the legal minimum without a
+    reason (a setting of 0 would otherwise delete every decision at the next start)."""
+    if days <= 0:
+        raise AuditLogError(f"the audit retention must be a positive number of days, got {days}")
+    reason = (override_reason or "").strip() or None
+    if days < minimum_days and reason is None:
+        raise AuditLogError(
+            f"the audit retention of {days} days is below the legal minimum of {minimum_days} "
+            "days; decisions must be kept that long. To keep them for less, also set "
+            "SUITABILITY_AUDIT_RETENTION_OVERRIDE to the reason (it is recorded with every purge)"
+        )
+    return Retention(days, minimum_days, reason if days < minimum_days else None)
+
+
+def purge_record(
+    now: datetime,
+    count: int,
+    oldest: str | None,
+    newest: str | None,
+    cutoff: str,
+    retention: Retention,
+) -> AuditRecord:
+    """The record a purge leaves of itself."""
+    return AuditRecord(
+        request_id=f"purge-{uuid.uuid4().hex}",
+        time=_iso(now),
+        endpoint=PURGE_ENDPOINT,
+        caller_role="system",
+        key_id="-",
+        customer_id="-",
+        outputs={
+            "deleted": count,
+            "oldest_deleted": oldest,
+            "newest_deleted": newest,
+            "cutoff": cutoff,
+            "retention_days": retention.days,
+            "legal_minimum_days": retention.minimum_days,
+            "override_reason": retention.override_reason,
+        },
+    )
+
+
+def _owner_only(path: Path) -> None:
+    """Create `path` readable and writable by its owner only, or tighten an existing one (and
+    its -wal and -shm) to that. SQLite gives the -wal and -shm files it creates the database
+    file's mode."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        for member in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                if member.stat().st_mode & 0o077:
+                    os.chmod(member, 0o600)
+    else:
+        os.close(fd)
 
 
 class DuplicateRecordError(AuditLogError):
@@ -120,23 +202,44 @@ class AuditRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def check_no_pii(record: AuditRecord) -> None:
-    """Refuse a record holding something that looks like an unmasked mobile or ID number.
-    The error names the field (e.g. `outputs.note` or `models[0].name`), never the value."""
-    # The fields as they are (no deep copy: nothing here changes them).
-    values = {f.name: getattr(record, f.name) for f in fields(record)}
-    texts = (item for name, value in values.items() for item in _texts(value, name))
-    for path, text in texts:
-        text = _HEX_IDENTIFIER.sub(_blank_hex, text)
-        for what, pattern in _PII_PATTERNS:
-            if pattern.search(text):
-                # Keys were checked before the values under them, so `path` is clean; the
-                # request id is named only when it is not the offender.
-                which = "" if path == "request_id" else f" {record.request_id!r}"
-                raise ValueError(
-                    f"audit record{which} refused: field {path!r} holds what looks like "
-                    f"{what}; mask personal data before it reaches the audit log"
-                )
+def withhold_pii(record: AuditRecord) -> tuple[AuditRecord, list[str]]:
+    """`record` with every scanned text that looks like an unmasked mobile or ID number
+    replaced by `WITHHELD`, and the paths of those texts (`reasons.churn[0]`), never the
+    values. Identifier fields and numbers are not scanned (see `SCANNED_FIELDS`)."""
+    found: list[str] = []
+    changes: dict[str, Any] = {}
+    for name in SCANNED_FIELDS:
+        value = getattr(record, name)
+        cleaned = _withheld(value, name, found)
+        if cleaned is not value:
+            changes[name] = cleaned
+    if not changes:
+        return record, found
+    return replace(record, **changes), found
+
+
+def _withheld(value: Any, path: str, found: list[str]) -> Any:
+    """`value` unchanged (the same object) when nothing in it is withheld, else a copy."""
+    if isinstance(value, str):
+        if any(pattern.search(value) for _, pattern in _PII_PATTERNS):
+            found.append(path)
+            return WITHHELD
+        return value
+    if isinstance(value, Mapping):
+        # Keys are field names we chose (`risk_level`, `C3`), never client text.
+        out = {
+            key: item if key in OPAQUE_KEYS else _withheld(item, f"{path}.{key}", found)
+            for key, item in value.items()
+        }
+        if any(out[key] is not item for key, item in value.items()):
+            return out
+        return value
+    if isinstance(value, list | tuple):
+        items = [_withheld(item, f"{path}[{i}]", found) for i, item in enumerate(value)]
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            return items
+        return value
+    return value
 
 
 class AuditLog:
@@ -147,17 +250,25 @@ class AuditLog:
     service. Other processes may open the same file at the same time."""
 
     def __init__(
-        self, path: Path | str, retention_days: int = 7305, *, create: bool = True
+        self,
+        path: Path | str,
+        retention_days: int = LEGAL_MINIMUM_DAYS,
+        *,
+        create: bool = True,
+        minimum_days: int = LEGAL_MINIMUM_DAYS,
+        override_reason: str | None = None,
     ) -> None:
-        """Open (or, with `create`, make) the audit database at `path`."""
-        if retention_days <= 0:
-            raise ValueError(f"retention_days must be positive, got {retention_days}")
-        self.path = Path(path)
+        """Open (or, with `create`, make) the audit database at `path`. A `retention_days`
+        below `minimum_days` (the legal minimum) is refused unless `override_reason` says why;
+        the reason is kept in the record of every purge."""
+        self.retention = check_retention(retention_days, minimum_days, override_reason)
         self.retention_days = retention_days
+        self.path = Path(path)
         if not create and not self.path.exists():
             raise AuditLogError(f"audit database {self.path} does not exist")
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(self.path)
         # Autocommit mode: transactions are opened explicitly, so each one is visible here.
         self._conn = sqlite3.connect(
             self.path, timeout=10.0, isolation_level=None, check_same_thread=False
@@ -225,16 +336,21 @@ class AuditLog:
         returns how many. Every record is checked before anything is written."""
         rows = []
         for record in records:
-            check_no_pii(record)
+            record, withheld = withhold_pii(record)
+            if withheld:
+                logger.error(
+                    "audit record %s: withheld %s, which looked like personal data (a bug in "
+                    "the text we generate; the answer was still recorded)",
+                    record.request_id,
+                    ", ".join(withheld),
+                )
             rows.append(_row(record))
         if not rows:
             return 0
-        columns = ", ".join(_COLUMNS)
-        marks = ", ".join("?" * len(_COLUMNS))
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(f"INSERT INTO {_TABLE} ({columns}) VALUES ({marks})", rows)
+                self._conn.executemany(self._insert, rows)
                 self._conn.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 self._conn.execute("ROLLBACK")
@@ -249,12 +365,35 @@ class AuditLog:
         return len(rows)
 
     def purge(self, now: datetime | None = None) -> int:
-        """Delete records older than the retention period; returns how many went."""
+        """Delete records older than the retention period, and in the same transaction add a
+        record of the purge (how many, the time range they covered, the retention and any
+        override reason); returns how many went."""
         now = _aware(now, "now") if now is not None else datetime.now(UTC)
         cutoff = _iso(now - timedelta(days=self.retention_days))
+        where = f"FROM {_TABLE} WHERE time < ? AND endpoint != ?"
         with self._lock:
-            cursor = self._conn.execute(f"DELETE FROM {_TABLE} WHERE time < ?", (cutoff,))
-        return cursor.rowcount
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                count, oldest, newest = self._conn.execute(
+                    f"SELECT count(*), min(time), max(time) {where}", (cutoff, PURGE_ENDPOINT)
+                ).fetchone()
+                if count:
+                    self._conn.execute(f"DELETE {where}", (cutoff, PURGE_ENDPOINT))
+                    record = purge_record(now, count, oldest, newest, cutoff, self.retention)
+                    self._conn.execute(self._insert, _row(record))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        return count
+
+    @property
+    def _insert(self) -> str:
+        return (
+            f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+        )
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -422,25 +561,3 @@ def _aware(value: datetime, name: str) -> datetime:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every string (and integer, as a phone number may be one) inside a JSON-like value, with
-    its path. Floats are skipped: their digits are measurements, not identifiers."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, int) and not isinstance(value, bool):
-        yield path, str(value)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            # A key is reported by its parent's path: a key may itself be the offending text.
-            yield f"{path} (a key)", str(key)
-            yield from _texts(item, f"{path}.{key}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _texts(item, f"{path}[{index}]")
-
-
-def _blank_hex(match: re.Match[str]) -> str:
-    token = match.group(0)
-    return "_" if re.search(r"[A-Fa-f]", token) else token

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -26,6 +27,8 @@ try:  # POSIX only; elsewhere concurrent `keys add` runs are not serialised.
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("suitability.serving")
 
 Role = Literal["matching", "compliance"]
 Permission = Literal["predict", "audit"]
@@ -145,6 +148,44 @@ class KeyStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class WatchedKeys:
+    """The keys of a keys file as it is now: every lookup first compares the file's identity
+    (inode, size, modification time) with the one last read, and re-reads the file when it
+    changed, so a key revoked with `suitability keys remove` stops working at the next request,
+    without a restart. A file that can no longer be read (deleted, or broken by a hand edit)
+    trusts no key until it is fixed: failing closed is the safe side of a revocation."""
+
+    def __init__(self, path: Path | str) -> None:
+        """Read `path` now; raises KeyFileError if it is missing or malformed."""
+        self.path = Path(path)
+        self._signature = self._stat()
+        self._store: KeyStore | None = KeyStore.load(self.path)
+        self.problem: str | None = None
+
+    def current(self) -> KeyStore | None:
+        """The keys to authenticate against, or None while the file cannot be read (the
+        reason is in `problem`)."""
+        signature = self._stat()
+        if signature != self._signature:
+            self._signature = signature
+            try:
+                self._store = KeyStore.load(self.path)
+                self.problem = None
+                logger.info("keys file %s re-read: %d key(s)", self.path, len(self._store))
+            except KeyFileError as error:
+                self._store = None
+                self.problem = str(error)
+                logger.error("keys file changed and cannot be used; no key is trusted: %s", error)
+        return self._store
+
+    def _stat(self) -> tuple[int, ...] | None:
+        try:
+            s = os.stat(self.path)
+        except OSError:
+            return None
+        return (s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
 
 
 # --- editing the keys file (the CLI's side) ------------------------------------------------------

@@ -10,20 +10,26 @@ Configuration comes from the settings (`SUITABILITY_*` environment variables, wh
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
 from suitability.serving.audit import AuditLog
 from suitability.serving.engine import Answer, Scorer
-from suitability.serving.guard import Guard, caller_of
-from suitability.serving.keys import KeyStore
+from suitability.serving.guard import DEADLINE_KEY, Guard, caller_of
+from suitability.serving.keys import WatchedKeys
 from suitability.serving.requests import (
     BatchBundles,
     BatchSuitability,
@@ -31,7 +37,7 @@ from suitability.serving.requests import (
     InvalidRequest,
     SuitabilityRequest,
 )
-from suitability.settings import get_settings
+from suitability.settings import Settings, get_settings
 
 logger = logging.getLogger("suitability.serving")
 
@@ -57,8 +63,9 @@ def load_scorer(alias: str) -> Scorer:
     return Scorer(risk, churn, specs, load_rules(), get_settings().time_zone)
 
 
-def load_keys() -> KeyStore:
-    """The API keys named by the settings (`--keys` / SUITABILITY_KEYS_FILE)."""
+def load_keys() -> WatchedKeys:
+    """The API keys named by the settings (`--keys` / SUITABILITY_KEYS_FILE), re-read whenever
+    the file changes."""
     path = get_settings().keys_file
     if path is None:
         raise StartupError(
@@ -66,9 +73,70 @@ def load_keys() -> KeyStore:
             "SUITABILITY_KEYS_FILE (create keys with `suitability keys add`)"
         )
     try:
-        return KeyStore.load(path)
+        return WatchedKeys(path)
     except ValueError as error:
         raise StartupError(str(error)) from None
+
+
+#: Set by `suitability serve` to its own process id, which `bentoml serve` keeps (exec).
+SUPERVISOR_VARIABLE = "SUITABILITY_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_supervisor() -> None:
+    """Make this worker process receive SIGTERM when the process that started it dies, however
+    it dies (SIGKILL included). BentoML starts each worker in a session of its own, so killing
+    the supervisor's process group alone would leave workers holding the port and answering
+    with keys revoked since. Linux only (prctl); elsewhere, and outside `suitability serve`,
+    nothing changes. If the supervisor is already gone, the worker exits at once."""
+    supervisor = os.environ.get(SUPERVISOR_VARIABLE)
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != int(supervisor):  # it died before the signal was armed
+        logger.error("the supervisor (pid %s) is gone; this worker exits", supervisor)
+        os._exit(1)
+
+
+class ClientMistakes(logging.Filter):
+    """BentoML logs every request body its schema refuses at ERROR with a traceback: one
+    client's bad requests could fill the disk and drown our own faults. Such a record becomes
+    one INFO line naming the route, how many problems, and the first one's field and rule
+    (never the value); ERROR stays for our faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            first = error.errors(include_url=False, include_context=False, include_input=False)
+            where = ".".join(str(part) for part in first[0]["loc"]) if first else "(body)"
+            rule = first[0]["msg"] if first else "invalid"
+            detail = f"{error.error_count()} schema problem(s), first {where}: {rule}"
+        elif isinstance(error, BentoMLException) and int(error.error_code) < 500:
+            detail = f"client error {int(error.error_code)}"
+        else:
+            return True
+        record.msg = "%s [%s] refused: %s"
+        record.args = (*(record.args or ())[:2], detail)
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientMistakes())
+
+
+def open_audit_log(settings: Settings, *, create: bool = True) -> AuditLog:
+    """The audit log the settings name, with their retention (checked against the legal
+    minimum)."""
+    return AuditLog(
+        settings.audit_db,
+        settings.audit_retention_days,
+        create=create,
+        minimum_days=settings.audit_min_retention_days,
+        override_reason=settings.audit_retention_override,
+    )
 
 
 def _new_id() -> str:
@@ -80,7 +148,14 @@ class ServiceGuard(Guard):
     not at import)."""
 
     def __init__(self, app: Any) -> None:
-        super().__init__(app, load_keys(), get_settings().max_body_bytes)
+        settings = get_settings()
+        super().__init__(
+            app,
+            load_keys(),
+            settings.max_body_bytes,
+            max_in_flight=settings.max_in_flight,
+            timeout_s=settings.request_timeout_s,
+        )
 
 
 #: How the service runs (also what `benchmarks/floor_service.py` copies). Bound to this machine
@@ -88,7 +163,9 @@ class ServiceGuard(Guard):
 #: must not be reachable from the network by accident.
 SERVICE_OPTIONS: dict[str, Any] = {
     "workers": get_settings().server_workers,
-    "traffic": {"timeout": 30},
+    # Our own deadline (`request_timeout_s`) decides; BentoML's 504 is only a backstop behind
+    # it, so that an answer is never audited after its client was told it timed out.
+    "traffic": {"timeout": get_settings().request_timeout_s + 30},
     "http": {"host": "127.0.0.1", "port": 3000},
 }
 
@@ -100,10 +177,11 @@ class Suitability:
     hash of the feature vector and a request id under which the answer is audited."""
 
     def __init__(self) -> None:
+        die_with_supervisor()
         settings = get_settings()
         load_keys()  # a bad keys file stops the start-up, not the first request
         self.scorer = load_scorer(settings.model_alias)
-        self.audit = AuditLog(settings.audit_db, settings.audit_retention_days)
+        self.audit = open_audit_log(settings)
         purged = self.audit.purge()
         logger.info(
             "loaded %s; audit log %s (%d records past retention purged)",
@@ -157,12 +235,17 @@ class Suitability:
         batch: bool,
     ) -> list[Answer] | dict[str, Any]:
         caller = caller_of(ctx.request.scope)
+        deadline = ctx.request.scope["state"].get(DEADLINE_KEY)
+        if _late(deadline):  # waited too long for a thread: not even started
+            return _too_late(ctx)
         try:
             answers = score(items, ids, caller, batch=batch)
         except InvalidRequest as exc:
             # BentoML sets the status from the context for endpoints that take one.
             ctx.response.status_code = exc.status
             return exc.to_json()
+        if _late(deadline):  # computed, but too late: neither answered nor audited
+            return _too_late(ctx)
         # Durable before the answer leaves: all records of a call, or none (then a 5xx).
         self.audit.append_many([a.record for a in answers])
         return answers
@@ -199,6 +282,17 @@ class Suitability:
         if record is None:
             return JSONResponse({"error": "no audit record with this request id"}, 404)
         return JSONResponse(record.to_dict())
+
+
+def _late(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
+
+
+def _too_late(ctx: bentoml.Context) -> dict[str, Any]:
+    ctx.response.status_code = 503
+    ctx.response.headers["Retry-After"] = "1"
+    seconds = get_settings().request_timeout_s
+    return {"error": f"not answered within {seconds:g} s; nothing was decided or audited, retry"}
 
 
 audit_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
