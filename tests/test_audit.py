@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from suitability.serving.audit import (
+    PURGE_ENDPOINT,
+    WITHHELD,
     AuditLog,
     AuditLogError,
     AuditRecord,
-    PURGE_ENDPOINT,
-    WITHHELD,
     DuplicateRecordError,
     withhold_pii,
 )
@@ -182,7 +182,7 @@ def test_purge_deletes_only_records_past_retention_and_records_itself(tmp_path: 
 @pytest.mark.parametrize("days", [0, 1, 7304])
 def test_a_retention_below_the_legal_minimum_needs_a_reason(tmp_path: Path, days: int):
     path = tmp_path / "audit.sqlite"
-    with pytest.raises(AuditLogError, match="legal minimum|positive") as caught:
+    with pytest.raises(AuditLogError, match=r"legal minimum|positive") as caught:
         AuditLog(path, retention_days=days)
     assert "Traceback" not in str(caught.value)
     assert not path.exists()  # refused before anything was created

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from suitability.cli import app
+from suitability.data.pii import id_pseudonym
 from suitability.data.synth import generate
 from suitability.features.builder import (
     AsOfError,
@@ -250,7 +251,7 @@ def test_loaded_customers_carry_only_masked_pii(tmp_path, specs):
     pq.write_table(pa.Table.from_pandas(frame, schema=table.schema, preserve_index=False), part)
     loaded = load_table(data, "customers", specs)
     assert set(loaded["name"]) == {"欧阳*"}
-    assert set(loaded["id_number"]) == {"110105********002X"}
+    assert set(loaded["id_number"]) == {id_pseudonym(PII["id_number"])}
     assert set(loaded["phone"]) == {"139****5678"}
 
 

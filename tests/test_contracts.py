@@ -14,6 +14,7 @@ import pytest
 
 from suitability.data.contracts import ContractError, MissingTableError, Problem, ProblemLog
 from suitability.data.io import TABLE_NAMES, load_table, load_tables
+from suitability.data.pii import id_pseudonym
 from suitability.settings import get_settings
 from suitability.specs import Specs, load_specs
 
@@ -142,6 +143,15 @@ def assert_problem(
     return matches[0]
 
 
+def test_a_value_refused_as_an_identifier_is_not_echoed(tmp_path, specs, tiny):
+    tiny["customers"].loc[0, "customer_id"] = "zhang.san@example.com"
+    tiny["events"].loc[0, "product_id"] = "王五 13812345678"
+    with pytest.raises(ContractError) as caught:
+        load_tables(write_tables(tmp_path, tiny), specs)
+    assert_problem(caught.value, "events", "product_id", 1, "must be an identifier")
+    assert "zhang.san" not in str(caught.value) and "13812345678" not in str(caught.value)
+
+
 @pytest.fixture
 def tiny(specs: Specs) -> dict[str, pd.DataFrame]:
     return tiny_tables(specs)
@@ -188,7 +198,10 @@ def test_pii_is_masked_on_load(tmp_path, specs, tiny):
     tables = load_tables(write_tables(tmp_path, tiny), specs)
     customers = tables["customers"]
     assert customers["name"].tolist()[:2] == ["张*", "欧阳*"]
-    assert customers["id_number"].tolist()[:2] == ["110101********1234", "310104********432X"]
+    assert customers["id_number"].tolist()[:2] == [
+        id_pseudonym("110101198005011234"),
+        id_pseudonym("31010419551231432X"),
+    ]
     assert customers["phone"].tolist()[:2] == ["138****5678", "139****4321"]
     assert customers[["name", "id_number", "phone"]].iloc[2].isna().all()  # null stays null
     note = tables["interview_tags"]["note"].iloc[0]
@@ -252,6 +265,8 @@ RULE_CASES = [
     ("customers", _set("customers", 2, "channel_preference", "fax"), "channel_preference", 2,
      "value not allowed"),
     ("customers", _set("customers", 2, "customer_id", None), "customer_id", 2, "must not be empty"),
+    ("customers", _set("customers", 1, "customer_id", "zhang.san@example.com"), "customer_id", 1,
+     "must be an identifier"),
     ("customers", _set("customers", 3, "registered_at", pd.NaT), "registered_at", 3,
      "must not be empty"),
     ("customers", _set("customers", 3, "customer_id", "C001"), "customer_id", 3,
@@ -279,6 +294,11 @@ RULE_CASES = [
     ("events", _set("events", 2, "amount", -5.0), "amount", 2, "must be ≥ 0"),
     ("events", _set("events", 3, "term_days", -1), "term_days", 3, "must be ≥ 0"),
     ("events", _set("events", 1, "duration_s", -0.5), "duration_s", 1, "must be ≥ 0"),
+    ("events", _set("events", 2, "amount", 2e16), "amount", 2, "must be ≤ 10,000,000,000"),
+    ("events", _set("events", 3, "term_days", 10**9), "term_days", 3, "must be ≤ 36,500"),
+    ("events", _set("events", 1, "duration_s", 1e7), "duration_s", 1, "must be ≤ 86,400"),
+    ("events", _set("events", 4, "product_id", "a@b.cn"), "product_id", 4,
+     "must be an identifier"),
     ("events", _set("events", 4, "product_risk", "R9"), "product_risk", 4, "value not allowed"),
     ("events", _set("events", 2, "amount", np.nan), "amount", 2,
      "amount is present for monetary event types"),
@@ -294,6 +314,8 @@ RULE_CASES = [
      "recorded_at", 2, "recorded_at >= interview_time"),
     ("interview_tags", _set("interview_tags", 1, "advisor_id", None), "advisor_id", 1,
      "must not be empty"),
+    ("interview_tags", _set("interview_tags", 1, "advisor_id", "Li Lei"), "advisor_id", 1,
+     "must be an identifier"),
     ("interview_tags", _set("interview_tags", 1, "customer_id", "C404"), "customer_id", 1,
      "customer_id exists in customers"),
     # risk_reviews
@@ -304,6 +326,7 @@ RULE_CASES = [
     # products
     ("products", _set("products", 1, "risk_level", "R0"), "risk_level", 1, "value not allowed"),
     ("products", _set("products", 2, "term_days", -30), "term_days", 2, "must be ≥ 0"),
+    ("products", _set("products", 1, "category", "张三"), "category", 1, "must be an identifier"),
     ("products", _set("products", 2, "product_id", "P001"), "product_id", 2,
      "product_id must be unique"),
 ]  # fmt: skip

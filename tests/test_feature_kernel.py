@@ -343,3 +343,55 @@ def test_the_feature_frame_is_the_frame_the_dict_constructor_builds(rows):
     pd.testing.assert_frame_equal(built, expected, check_exact=True)
     assert built.columns.dtype == expected.columns.dtype
     assert list(built.dtypes) == list(expected.dtypes)
+
+
+@pytest.mark.slow
+def test_sums_at_the_declared_bounds_are_exact_and_one_event_more_is_refused(specs):
+    """A million invests of the largest amount in R5 for one customer: every window sum is the
+    exact integer (cents times risk included), so no amount can turn a C5 into a C2."""
+    from suitability.data.contracts import ContractError
+    from suitability.data.schema import MAX_AMOUNT, MAX_EVENTS_PER_CUSTOMER
+
+    inputs = random_inputs(specs, n_customers=2, n_events=10)
+    one = inputs.customers.iloc[:1]
+    cid = one["customer_id"].iloc[0]
+    n = MAX_EVENTS_PER_CUSTOMER
+    start = pd.Timestamp(AS_OFS[0]) - pd.Timedelta(days=80)
+    events = pd.DataFrame(
+        {
+            "customer_id": pd.Series([cid] * n, dtype="str"),
+            "event_time": (start + pd.to_timedelta(np.arange(n) % 86_400 * 60, unit="s")).astype(
+                "datetime64[us]"
+            ),
+            "event_type": pd.Series(["invest"] * n, dtype="str"),
+            "amount": np.full(n, MAX_AMOUNT),
+            "product_id": pd.Series(["P1"] * n, dtype="str"),
+            "product_risk": pd.Series(["R5"] * n, dtype="str"),
+            "term_days": pd.array([36_500] * n, dtype="Int64"),
+            "channel": pd.Series([next(iter(specs.behaviour.channels))] * n, dtype="str"),
+            "duration_s": np.full(n, np.nan),
+        }
+    )
+    empty = FeatureInputs(one, inputs.questionnaire.iloc[:0], events, inputs.tags.iloc[:0])
+    out = compute_features(empty, _queries(empty, AS_OFS[:1]), specs).iloc[0]
+    exact = n * int(MAX_AMOUNT * 100)  # Python integers: no overflow
+    assert round(out["amt_invest_90d"] * 100) == exact
+    assert out["net_holdings"] * 100 == float(exact)
+    assert out["invest_avg_risk_90d"] == 5.0 and out["invest_share_high_risk_90d"] == 1.0
+    assert out["invest_avg_term_90d"] == 36_500.0
+    trend = specs.behaviour.trend
+    as_of = pd.Timestamp(AS_OFS[0])
+    within = {
+        days: int((events["event_time"] > as_of - pd.Timedelta(days=days)).sum())
+        for days in (trend.short_days, trend.long_days)
+    }
+    assert 0 < within[trend.short_days] < within[trend.long_days]
+    cents = int(MAX_AMOUNT * 100)
+    expected = (within[trend.short_days] * cents * trend.long_days) / (
+        within[trend.long_days] * cents * trend.short_days
+    )
+    assert out["trend_invest_amount"] == pytest.approx(expected, rel=1e-12)
+    more = pd.concat([events, events.iloc[:1]], ignore_index=True)
+    too_many = FeatureInputs(one, inputs.questionnaire.iloc[:0], more, inputs.tags.iloc[:0])
+    with pytest.raises(ContractError, match="at most 1,000,000 events"):
+        compute_features(too_many, _queries(too_many, AS_OFS[:1]), specs)

@@ -1,20 +1,28 @@
-"""PII masking: the documented formats, compound surnames, +86 phones, free-text notes; masking
-is idempotent, keeps nulls null and never passes an odd-looking value through."""
+"""PII masking: the documented formats, compound surnames, +86 phones, free-text notes, keyed
+pseudonyms for ID numbers; masking is idempotent, keeps nulls null and never passes an
+odd-looking value through."""
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+import re
 
 import pandas as pd
 import pytest
 
 from suitability.data.pii import (
+    id_pseudonym,
     mask_id_number,
     mask_name,
     mask_note,
     mask_phone,
     mask_pii,
     mask_pii_arrays,
+    pseudonym_key,
 )
 from suitability.data.schema import CUSTOMERS, INTERVIEW_TAGS
+from suitability.settings import get_settings
 
 
 def _masked(masker, values: list[object]) -> list[object]:
@@ -22,20 +30,44 @@ def _masked(masker, values: list[object]) -> list[object]:
     return [None if pd.isna(v) else v for v in out]
 
 
-@pytest.mark.parametrize(
-    ("raw", "masked"),
-    [
-        ("110101199001011234", "110101********1234"),
-        ("11010119900101123x", "110101********123X"),
-        ("110101 1990 0101 1234", "110101********1234"),
-        ("110101900101123", "110101*****1123"),  # 15-character (old) ID
-        ("12345", "*****"),  # not an ID number: starred completely
-        ("1101011990010112345678", "**********************"),
-        ("", ""),
-    ],
-)
-def test_id_number_keeps_first_six_and_last_four(raw, masked):
-    assert _masked(mask_id_number, [raw]) == [masked]
+def test_id_numbers_become_keyed_pseudonyms_that_reveal_no_digit(monkeypatch):
+    raw = ["110101199001011234", "11010119900101123x", "110101 1990-0101 123X", "12345", ""]
+    masked = _masked(mask_id_number, raw)
+    assert all(re.fullmatch(r"idh_[0-9a-f]{24}", m) for m in masked[:4]), masked
+    assert masked[1] == masked[2]  # one ID however written: still joinable
+    assert masked[0] != masked[1] and masked[4] == ""
+    # Without the key, knowing everything beside it (region, birth date, sex) does not help:
+    # the pseudonym is not the hash of the ID alone, and another key gives other pseudonyms.
+    assert masked[0] not in {
+        "idh_" + hashlib.sha256(raw[0].encode()).hexdigest()[:24],
+        "idh_" + hmac.digest(b"", raw[0].encode(), "sha256").hex()[:24],
+    }
+    assert id_pseudonym(raw[0], b"k" * 32) != id_pseudonym(raw[0], b"j" * 32)
+
+
+def test_the_pseudonym_key_comes_from_the_setting_or_a_private_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("SUITABILITY_PII_KEY", raising=False)
+    monkeypatch.setenv("SUITABILITY_PII_KEY_FILE", str(tmp_path / "k" / "pii.key"))
+    get_settings.cache_clear()
+    pseudonym_key.cache_clear()
+    try:
+        first = pseudonym_key()
+        path = tmp_path / "k" / "pii.key"
+        assert path.stat().st_mode & 0o777 == 0o600 and len(first) == 64
+        pseudonym_key.cache_clear()
+        assert pseudonym_key() == first  # made once, then read
+        monkeypatch.setenv("SUITABILITY_PII_KEY", "short")
+        get_settings.cache_clear()
+        pseudonym_key.cache_clear()
+        with pytest.raises(ValueError, match="at least 32"):
+            pseudonym_key()
+        monkeypatch.setenv("SUITABILITY_PII_KEY", "x" * 40)
+        get_settings.cache_clear()
+        pseudonym_key.cache_clear()
+        assert pseudonym_key() == b"x" * 40
+    finally:
+        get_settings.cache_clear()
+        pseudonym_key.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -85,8 +117,8 @@ def test_note_masks_phones_ids_and_emails_inside_text():
         "no personal data: bought 100000 of P001 on 2024-01-01",
     ]
     assert _masked(mask_note, notes) == [
-        "客户手机138****5678，身份证110101********1234，邮箱 z***@example.com。",
-        "Call 139****5678 or office 010-****4321; old ID 110101*****1123.",
+        "客户手机138****5678，身份证******************，邮箱 z***@example.com。",
+        "Call 139****5678 or office 010-****4321; old ID ***************.",
         "QQ mail 1***@qq.com",
         "no personal data: bought 100000 of P001 on 2024-01-01",
     ]

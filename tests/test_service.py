@@ -7,9 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +16,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 from starlette.testclient import TestClient
 
+from live_server import kill_all, running_server
 from suitability.explain.assessment import feature_hash
 from suitability.serving.audit import AuditLog
 from suitability.serving.keys import add_key
@@ -413,59 +410,9 @@ def test_http_features_and_predictions_equal_the_batch_pipelines_for_100_custome
 # --- the real server: start-up, binding, metrics, durability under SIGKILL ----------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("the server did not become ready")
-
-
-def _kill_all(process: subprocess.Popen) -> None:
-    """SIGKILL the server and every process under it at once. BentoML starts its workers in
-    sessions of their own, so killing the process group alone would leave the worker, the
-    process that answers and writes the audit log, running."""
-    try:
-        family = [psutil.Process(process.pid)]
-        family += family[0].children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for member in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    psutil.wait_procs(family, timeout=30)
-
-
 def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo, keys, tmp_path):
-    port = _free_port()
-    audit = tmp_path / "audit.sqlite"
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{(demo / 'mlflow.db').resolve()}",
-        "SUITABILITY_AUDIT_DB": str(audit),
-    }
-    log = (tmp_path / "server.log").open("w")
     # Two workers: two processes append to the one audit log, each durably.
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "suitability"), "serve", "--keys", keys["path"],
-         "--port", str(port), "--workers", "2"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
+    with running_server(demo, keys["path"], tmp_path, workers=2) as server:
         body = json.dumps(example("churn"))
         headers = {
             "Authorization": f"Bearer {keys['matching']}",
@@ -478,7 +425,7 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo,
             with httpx.Client(timeout=10) as http:
                 while not stop.is_set():
                     try:
-                        got = http.post(f"{url}/churn", content=body, headers=headers)
+                        got = http.post(f"{server.url}/churn", content=body, headers=headers)
                     except httpx.HTTPError:
                         return  # the server is gone
                     if got.status_code == 200:
@@ -490,23 +437,19 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo,
         deadline = time.monotonic() + 120
         while len(answered) < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
-        metrics = httpx.get(f"{url}/metrics", timeout=5).text
-        _kill_all(process)  # mid-load: requests are in flight
+        metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
+        kill_all(server.process)  # mid-load: requests are in flight
         stop.set()
         for t in threads:
             t.join(timeout=30)
-    finally:
-        _kill_all(process)
-        process.wait(timeout=30)
-        log.close()
-    server_log = (tmp_path / "server.log").read_text()
-    assert f"127.0.0.1:{port}" in server_log  # bound to this machine only
+    server_log = server.log_text()
+    assert f"127.0.0.1:{server.port}" in server_log  # bound to this machine only
     assert "with 2 worker(s)" in server_log
     assert server_log.count("Service suitability initialized") == 2
     assert keys["matching"] not in server_log
     assert 'bentoml_service_request_total{endpoint="/churn"' in metrics
     assert len(answered) >= 40
-    stored = AuditLog(audit)
+    stored = AuditLog(tmp_path / "audit.sqlite")
     missing = [r for r in answered if stored.get(r) is None]
     assert not missing, f"{len(missing)} answered requests are not in the audit log"
     for request_id in answered:
@@ -587,3 +530,283 @@ def test_serve_refuses_to_start_without_the_models_alias(demo, keys, monkeypatch
     assert "nightly" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["serve", "--keys", str(Path(keys["path"]).parent / "no")])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+# --- under attack: ids, personal data, bounds, duplicate keys, docs, deadlines, logs -------------
+
+
+def _audited() -> int:
+    return len(AuditLog(get_settings().audit_db))
+
+
+@pytest.mark.parametrize("opaque", ["C13000000001", "13812345678", "110105194912310021"])
+def test_ids_that_look_like_phone_or_id_numbers_are_answered_and_audited(client, keys, opaque):
+    body = example("suitability")
+    body["profile"]["customer_id"] = opaque
+    body["product"]["product_id"] = opaque
+    body["product"]["category"] = opaque
+    answer = post(client, "/suitability", body, keys["matching"])
+    assert answer.status_code == 200, answer.text
+    record = AuditLog(get_settings().audit_db).get(answer.json()["request_id"])
+    assert record is not None and record.customer_id == opaque
+    assert record.outputs["product"]["product_id"] == opaque
+    # In a batch, such an item is one answer among the others, not a failure of all.
+    batch = {"requests": [example("suitability"), body]}
+    answers = post(client, "/suitability/batch", batch, keys["matching"])
+    assert answers.status_code == 200, answers.text
+    assert [r["customer"]["customer_id"] for r in answers.json()["results"]][1] == opaque
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("profile.customer_id", "zhang.san@example.com"),
+        ("profile.customer_id", "张三"),
+        ("profile.customer_id", "Li Lei"),
+        ("product.product_id", "a@b.cn"),
+        ("product.category", "王五 13812345678"),
+    ],
+)
+def test_personal_data_in_an_identifier_field_is_refused_naming_the_field(
+    client, keys, where, value
+):
+    body = example("suitability")
+    part, name = where.split(".")
+    body[part][name] = value
+    before = _audited()
+    answer = post(client, "/suitability", body, keys["matching"])
+    assert answer.status_code == 400, answer.text
+    assert [part, name] in [d["loc"] for d in answer.json()["detail"]]
+    assert value not in answer.text
+    assert _audited() == before
+
+
+def test_the_id_number_in_answers_is_a_pseudonym_that_gives_nothing_away(client, keys):
+    sent = example("suitability")
+    raw = sent["profile"]["id_number"]
+    answer = post(client, "/suitability", sent, keys["matching"])
+    assert answer.status_code == 200
+    shown = answer.json()["customer"]["id_number"]
+    assert shown.startswith("idh_") and len(shown) == 28
+    # Not one run of four of its digits is shown: the birth date beside it rebuilds nothing.
+    assert not any(raw[i : i + 4] in answer.text for i in range(len(raw) - 3))
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("events.0.amount", 2e16),  # the invest that turned a C5 into a C2
+        ("events.0.amount", 230103199402031394),  # an ID number sent as an amount
+        ("events.0.amount", 1.7e308),
+        ("events.0.amount", 10_000_000_000.01),  # one cent above the bound
+        ("events.0.term_days", 10**9),
+        ("events.0.duration_s", 1e7),
+    ],
+)
+def test_amounts_terms_and_durations_above_their_bounds_are_refused(client, keys, where, value):
+    body = example("suitability")
+    invest = next(i for i, e in enumerate(body["events"]) if e["event_type"] == "invest")
+    path = where.replace(".0.", f".{invest}.")
+    _, _, name = path.split(".")
+    body["events"][invest][name] = value
+    answer = post(client, "/suitability", body, keys["matching"])
+    assert answer.status_code == 400, answer.text
+    assert ["events", invest, name] in [d["loc"] for d in answer.json()["detail"]]
+
+
+def test_an_amount_at_the_bound_is_accepted(client, keys):
+    from suitability.data.schema import MAX_AMOUNT
+
+    body = example("suitability")
+    invest = next(i for i, e in enumerate(body["events"]) if e["event_type"] == "invest")
+    body["events"][invest]["amount"] = MAX_AMOUNT
+    body["product"]["term_days"] = 36_500
+    answer = post(client, "/suitability", body, keys["matching"])
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"profile": {"customer_id": "C1", "customer_id": "C2"}}', "profile.customer_id"),
+        ('{"as_of": "2026-01-01T00:00:00", "as_of": null, "profile": {}}', "as_of"),
+        ('{"events": [{}, {"amount": 1, "amount": 2}], "profile": {}}', "events[1].amount"),
+    ],
+)
+def test_duplicate_json_keys_are_refused(client, keys, raw, field):
+    before = _audited()
+    answer = post(client, "/churn", raw, keys["matching"])
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"] == [
+        {"field": field, "rule": "must not repeat a key of its object"}
+    ]
+    assert _audited() == before
+
+
+def test_the_docs_page_loads_nothing_from_anywhere_else(client):
+    import re
+
+    page = client.get("/")
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "http" not in policy
+    assert "googletagmanager" not in page.text and "http" not in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) >= 2
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/docs.json").status_code == 200
+
+
+def test_a_request_past_its_deadline_is_neither_answered_nor_audited(client, keys, monkeypatch):
+    from suitability.serving import service
+
+    for verdicts in ([True], [False, True]):  # before scoring; after scoring, before the audit
+        answers = iter(verdicts)
+        monkeypatch.setattr(service, "_late", lambda _deadline, a=answers: next(a))
+        before = _audited()
+        answer = post(client, "/churn", example("churn"), keys["matching"])
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert "nothing was decided or audited" in answer.json()["error"]
+        assert _audited() == before
+    monkeypatch.undo()
+    assert post(client, "/churn", example("churn"), keys["matching"]).status_code == 200
+
+
+def test_a_client_mistake_is_one_info_line_without_a_traceback(client, keys, caplog):
+    caplog.set_level("DEBUG")
+    for bad in ({"profile": 3}, {"profile": {"customer_id": 7}}, [1, 2]):
+        assert post(client, "/churn", bad, keys["matching"]).status_code == 400
+    ours = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(ours) == 3
+    assert all(r.levelname == "INFO" and r.exc_info is None for r in ours)
+    assert not [r for r in caplog.records if r.levelno >= 40]
+    assert "Traceback" not in caplog.text
+
+
+def test_a_key_removed_from_the_file_stops_working_at_the_next_request(client, keys):
+    from suitability.serving.keys import remove_key
+
+    extra = add_key(keys["path"], "matching")
+    assert post(client, "/churn", example("churn"), extra.token).status_code == 200
+    remove_key(keys["path"], extra.key_id)
+    assert post(client, "/churn", example("churn"), extra.token).status_code == 401
+    assert post(client, "/churn", example("churn"), keys["matching"]).status_code == 200
+
+
+# --- under attack, on the real server -----------------------------------------------------------
+
+
+def _raw_post(port: int, headers: dict[str, str], size: int) -> tuple[int, bytes]:
+    """Send headers announcing `size` bytes, then as much of the body as the server takes;
+    returns how many body bytes went out and the start of the answer."""
+    import socket
+
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            f"POST /churn HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n{head}\r\n".encode()
+        )
+        sent, chunk = 0, b"x" * 65_536
+        with contextlib.suppress(OSError):
+            while sent < size:
+                sent += s.send(chunk)
+        answer = b""
+        with contextlib.suppress(OSError):
+            answer = s.recv(4096)
+    return sent, answer
+
+
+@pytest.fixture(scope="module")
+def live(demo, keys, tmp_path_factory):
+    """The real server with 2 workers that may each hold 2 requests."""
+    out = tmp_path_factory.mktemp("live")
+    with running_server(
+        demo, keys["path"], out, workers=2, env={"SUITABILITY_MAX_IN_FLIGHT": "2"}
+    ) as server:
+        yield server
+
+
+def test_a_revoked_key_stops_working_on_a_running_server(live, keys):
+    from suitability.serving.keys import remove_key
+
+    extra = add_key(keys["path"], "matching")
+    url, body = f"{live.url}/churn", json.dumps(example("churn"))
+    headers = {"Authorization": f"Bearer {extra.token}", "Content-Type": "application/json"}
+    with httpx.Client(timeout=30) as http:
+        assert http.post(url, content=body, headers=headers).status_code == 200
+        remove_key(keys["path"], extra.key_id)
+        # Every worker re-reads the file at its next request: not one more answer.
+        statuses = [http.post(url, content=body, headers=headers).status_code for _ in range(20)]
+    assert set(statuses) == {401}
+
+
+def test_an_early_refusal_closes_the_connection_instead_of_reading_the_body(live, keys):
+    size = 50_000_000
+    json_type = {"Content-Type": "application/json"}
+    for headers, status in (
+        ({**json_type, "Authorization": f"Bearer {keys['matching']}"}, b" 413 "),
+        (json_type, b" 401 "),
+        ({"Authorization": f"Bearer {keys['matching']}", "Content-Type": "text/plain"}, b" 415 "),
+    ):
+        sent, answer = _raw_post(live.port, headers, size)
+        assert status in answer.split(b"\r\n")[0], answer[:80]
+        assert b"connection: close" in answer.lower()
+        assert sent < size // 2, f"the server read {sent:,} of {size:,} bytes"
+
+
+def test_overload_is_answered_503_at_once_and_only_answers_are_audited(live, keys):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = json.dumps(example("churn"))
+    headers = {"Authorization": f"Bearer {keys['matching']}", "Content-Type": "application/json"}
+    audit = AuditLog(live.log.parent / "audit.sqlite")
+    before = len(audit)
+
+    def call(_: int) -> httpx.Response:
+        with httpx.Client(timeout=60) as http:
+            return http.post(f"{live.url}/churn", content=body, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        answers = list(pool.map(call, range(120)))
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 503}, sorted(set(statuses))
+    busy = [a for a in answers if a.status_code == 503]
+    assert busy, "40 concurrent callers against 2 x 2 places: some must be turned away"
+    assert all(a.headers["retry-after"] == "1" for a in busy)
+    answered = [a.json()["request_id"] for a in answers if a.status_code == 200]
+    assert answered
+    assert len(audit) - before == len(answered)
+    assert all(audit.get(r) is not None for r in answered)
+
+
+def test_the_server_log_holds_no_traceback_for_client_mistakes(live, keys):
+    headers = {"Authorization": f"Bearer {keys['matching']}", "Content-Type": "application/json"}
+    with httpx.Client(timeout=30) as http:
+        for bad in ('{"profile": 3}', "[1, 2]", '{"profile": {"customer_id": 7}}'):
+            assert http.post(f"{live.url}/churn", content=bad, headers=headers).status_code == 400
+    log = live.log_text()
+    assert "Traceback" not in log and "[ERROR]" not in log
+    assert log.count("refused: ") >= 3
+
+
+def test_workers_die_with_their_supervisor_whatever_kills_it(demo, keys, tmp_path):
+    import signal
+    import socket
+
+    import psutil
+
+    with running_server(demo, keys["path"], tmp_path, workers=2) as server:
+        workers = psutil.Process(server.process.pid).children(recursive=True)
+        assert len(workers) >= 2
+        # Each worker in a session of its own (as BentoML starts them): killing the group
+        # reaches the supervisor only.
+        assert all(os.getsid(w.pid) != os.getsid(server.process.pid) for w in workers)
+        os.killpg(os.getpgid(server.process.pid), signal.SIGKILL)
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"{len(alive)} worker(s) outlived their supervisor"
+        with socket.socket() as s:  # the port is free for a restart
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", server.port))

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # src/suitability/settings.py -> the repository root of a source checkout or editable install.
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     feature_chunk_customers: int = Field(default=100_000, gt=0)
     #: Problems listed in a contract error before "... and N more".
     max_problems_shown: int = Field(default=20, gt=0)
+
+    #: Key of the ID-number pseudonyms (HMAC); unset: the key file below.
+    pii_key: SecretStr | None = None
+    #: Key file used when `pii_key` is unset (default ~/.config/suitability/pii.key).
+    pii_key_file: Path | None = None
 
     # --- serving (DESIGN §3; `suitability serve` flags override these) ---
     #: API keys file (hashes and roles; `suitability keys add` writes it).
@@ -75,6 +80,13 @@ class Settings(BaseSettings):
             return len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
             return os.cpu_count() or 1
+
+    @property
+    def pii_key_path(self) -> Path:
+        if self.pii_key_file is not None:
+            return self.pii_key_file
+        config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(config) / "suitability" / "pii.key"
 
     @property
     def features_path(self) -> Path:

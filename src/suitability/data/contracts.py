@@ -23,6 +23,8 @@ from pandera.errors import SchemaErrors
 
 from suitability.data.pii import mask_pii_arrays
 from suitability.data.schema import (
+    IDENTIFIER,
+    IDENTIFIER_RULE,
     RULE_REFERENCE,
     TABLES,
     Column,
@@ -600,6 +602,18 @@ def _in_customers(ids: pa.Array) -> Callable[[pd.Series], pd.Series]:
     return check
 
 
+def max_rule(bound: float) -> str:
+    """The rule text of an upper bound (`must be ≤ 10,000,000,000`)."""
+    return f"must be ≤ {int(bound):,}" if float(bound).is_integer() else f"must be ≤ {bound:g}"
+
+
+def _identifiers(values: pd.Series) -> pd.Series:
+    """A pandera check function: does each value have identifier syntax (arrow regex)."""
+    array = pa.array(values, type=pa.large_string(), from_pandas=True)
+    found = pc.match_substring_regex(array, IDENTIFIER).to_numpy(zero_copy_only=False)
+    return pd.Series(found, index=values.index)
+
+
 def _pandera_column(column: Column, specs: Specs, customer_ids: pa.Array | None) -> pandera.Column:
     checks = []
     if column.allowed is not None:
@@ -609,6 +623,10 @@ def _pandera_column(column: Column, specs: Specs, customer_ids: pa.Array | None)
         checks.append(pandera.Check(lambda s: np.isfinite(s), error="must be a finite number"))
     if column.min is not None:
         checks.append(pandera.Check.ge(column.min, error=f"must be ≥ {column.min:g}"))
+    if column.max is not None:
+        checks.append(pandera.Check.le(column.max, error=max_rule(column.max)))
+    if column.identifier and not (column.name == "customer_id" and customer_ids is not None):
+        checks.append(pandera.Check(_identifiers, error=IDENTIFIER_RULE))
     if column.name == "customer_id" and customer_ids is not None:
         checks.append(pandera.Check(_in_customers(customer_ids), error=RULE_REFERENCE))
     return pandera.Column(
@@ -625,7 +643,8 @@ def _failures_to_findings(cases: pd.DataFrame) -> list[Finding]:
             continue
         rule = RULE_NOT_NULL if check == "not_nullable" else str(check)
         rows = index.to_numpy(dtype=np.int64) + 1
-        values = None if rule == RULE_NOT_NULL else group["failure_case"]
+        # An id refused for its syntax may be personal data (an e-mail): not shown.
+        values = None if rule in (RULE_NOT_NULL, IDENTIFIER_RULE) else group["failure_case"]
         findings.append(Finding(column, rule, rows, values))
     return findings
 
@@ -755,6 +774,13 @@ class TableValidator:
                 if column.type == "int" and bound != column.min:
                     return False
                 tests.append(pc.greater_equal(present, bound))
+            if column.max is not None:
+                tests.append(pc.less_equal(present, column.max))
+            if column.identifier and not (
+                column.name == "customer_id" and self.customer_ids is not None
+            ):  # (a customer id must be a known one, which had this syntax checked)
+                # Ids repeat: the syntax is checked once per distinct value.
+                tests.append(pc.match_substring_regex(pc.unique(present), IDENTIFIER))
             if column.name == "customer_id" and self.customer_ids is not None:
                 tests.append(pc.is_in(present, value_set=self.customer_ids))
             for test in tests:

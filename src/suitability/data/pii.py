@@ -1,14 +1,29 @@
 """Mask personal data on ingest, so that nothing downstream (features, MLflow, logs, reports,
 error messages) ever sees an unmasked name, ID number, phone number or free-text note.
 
-Every masker is vectorised (pyarrow compute on whole columns, no Python per row), keeps nulls
-null, and is idempotent: masking an already-masked value returns it unchanged, so data can be
-re-ingested safely. A value that does not look valid is still masked, never passed through.
+Every masker keeps nulls null and is idempotent: masking an already-masked value returns it
+unchanged, so data can be re-ingested safely. A value that does not look valid is still masked,
+never passed through. Names, phones and notes are masked by pyarrow compute on whole columns.
+
+An ID number is not partially masked: its hidden middle is the holder's birth date, which the
+same record carries, and the rest (region, sequence, check digit) can then be rebuilt. It
+becomes a keyed pseudonym instead, `idh_` + 24 hex digits of HMAC-SHA256 under the platform's
+key (`SUITABILITY_PII_KEY`, or the key file): the same ID gives the same pseudonym wherever the
+key is the same, so records stay joinable, and without the key it cannot be reversed, not even
+by trying every birth date.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
 from collections.abc import Callable, Mapping
+from functools import lru_cache
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -42,8 +57,9 @@ _NOTE_PATTERNS: tuple[tuple[str, str], ...] = (
         r"([A-Za-z0-9])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})",
         r"\1***@\2",
     ),
-    (r"(\d{6})\d{8}(\d{3}[\dXx])", r"\1********\2"),
-    (r"(\d{6})\d{5}(\d{4})", r"\1*****\2"),
+    # ID numbers in free text are starred whole: six and four kept would rebuild them.
+    (r"\d{17}[\dXx]", "******************"),
+    (r"\d{15}", "***************"),
     (r"(?:(?:\+|00)86[\s\-]?)?(1[3-9]\d)[\s\-]?\d{4}[\s\-]?(\d{4})", r"\1****\2"),
     (r"(0\d{2,3})[\s\-]?\d{3,4}(\d{4})", r"\1-****\2"),
     # Whatever still shows seven or more digits, however separated ("138.1234.5678",
@@ -53,10 +69,68 @@ _NOTE_PATTERNS: tuple[tuple[str, str], ...] = (
 
 
 def mask_id_number(values: pd.Series) -> pd.Series:
-    """Resident ID numbers: keep the first 6 and last 4 characters, star the rest
-    (`110101199001011234` -> `110101********1234`). Spaces and hyphens are dropped first;
-    anything that is not 15 or 18 characters long then is starred completely."""
+    """Resident ID numbers as keyed pseudonyms (`110101199001011234` -> `idh_` + 24 hex).
+    Spaces and hyphens are dropped and `x` upper-cased first, so the forms of one ID give one
+    pseudonym; an empty value stays empty."""
     return _on_arrow(values, _mask_id_number)
+
+
+_PSEUDONYM = re.compile(r"idh_[0-9a-f]{24}")
+#: Where the key lives when SUITABILITY_PII_KEY is not set (created on first use, mode 0600).
+KEY_FILE_NAME = "pii.key"
+logger = logging.getLogger("suitability")
+
+
+def id_pseudonym(value: str, key: bytes | None = None) -> str:
+    """The pseudonym of one ID number (idempotent: a pseudonym is returned as it is)."""
+    if _PSEUDONYM.fullmatch(value) or value == "":
+        return value
+    clean = re.sub(r"[\s\-]", "", value).upper()
+    digest = hmac.digest(key or pseudonym_key(), clean.encode("utf-8"), hashlib.sha256)
+    return "idh_" + digest.hex()[:24]
+
+
+@lru_cache(maxsize=1)
+def pseudonym_key() -> bytes:
+    """The key of the ID pseudonyms: SUITABILITY_PII_KEY (at least 32 characters), else the
+    key file (SUITABILITY_PII_KEY_FILE, default `~/.config/suitability/pii.key`), made with
+    32 random bytes the first time. Every machine that must give the same pseudonyms (the batch
+    jobs and the service) needs the same key; keep it out of the data and the repository."""
+    from suitability.settings import get_settings
+
+    settings = get_settings()
+    if settings.pii_key is not None:
+        secret = settings.pii_key.get_secret_value()
+        if len(secret) < 32:
+            raise ValueError("SUITABILITY_PII_KEY must be at least 32 characters long")
+        return secret.encode("utf-8")
+    path = settings.pii_key_path
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # another process made it meanwhile
+        return _read_key(path)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    logger.warning(
+        "made a new key for ID-number pseudonyms at %s; give the batch jobs and the service "
+        "the same key (copy the file, or set SUITABILITY_PII_KEY)",
+        path,
+    )
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    secret = path.read_text(encoding="utf-8").strip()
+    if len(secret) < 32:
+        raise ValueError(f"the pseudonym key file {path} holds fewer than 32 characters")
+    return secret.encode("utf-8")
 
 
 def mask_phone(values: pd.Series) -> pd.Series:
@@ -141,15 +215,10 @@ def _mask_fully(values: pd.Series) -> pd.Series:
 
 
 def _mask_id_number(values: pa.Array) -> pa.Array:
-    clean = pc.utf8_upper(pc.replace_substring_regex(values, r"[\s\-]", ""))
-    length = pc.utf8_length(clean)
-    standard = pc.or_(pc.equal(length, 15), pc.equal(length, 18))
-    kept = _join(
-        pc.utf8_slice_codeunits(clean, 0, 6),
-        _stars(pc.subtract(length, 10)),
-        pc.utf8_slice_codeunits(clean, -4),
-    )
-    return pc.if_else(standard, kept, _stars(length))
+    # HMAC has no arrow kernel: one C call per value (about a microsecond each).
+    key = pseudonym_key()
+    masked = [None if v is None else id_pseudonym(v, key) for v in values.to_pylist()]
+    return pa.array(masked, type=pa.large_string())
 
 
 def _mask_phone(values: pa.Array) -> pa.Array:

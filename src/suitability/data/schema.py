@@ -26,10 +26,32 @@ class Column:
     allowed: Callable[[Specs], frozenset[str]] | None = None
     #: Inclusive lower bound for numbers.
     min: float | None = None
+    #: Inclusive upper bound for numbers: every sum the features take stays exact (see
+    #: `MAX_EVENTS_PER_CUSTOMER`), and a misplaced ID number is refused, not summed.
+    max: float | None = None
+    #: An opaque identifier: any value of `IDENTIFIER` syntax, however it looks (a platform's
+    #: ids may be 11-digit numbers), and nothing else, so an e-mail or a name is refused.
+    identifier: bool = False
     #: Optional columns may be absent from the file; present ones are validated.
     optional: bool = False
     #: Personal data: masked on ingest, never echoed in an error message.
     pii: bool = False
+
+
+#: The syntax of every identifier column: letters, digits and `_ . : -`, starting with a
+#: letter or digit, at most 64 characters. No `@`, no spaces, no Chinese text.
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+IDENTIFIER_RULE = "must be an identifier (letters, digits, _ . : -, at most 64), not personal data"
+
+#: The largest amount one event may carry (yuan), term (days) and session length (seconds).
+MAX_AMOUNT = 1e10
+MAX_TERM_DAYS = 36_500
+MAX_DURATION_S = 86_400.0
+#: The most events one customer may have. With `MAX_AMOUNT`, every window sum of the features
+#: (amounts in cents, times a risk grade of at most 5) stays below 2**63 by construction:
+#: 1e6 events x 1e12 cents x 5 = 5e18 < 9.2e18.
+MAX_EVENTS_PER_CUSTOMER = 1_000_000
+MAX_EVENTS_RULE = f"a customer may have at most {MAX_EVENTS_PER_CUSTOMER:,} events"
 
 
 # --- rules across columns and rows ---------------------------------------------------------------
@@ -181,7 +203,7 @@ _REFERENCE = References(RULE_REFERENCE, "customer_id", "customers")
 CUSTOMERS = TableSchema(
     name="customers",
     columns=(
-        Column("customer_id", "string"),
+        Column("customer_id", "string", identifier=True),
         Column("birth_date", "date"),
         Column("gender", "string", allowed=lambda s: frozenset(s.profile.genders)),
         Column("city_tier", "string", allowed=lambda s: frozenset(s.profile.city_tiers)),
@@ -207,7 +229,7 @@ CUSTOMERS = TableSchema(
 QUESTIONNAIRE_RESPONSES = TableSchema(
     name="questionnaire_responses",
     columns=(
-        Column("customer_id", "string"),
+        Column("customer_id", "string", identifier=True),
         Column("questionnaire_version", "string", allowed=lambda s: frozenset(s.questionnaires)),
         Column("submitted_at", "timestamp"),
         Column("question_id", "string", allowed=lambda s: frozenset(s.question_ids)),
@@ -239,15 +261,15 @@ QUESTIONNAIRE_RESPONSES = TableSchema(
 EVENTS = TableSchema(
     name="events",
     columns=(
-        Column("customer_id", "string"),
+        Column("customer_id", "string", identifier=True),
         Column("event_time", "timestamp"),
         Column("event_type", "string", allowed=lambda s: frozenset(s.behaviour.event_types)),
-        Column("amount", "float", nullable=True, min=0.0),
-        Column("product_id", "string", nullable=True),
+        Column("amount", "float", nullable=True, min=0.0, max=MAX_AMOUNT),
+        Column("product_id", "string", nullable=True, identifier=True),
         Column("product_risk", "string", nullable=True, allowed=_vocab(R_LEVELS)),
-        Column("term_days", "int", nullable=True, min=0),
+        Column("term_days", "int", nullable=True, min=0, max=MAX_TERM_DAYS),
         Column("channel", "string", allowed=lambda s: frozenset(s.behaviour.channels)),
-        Column("duration_s", "float", nullable=True, min=0.0),
+        Column("duration_s", "float", nullable=True, min=0.0, max=MAX_DURATION_S),
     ),
     rules=(
         RequiredWhen(
@@ -270,10 +292,10 @@ EVENTS = TableSchema(
 INTERVIEW_TAGS = TableSchema(
     name="interview_tags",
     columns=(
-        Column("customer_id", "string"),
+        Column("customer_id", "string", identifier=True),
         Column("interview_time", "timestamp"),
         Column("recorded_at", "timestamp"),
-        Column("advisor_id", "string"),
+        Column("advisor_id", "string", identifier=True),
         Column("tag", "string", allowed=lambda s: frozenset(s.tags.by_id)),
         Column("note", "string", nullable=True, optional=True, pii=True),
     ),
@@ -292,7 +314,7 @@ INTERVIEW_TAGS = TableSchema(
 RISK_REVIEWS = TableSchema(
     name="risk_reviews",
     columns=(
-        Column("customer_id", "string"),
+        Column("customer_id", "string", identifier=True),
         Column("reviewed_at", "timestamp"),
         Column("confirmed_level", "string", allowed=_vocab(C_LEVELS)),
     ),
@@ -302,10 +324,10 @@ RISK_REVIEWS = TableSchema(
 PRODUCTS = TableSchema(
     name="products",
     columns=(
-        Column("product_id", "string"),
+        Column("product_id", "string", identifier=True),
         Column("risk_level", "string", allowed=_vocab(R_LEVELS)),
-        Column("term_days", "int", min=0),
-        Column("category", "string"),
+        Column("term_days", "int", min=0, max=MAX_TERM_DAYS),
+        Column("category", "string", identifier=True),
     ),
     unique=("product_id",),
 )

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.internals import create_dataframe_from_blocks
 
+from suitability.data.contracts import KEEP_PROBLEMS, ContractError, Problem
+from suitability.data.schema import MAX_EVENTS_PER_CUSTOMER, MAX_EVENTS_RULE
 from suitability.features.encoding import encode, microseconds
 from suitability.features.questionnaire import score_columns
 from suitability.specs import R_LEVELS, SpecError, Specs
@@ -62,6 +64,21 @@ def _prefix(values: np.ndarray) -> np.ndarray:
     out = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(values, dtype=np.int64, out=out[1:])
     return out
+
+
+def _check_event_counts(codes: np.ndarray, customer_ids: pd.Index) -> None:
+    """Refuse a customer with more than `MAX_EVENTS_PER_CUSTOMER` events: below it, every
+    window sum of amounts is exact in int64 (see `data.schema`)."""
+    if len(codes) <= MAX_EVENTS_PER_CUSTOMER:
+        return
+    counts = np.bincount(codes[codes >= 0])
+    over = np.flatnonzero(counts > MAX_EVENTS_PER_CUSTOMER)
+    if over.size:
+        problems = [
+            Problem("events", "customer_id", None, MAX_EVENTS_RULE, str(customer_ids[i]))
+            for i in over[:KEEP_PROBLEMS]
+        ]
+        raise ContractError(problems, total=int(over.size))
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -229,6 +246,7 @@ def _behaviour_features(
 ) -> dict[str, np.ndarray]:
     b = specs.behaviour
     table = _Sorted(_codes(events["customer_id"], customer_ids), microseconds(events["event_time"]))
+    _check_event_counts(table.codes, customer_ids)
     o = table.order
     etype = encode(events["event_type"], list(b.event_types))[o]
     channel = encode(events["channel"], list(b.channels))[o]
@@ -314,7 +332,10 @@ def _behaviour_features(
 
     short, long = b.trend.short_days, b.trend.long_days
     out["trend_login"] = _safe_div(counts["login"][short] * long, counts["login"][long] * short)
-    out["trend_invest_amount"] = _safe_div(invested[short] * long, invested[long] * short)
+    # In float: cents times a window length could pass 2**63 (exactly as before below 2**53).
+    out["trend_invest_amount"] = _safe_div(
+        invested[short].astype(np.float64) * long, invested[long].astype(np.float64) * short
+    )
     p_inv = _prefix(np.where(invest, cents, 0))
     p_red = _prefix(np.where(is_type["redeem"], cents, 0))
     out["net_holdings"] = ((p_inv[upto] - p_inv[start]) - (p_red[upto] - p_red[start])) / 100.0

@@ -666,7 +666,10 @@ def _behaviour(events: Table, q_sec: int, q_us: int, plan: OnlinePlan) -> dict[s
         _safe_div(logins[[short]] * trend.long_days, logins[[long]] * trend.short_days)[0]
     )
     out["trend_invest_amount"] = float(
-        _safe_div(invested[[short]] * trend.long_days, invested[[long]] * trend.short_days)[0]
+        _safe_div(
+            invested[[short]].astype(np.float64) * trend.long_days,
+            invested[[long]].astype(np.float64) * trend.short_days,
+        )[0]
     )
     held = m[visible]
     net = held[:, [s["amt_invest"]]].sum(axis=0) - held[:, [s["amt_redeem"]]].sum(axis=0)

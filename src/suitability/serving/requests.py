@@ -29,7 +29,9 @@ from suitability.data.contracts import allowed_rule as _allowed_rule
 from suitability.data.schema import (
     CUSTOMERS,
     EVENTS,
+    IDENTIFIER,
     INTERVIEW_TAGS,
+    PRODUCTS,
     QUESTIONNAIRE_RESPONSES,
     Column,
     TableSchema,
@@ -110,6 +112,10 @@ def _field(column: Column) -> tuple[Any, Any]:
         constraints["allow_inf_nan"] = False
     if column.min is not None:
         constraints["ge"] = column.min
+    if column.max is not None:
+        constraints["le"] = int(column.max) if column.type == "int" else column.max
+    if column.identifier:
+        constraints["pattern"] = IDENTIFIER
     if column.type in ("timestamp", "date"):
         validators.append(AfterValidator(_naive_time))
     annotation: Any = Annotated[kind, Field(**constraints), *validators]
@@ -163,10 +169,10 @@ class ProductRef(BaseModel):
 
     model_config = _STRICT
 
-    product_id: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+    product_id: _field(PRODUCTS.column("product_id"))[0]  # type: ignore[valid-type]
     risk_level: Literal[R_LEVELS]  # type: ignore[valid-type]
-    category: Annotated[str, Field(max_length=MAX_TEXT)] = ""
-    term_days: Annotated[int, Field(ge=0)] | None = None
+    category: _field(PRODUCTS.column("category"))[0] = ""  # type: ignore[valid-type]
+    term_days: _field(PRODUCTS.column("term_days"))[0] | None = None  # type: ignore[valid-type]
 
 
 class SuitabilityRequest(CustomerBundle):
