@@ -1,20 +1,34 @@
-"""Shared fixtures: the project specs and small random datasets built inline (no generator)."""
+"""Shared fixtures: the project specs, small random datasets built inline (no generator), the
+demo world, and a throwaway PostgreSQL server for the team-setup tests."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pg_cluster import Cluster, postgres_cluster
 from suitability.features.kernel import FeatureInputs
 from suitability.specs import R_LEVELS, Specs, load_specs
+
+# The ID-pseudonym key of every test and every server a test starts (never a file in $HOME).
+os.environ.setdefault("SUITABILITY_PII_KEY", "test-pseudonym-key-" + "0" * 32)
 
 
 @pytest.fixture(scope="session")
 def specs() -> Specs:
     return load_specs()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A PostgreSQL 15 server of this session's own, started on first use, removed after."""
+    with postgres_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from suitability.serving.audit import (
     AuditLogError,
     AuditRecord,
     DuplicateRecordError,
+    PostgresAuditLog,
+    masked_url,
+    open_audit,
     withhold_pii,
 )
 
@@ -58,9 +62,21 @@ def _record(n: int = 1, at: datetime = T0, **overrides: object) -> AuditRecord:
     return AuditRecord(**values)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path: Path) -> str:
+    """Where a fresh audit log goes: an SQLite file, or a new database on the throwaway
+    PostgreSQL server. Every test that takes it runs on both backends."""
+    if request.param == "sqlite":
+        return str(tmp_path / "audit.sqlite")
+    server = request.getfixturevalue("postgres")
+    name = f"audit_{uuid.uuid4().hex[:12]}"
+    server.create_database(name)
+    return server.dsn(name)
+
+
 @pytest.fixture
-def log(tmp_path: Path):
-    with AuditLog(tmp_path / "audit.sqlite") as opened:
+def log(target: str):
+    with open_audit(target) as opened:
         yield opened
 
 
@@ -272,18 +288,17 @@ def test_wal_database_is_readable_by_a_second_connection_while_open(tmp_path: Pa
             assert [r.request_id for r in reader.records()] == ["req-0001", "req-0002"]
 
 
-def test_records_survive_the_writer_being_killed(tmp_path: Path):
+def test_records_survive_the_writer_being_killed(target: str, tmp_path: Path):
     """A child appends records and reports each after append returns; once it has reported
     record N it is killed with SIGKILL, mid-way through later appends. Records 1..N are all
     there and whole, and the log opens and accepts appends afterwards."""
     if not hasattr(signal, "SIGKILL"):
         pytest.skip("needs SIGKILL")
-    path = tmp_path / "audit.sqlite"
     child = textwrap.dedent(
         f"""
         import sys
-        from suitability.serving.audit import AuditLog, AuditRecord
-        log = AuditLog({str(path)!r})
+        from suitability.serving.audit import AuditRecord, open_audit
+        log = open_audit({target!r})
         n = 0
         while True:
             n += 1
@@ -309,7 +324,7 @@ def test_records_survive_the_writer_being_killed(tmp_path: Path):
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
 
-    with AuditLog(path, create=False) as log:
+    with open_audit(target, create=False) as log:
         stored = {r.request_id: r for r in log.records()}
         for n in range(1, n_reported + 1):
             assert stored[f"req-{n:04d}"].outputs == {"n": n, "pad": "x" * 2000}
@@ -418,3 +433,62 @@ def test_opening_without_create_needs_an_existing_log(tmp_path: Path):
     with pytest.raises(AuditLogError, match="does not exist"):
         AuditLog(tmp_path / "missing.sqlite", create=False)
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+# --- PostgreSQL: the team setup ---------------------------------------------------------------------
+
+
+def test_concurrent_appenders_in_many_processes_all_land(postgres):
+    """Eight processes (as replicas' workers would) append 150 records each at once."""
+    name = f"audit_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    url = postgres.dsn(name)
+    PostgresAuditLog(url).close()  # the schema once; the appenders find it
+    child = textwrap.dedent(
+        """
+        import sys
+        from suitability.serving.audit import AuditRecord, open_audit
+        url, worker = sys.argv[1], int(sys.argv[2])
+        with open_audit(url) as log:
+            for n in range(150):
+                log.append(AuditRecord(
+                    request_id=f"w{worker}-{n}", time="2026-03-01T09:30:00+00:00",
+                    endpoint="/churn", caller_role="matching", key_id="key_1",
+                    customer_id=f"C{n}", outputs={"n": n},
+                ))
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", child, url, str(w)], stderr=subprocess.PIPE)
+        for w in range(8)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    with open_audit(url, create=False) as log:
+        ids = [r.request_id for r in log.records()]
+    assert len(ids) == len(set(ids)) == 8 * 150
+
+
+def test_a_postgresql_database_of_someone_else_is_not_taken_over(postgres):
+    import psycopg
+
+    name = f"other_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    with psycopg.connect(postgres.dsn(name), autocommit=True) as conn:
+        conn.execute("CREATE TABLE audit_records (id int)")
+    with pytest.raises(AuditLogError, match="not a suitability audit log"):
+        PostgresAuditLog(postgres.dsn(name))
+    empty = f"empty_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(empty)
+    with pytest.raises(AuditLogError, match="holds no audit log"):
+        PostgresAuditLog(postgres.dsn(empty), create=False)
+
+
+def test_an_unreachable_server_is_a_clear_error_that_hides_the_password():
+    with pytest.raises(AuditLogError) as caught:
+        PostgresAuditLog("postgresql://auditor:s3cret-pw@127.0.0.1:9/audit")
+    message = str(caught.value)
+    assert "cannot connect to the audit database" in message and "127.0.0.1" in message
+    assert "s3cret-pw" not in message
+    assert masked_url("postgresql://a:b@h:5/d") == "postgresql://a:***@h:5/d"

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from live_server import kill_all, running_server
 from suitability.explain.assessment import feature_hash
-from suitability.serving.audit import AuditLog
+from suitability.serving.audit import AuditLog, open_audit
 from suitability.serving.keys import add_key
 from suitability.settings import get_settings
 
@@ -410,9 +410,19 @@ def test_http_features_and_predictions_equal_the_batch_pipelines_for_100_custome
 # --- the real server: start-up, binding, metrics, durability under SIGKILL ----------------------
 
 
-def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo, keys, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(
+    demo, keys, tmp_path, backend, request
+):
     # Two workers: two processes append to the one audit log, each durably.
-    with running_server(demo, keys["path"], tmp_path, workers=2) as server:
+    target: str = str(tmp_path / "audit.sqlite")
+    env = {}
+    if backend == "postgresql":
+        postgres = request.getfixturevalue("postgres")
+        name = f"served_{os.getpid()}_{int(time.time())}"
+        postgres.create_database(name)
+        target = env["SUITABILITY_AUDIT_URL"] = postgres.dsn(name)
+    with running_server(demo, keys["path"], tmp_path, workers=2, env=env) as server:
         body = json.dumps(example("churn"))
         headers = {
             "Authorization": f"Bearer {keys['matching']}",
@@ -449,7 +459,7 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(demo,
     assert keys["matching"] not in server_log
     assert 'bentoml_service_request_total{endpoint="/churn"' in metrics
     assert len(answered) >= 40
-    stored = AuditLog(tmp_path / "audit.sqlite")
+    stored = open_audit(target, create=False)
     missing = [r for r in answered if stored.get(r) is None]
     assert not missing, f"{len(missing)} answered requests are not in the audit log"
     for request_id in answered:

@@ -116,10 +116,12 @@ KeysFileOption = Annotated[
     ),
 ]
 AuditDbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="Audit log (SQLite). Default: $SUITABILITY_AUDIT_DB or ./serving-audit.sqlite.",
+        metavar="PATH|URL",
+        help="Audit log: an SQLite file or a postgresql:// URL. Default: $SUITABILITY_AUDIT_URL, "
+        "else $SUITABILITY_AUDIT_DB, else ./serving-audit.sqlite.",
         show_default=False,
     ),
 ]
@@ -1201,12 +1203,13 @@ def keys_remove(
     console.print(f"removed {escape(key_id)}")
 
 
-def _audit_log(db: Path | None):  # AuditLog
-    from suitability.serving.audit import AuditLog
+def _audit_log(db: str | None):  # AuditLog | PostgresAuditLog
+    from suitability.serving.audit import open_audit
     from suitability.settings import get_settings
 
+    settings = get_settings()
     # Reading only: the retention setting matters to the service, which purges.
-    return AuditLog(db or get_settings().audit_db, create=False)
+    return open_audit(db or settings.audit_target, create=False)
 
 
 def _time_option(value: str | None, name: str):  # datetime | None
@@ -1319,7 +1322,7 @@ def serve(
     import sys
 
     from suitability import tracking
-    from suitability.serving.audit import check_retention
+    from suitability.serving.audit import check_retention, masked_url
     from suitability.serving.keys import KeyStore
     from suitability.settings import get_settings
 
@@ -1345,6 +1348,8 @@ def serve(
         "SUITABILITY_KEYS_FILE": str(keys_file.resolve()),
         "SUITABILITY_MODEL_ALIAS": chosen,
         "SUITABILITY_AUDIT_DB": str((audit_db or settings.audit_db).resolve()),
+        # A team's PostgreSQL audit log, when set, is the one written (see `audit_target`).
+        **({"SUITABILITY_AUDIT_URL": settings.audit_url} if settings.audit_url else {}),
         "SUITABILITY_MAX_BODY_BYTES": str(max_body_bytes or settings.max_body_bytes),
         "SUITABILITY_HOST": host or settings.host,
         "SUITABILITY_PORT": str(port or settings.port),
@@ -1356,9 +1361,12 @@ def serve(
     }
     os.environ.update(env)
     bind = f"{env['SUITABILITY_HOST']}:{env['SUITABILITY_PORT']}"
+    audit_shown = (
+        masked_url(settings.audit_url) if settings.audit_url else env["SUITABILITY_AUDIT_DB"]
+    )
     err_console.print(
         f"serving {chosen} models from {escape(uri)} on http://{bind} with "
-        f"{env['SUITABILITY_WORKERS']} worker(s) (audit log {escape(env['SUITABILITY_AUDIT_DB'])})",
+        f"{env['SUITABILITY_WORKERS']} worker(s) (audit log {escape(audit_shown)})",
         highlight=False,
     )
     command = [

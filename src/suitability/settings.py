@@ -45,8 +45,10 @@ class Settings(BaseSettings):
     keys_file: Path | None = None
     #: Registry alias the service loads each model by.
     model_alias: str = "champion"
-    #: Where every served decision is appended (SQLite, WAL mode).
+    #: Where every served decision is appended (SQLite, WAL mode)...
     audit_db: Path = Path("serving-audit.sqlite")
+    #: ...unless a team's PostgreSQL database is named here (postgresql://user@host/db).
+    audit_url: str | None = Field(default=None, pattern=r"^(postgresql|postgres)(\+psycopg)?://")
     #: Audit records older than this are deleted (20 years by default).
     audit_retention_days: int = Field(default=7305, gt=0)
     #: The legal minimum retention: a shorter `audit_retention_days` is refused at start-up...
@@ -80,6 +82,11 @@ class Settings(BaseSettings):
             return len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
             return os.cpu_count() or 1
+
+    @property
+    def audit_target(self) -> str | Path:
+        """The audit log the service writes: `audit_url` if set, else `audit_db`."""
+        return self.audit_url or self.audit_db
 
     @property
     def pii_key_path(self) -> Path:

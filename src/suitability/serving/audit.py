@@ -1,6 +1,7 @@
 """The audit log: one durable record per served decision (who asked, which models and rules
 answered, what came out and why), kept in SQLite in WAL mode so the CLI can read and export it
-while the service writes.
+while the service writes, or, for a team with several replicas, in PostgreSQL
+(`SUITABILITY_AUDIT_URL`; `PostgresAuditLog`) with the same records and promises.
 
 A committed record survives the process being killed (`synchronous=FULL`); every append is one
 transaction, so a record is either stored whole or not at all. The file (and SQLite's -wal and
@@ -26,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
 ExportFormat = Literal["jsonl", "csv"]
 
@@ -242,7 +244,93 @@ def _withheld(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
-class AuditLog:
+class _AuditStore:
+    """What both audit backends share: appending one record, exporting, closing."""
+
+    retention: Retention
+    retention_days: int
+
+    def append(self, record: AuditRecord) -> None:
+        """Store one record; returns once it is committed durably."""
+        self.append_many([record])
+
+    def append_many(self, records: Iterable[AuditRecord]) -> int:
+        raise NotImplementedError
+
+    def records(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[AuditRecord]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _rows(self, records: Iterable[AuditRecord]) -> list[tuple[Any, ...]]:
+        """The rows to insert: every record checked (personal data withheld) first."""
+        rows = []
+        for record in records:
+            record, withheld = withhold_pii(record)
+            if withheld:
+                logger.error(
+                    "audit record %s: withheld %s, which looked like personal data (a bug in "
+                    "the text we generate; the answer was still recorded)",
+                    record.request_id,
+                    ", ".join(withheld),
+                )
+            rows.append(_row(record))
+        return rows
+
+    def export(
+        self,
+        out_path: Path | str,
+        fmt: ExportFormat,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Write the records in `[since, until)` to `out_path` as JSON lines or CSV (nested
+        columns JSON-encoded, None as an empty cell); returns the number of rows. The file
+        appears whole or not at all."""
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError(f"unknown export format {fmt!r}; use 'jsonl' or 'csv'")
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+        count = 0
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                records = self.records(since, until)
+                if fmt == "jsonl":
+                    for record in records:
+                        f.write(record.to_json() + "\n")
+                        count += 1
+                else:
+                    writer = csv.writer(f)
+                    writer.writerow(_COLUMNS)
+                    for record in records:
+                        writer.writerow(_csv_row(record))
+                        count += 1
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, out_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return count
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AuditLog(_AuditStore):
     """Append-only store of audit records in one SQLite file.
 
     One connection shared by all threads behind a lock (writes are short); reading with
@@ -327,24 +415,10 @@ class AuditLog:
 
     # --- writing ----------------------------------------------------------------------------------
 
-    def append(self, record: AuditRecord) -> None:
-        """Store one record; returns once it is committed to disk."""
-        self.append_many([record])
-
     def append_many(self, records: Iterable[AuditRecord]) -> int:
         """Store records all-or-nothing in one transaction (a batch endpoint's decisions);
         returns how many. Every record is checked before anything is written."""
-        rows = []
-        for record in records:
-            record, withheld = withhold_pii(record)
-            if withheld:
-                logger.error(
-                    "audit record %s: withheld %s, which looked like personal data (a bug in "
-                    "the text we generate; the answer was still recorded)",
-                    record.request_id,
-                    ", ".join(withheld),
-                )
-            rows.append(_row(record))
+        rows = self._rows(records)
         if not rows:
             return 0
         with self._lock:
@@ -432,44 +506,6 @@ class AuditLog:
         finally:
             reader.close()
 
-    def export(
-        self,
-        out_path: Path | str,
-        fmt: ExportFormat,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> int:
-        """Write the records in `[since, until)` to `out_path` as JSON lines or CSV (nested
-        columns JSON-encoded, None as an empty cell); returns the number of rows. The file
-        appears whole or not at all."""
-        if fmt not in ("jsonl", "csv"):
-            raise ValueError(f"unknown export format {fmt!r}; use 'jsonl' or 'csv'")
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-        count = 0
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                records = self.records(since, until)
-                if fmt == "jsonl":
-                    for record in records:
-                        f.write(record.to_json() + "\n")
-                        count += 1
-                else:
-                    writer = csv.writer(f)
-                    writer.writerow(_COLUMNS)
-                    for record in records:
-                        writer.writerow(_csv_row(record))
-                        count += 1
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, out_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return count
-
     def __len__(self) -> int:
         with self._lock:
             return self._conn.execute(f"SELECT count(*) FROM {_TABLE}").fetchone()[0]
@@ -479,17 +515,6 @@ class AuditLog:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # --- rows and values -----------------------------------------------------------------------------
@@ -561,3 +586,263 @@ def _aware(value: datetime, name: str) -> datetime:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+_PG_META = "suitability_audit_meta"
+_PG_SCHEMA = (
+    f"""
+CREATE TABLE {_TABLE} (
+    request_id   TEXT PRIMARY KEY,
+    time         TEXT NOT NULL,
+    endpoint     TEXT NOT NULL,
+    caller_role  TEXT NOT NULL,
+    key_id       TEXT NOT NULL,
+    customer_id  TEXT NOT NULL,
+    models       TEXT NOT NULL,
+    rule_version TEXT,
+    feature_hash TEXT,
+    outputs      TEXT NOT NULL,
+    reasons      TEXT NOT NULL,
+    decision     TEXT
+)""",
+    f"CREATE INDEX {_TABLE}_time ON {_TABLE} (time)",
+    f"CREATE TABLE {_PG_META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"INSERT INTO {_PG_META} VALUES ('application', 'suitability-audit'), "
+    f"('schema_version', '{_SCHEMA_VERSION}')",
+)
+#: Serialises schema creation between replicas starting at once (any fixed 64-bit number).
+_PG_LOCK = 0x5355_4954_4155_4454
+
+
+def is_database_url(target: str | Path) -> bool:
+    """Whether an audit target is a PostgreSQL URL rather than an SQLite file path."""
+    return str(target).startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def masked_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+class PostgresAuditLog(_AuditStore):
+    """The audit log in a PostgreSQL database (`SUITABILITY_AUDIT_URL`), for a team running
+    several service replicas: the same records, rules and promises as the SQLite file. Each
+    append is one transaction committed with `synchronous_commit = on` before the answer is
+    sent; appenders in any number of processes and machines may write at once (the primary key
+    keeps request ids unique); `records` streams one snapshot. The tables are created on first
+    use, under an advisory lock, with a marker table naming them ours."""
+
+    def __init__(
+        self,
+        url: str,
+        retention_days: int = LEGAL_MINIMUM_DAYS,
+        *,
+        create: bool = True,
+        minimum_days: int = LEGAL_MINIMUM_DAYS,
+        override_reason: str | None = None,
+    ) -> None:
+        self.retention = check_retention(retention_days, minimum_days, override_reason)
+        self.retention_days = retention_days
+        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.path = masked_url(self.url)  # what messages call it
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        with self._lock:
+            conn = self._connection()
+            try:
+                self._prepare(conn, create)
+            except BaseException:
+                conn.close()
+                self._conn = None
+                raise
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.url, connect_timeout=10, application_name="suitability")
+        except psycopg.Error as error:
+            raise AuditLogError(
+                f"cannot connect to the audit database {self.path}: {_pg_reason(error, self.url)}"
+            ) from None
+        conn.execute("SET synchronous_commit = on")
+        conn.commit()
+        return conn
+
+    def _connection(self) -> Any:
+        """The shared connection, made again if the server dropped it (a restart)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def _prepare(self, conn: Any, create: bool) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+            names = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_name IN (%s, %s)",
+                    (_TABLE, _PG_META),
+                )
+            }
+            if _TABLE in names and _PG_META not in names:
+                raise AuditLogError(
+                    f"{self.path} has a table {_TABLE} that is not a suitability audit log"
+                )
+            if _PG_META in names:
+                meta = dict(conn.execute(f"SELECT key, value FROM {_PG_META}").fetchall())
+                version = int(meta.get("schema_version", "0"))
+                if meta.get("application") != "suitability-audit":
+                    raise AuditLogError(f"{self.path} holds another application's {_PG_META}")
+                if version > _SCHEMA_VERSION:
+                    raise AuditLogError(
+                        f"audit database {self.path} has schema version {version}; "
+                        f"this version reads up to {_SCHEMA_VERSION}"
+                    )
+                return
+            if not create:
+                raise AuditLogError(f"audit database {self.path} holds no audit log")
+            for statement in _PG_SCHEMA:
+                conn.execute(statement)
+
+    @property
+    def _insert(self) -> str:
+        return (
+            f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+        )
+
+    def append_many(self, records: Iterable[AuditRecord]) -> int:
+        """Store records all-or-nothing in one transaction; returns how many."""
+        import psycopg
+
+        rows = self._rows(records)
+        if not rows:
+            return 0
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(self._insert, rows)
+            except psycopg.errors.UniqueViolation:
+                ids = [row[0] for row in rows]
+                with conn.transaction():
+                    found = conn.execute(
+                        f"SELECT request_id FROM {_TABLE} WHERE request_id = ANY(%s)", (ids,)
+                    )
+                    stored = {r[0] for r in found}
+                repeated = next((i for i in ids if i in stored or ids.count(i) > 1), "?")
+                raise DuplicateRecordError(
+                    f"audit database {self.path} already holds a record with one of these "
+                    f"request ids ({repeated!r}); nothing was stored"
+                ) from None
+        return len(rows)
+
+    def purge(self, now: datetime | None = None) -> int:
+        """As `AuditLog.purge`: delete past retention and record the purge, in one
+        transaction (replicas purging at once wait for each other's row locks)."""
+        now = _aware(now, "now") if now is not None else datetime.now(UTC)
+        cutoff = _iso(now - timedelta(days=self.retention_days))
+        where = f"FROM {_TABLE} WHERE time < %s AND endpoint != %s"
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK + 1,))
+                count, oldest, newest = conn.execute(
+                    f"SELECT count(*), min(time), max(time) {where}", (cutoff, PURGE_ENDPOINT)
+                ).fetchone()
+                if count:
+                    conn.execute(f"DELETE {where}", (cutoff, PURGE_ENDPOINT))
+                    record = purge_record(now, count, oldest, newest, cutoff, self.retention)
+                    conn.execute(self._insert, _row(record))
+        return count
+
+    def get(self, request_id: str) -> AuditRecord | None:
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction():
+                row = conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE} WHERE request_id = %s",
+                    (request_id,),
+                ).fetchone()
+        return None if row is None else _record(row)
+
+    def records(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[AuditRecord]:
+        """Records with `since <= time < until`, oldest first, streamed (a server-side
+        cursor) from one snapshot, on a connection of its own."""
+        where, params = [], []
+        if since is not None:
+            where.append("time >= %s")
+            params.append(_iso(_aware(since, "since")))
+        if until is not None:
+            where.append("time < %s")
+            params.append(_iso(_aware(until, "until")))
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time, request_id"
+        return self._stream(sql, params)
+
+    def _stream(self, sql: str, params: list[str]) -> Iterator[AuditRecord]:
+        import psycopg
+
+        reader = self._connect()
+        try:
+            # One snapshot for the whole stream, as SQLite's read transaction gives.
+            reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            reader.read_only = True
+            with reader.cursor(name="suitability_audit_records") as cursor:
+                cursor.execute(sql, params)
+                for row in cursor:
+                    yield _record(row)
+        finally:
+            reader.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction():
+                return conn.execute(f"SELECT count(*) FROM {_TABLE}").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+
+
+def _pg_reason(error: Exception, url: str) -> str:
+    """The driver's reason, first line, with the URL's password (if any) blanked."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def open_audit(
+    target: str | Path,
+    retention_days: int = LEGAL_MINIMUM_DAYS,
+    *,
+    create: bool = True,
+    minimum_days: int = LEGAL_MINIMUM_DAYS,
+    override_reason: str | None = None,
+) -> AuditLog | PostgresAuditLog:
+    """The audit log at `target`: a PostgreSQL URL, or the path of an SQLite file."""
+    kind = PostgresAuditLog if is_database_url(target) else AuditLog
+    return kind(
+        str(target) if kind is PostgresAuditLog else target,  # type: ignore[arg-type]
+        retention_days,
+        create=create,
+        minimum_days=minimum_days,
+        override_reason=override_reason,
+    )

@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
-from suitability.serving.audit import AuditLog
+from suitability.serving.audit import AuditLog, PostgresAuditLog, masked_url, open_audit
 from suitability.serving.engine import Answer, Scorer
 from suitability.serving.guard import DEADLINE_KEY, Guard, caller_of
 from suitability.serving.keys import WatchedKeys
@@ -127,11 +127,11 @@ class ClientMistakes(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientMistakes())
 
 
-def open_audit_log(settings: Settings, *, create: bool = True) -> AuditLog:
-    """The audit log the settings name, with their retention (checked against the legal
-    minimum)."""
-    return AuditLog(
-        settings.audit_db,
+def open_audit_log(settings: Settings, *, create: bool = True) -> AuditLog | PostgresAuditLog:
+    """The audit log the settings name (PostgreSQL by `audit_url`, else the SQLite file), with
+    their retention (checked against the legal minimum)."""
+    return open_audit(
+        settings.audit_target,
         settings.audit_retention_days,
         create=create,
         minimum_days=settings.audit_min_retention_days,
@@ -186,7 +186,7 @@ class Suitability:
         logger.info(
             "loaded %s; audit log %s (%d records past retention purged)",
             ", ".join(f"{r.name} v{r.version}" for r in self.scorer.models.values()),
-            settings.audit_db,
+            masked_url(str(settings.audit_target)),
             purged,
         )
 
