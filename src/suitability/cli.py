@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from suitability import __version__
+from suitability.settings import masked_url
 
 if TYPE_CHECKING:
     from suitability.models.train import TrainingResult
@@ -534,7 +535,7 @@ def train(
             logged = tracking.log_training(result, source=source, experiment_config=experiment)
             bar.update(logging, completed=1, total=1)
     _print_result(result, logged)
-    console.print(f"tracking store: {escape(uri)}")
+    console.print(f"tracking store: {escape(masked_url(uri))}")
     if as_json:
         print(
             json.dumps(
@@ -1322,9 +1323,9 @@ def serve(
     import sys
 
     from suitability import tracking
-    from suitability.serving.audit import check_retention, masked_url
+    from suitability.serving.audit import check_retention
     from suitability.serving.keys import KeyStore
-    from suitability.settings import get_settings
+    from suitability.settings import get_settings, masked_url
 
     with _user_errors():
         settings = get_settings()
@@ -1365,7 +1366,7 @@ def serve(
         masked_url(settings.audit_url) if settings.audit_url else env["SUITABILITY_AUDIT_DB"]
     )
     err_console.print(
-        f"serving {chosen} models from {escape(uri)} on http://{bind} with "
+        f"serving {chosen} models from {escape(masked_url(uri))} on http://{bind} with "
         f"{env['SUITABILITY_WORKERS']} worker(s) (audit log {escape(audit_shown)})",
         highlight=False,
     )

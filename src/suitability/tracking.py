@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 # MLflow starts its usage-telemetry client when it is imported; the platform's machines send
 # nothing out unless an operator opts in (MLFLOW_DISABLE_TELEMETRY=false), so this one
@@ -155,6 +155,18 @@ def use_store(uri: str | None = None, artifacts: Path | None = None) -> str:
     elif scheme in ("http", "https"):
         _check_reachable(uri)
         root = Path(artifacts) if artifacts is not None else None
+    elif scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        # A team's store: runs and registry in PostgreSQL (psycopg 3, the driver installed;
+        # SQLAlchemy would pick psycopg2 for a bare `postgresql://`). Artifacts of new
+        # experiments go to `artifacts`, else experiments/mlartifacts in the project.
+        uri = "postgresql+psycopg://" + uri.split("://", 1)[1]
+        _check_database(uri)
+        if artifacts is not None:
+            root = Path(artifacts)
+        else:
+            from suitability.settings import get_settings
+
+            root = get_settings().project_dir / "experiments" / "mlartifacts"
     elif artifacts is not None:
         root = Path(artifacts)
     mlflow.set_tracking_uri(uri)
@@ -186,6 +198,28 @@ def _check_reachable(uri: str) -> None:
         raise ValueError(
             f"cannot reach the MLflow tracking server at {uri} ({reason}); start it, or set "
             "MLFLOW_TRACKING_URI to a reachable server (unset it to use the local store)"
+        ) from None
+
+
+def _check_database(uri: str) -> None:
+    """Fail in seconds with the reason (password hidden) when PostgreSQL does not answer."""
+    import psycopg
+
+    from suitability.settings import masked_url
+
+    plain = "postgresql://" + uri.split("://", 1)[1]
+    try:
+        with psycopg.connect(plain, connect_timeout=10):
+            pass
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        password = urlsplit(plain).password
+        if password:
+            reason = reason.replace(password, "***")
+        raise ValueError(
+            f"cannot reach the MLflow store at {masked_url(plain)} ({reason}); start the "
+            "server, or set MLFLOW_TRACKING_URI to a reachable store (unset it to use the "
+            "local one)"
         ) from None
 
 

@@ -27,7 +27,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from suitability.settings import masked_url
 
 ExportFormat = Literal["jsonl", "csv"]
 
@@ -619,18 +621,6 @@ _PG_LOCK = 0x5355_4954_4155_4454
 def is_database_url(target: str | Path) -> bool:
     """Whether an audit target is a PostgreSQL URL rather than an SQLite file path."""
     return str(target).startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
-
-
-def masked_url(url: str) -> str:
-    """`url` with any password replaced by `***`, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class PostgresAuditLog(_AuditStore):
