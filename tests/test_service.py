@@ -461,6 +461,7 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(
     assert len(answered) >= 40
     stored = open_audit(target, create=False)
     missing = [r for r in answered if stored.get(r) is None]
+    print(f"{backend}: {len(answered)} acknowledged, {len(answered) - len(missing)} found")
     assert not missing, f"{len(missing)} answered requests are not in the audit log"
     for request_id in answered:
         record = stored.get(request_id)
