@@ -21,6 +21,7 @@ import sqlite3
 import tempfile
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -246,7 +247,7 @@ def _withheld(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
-class _AuditStore:
+class _AuditStore(ABC):
     """What both audit backends share: appending one record, exporting, closing."""
 
     retention: Retention
@@ -256,16 +257,43 @@ class _AuditStore:
         """Store one record; returns once it is committed durably."""
         self.append_many([record])
 
+    @abstractmethod
     def append_many(self, records: Iterable[AuditRecord]) -> int:
-        raise NotImplementedError
+        """Store records all-or-nothing in one transaction; returns how many."""
+
+    #: The driver's parameter mark (`?` for sqlite3, `%s` for psycopg).
+    _MARK: str
 
     def records(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[AuditRecord]:
-        raise NotImplementedError
+        """Records with `since <= time < until`, oldest first, streamed from one snapshot on a
+        connection of its own (records appended meanwhile are not included)."""
+        where, params = [], []
+        if since is not None:
+            where.append(f"time >= {self._MARK}")
+            params.append(_iso(_aware(since, "since")))
+        if until is not None:
+            where.append(f"time < {self._MARK}")
+            params.append(_iso(_aware(until, "until")))
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time, request_id"
+        return self._stream(sql, params)
 
+    @abstractmethod
+    def _stream(self, sql: str, params: list[str]) -> Iterator[AuditRecord]:
+        """The rows of `sql` as records, from one read snapshot."""
+
+    @property
+    def _insert(self) -> str:
+        marks = ", ".join([self._MARK] * len(_COLUMNS))
+        return f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({marks})"
+
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the connection."""
 
     def _rows(self, records: Iterable[AuditRecord]) -> list[tuple[Any, ...]]:
         """The rows to insert: every record checked (personal data withheld) first."""
@@ -338,6 +366,8 @@ class AuditLog(_AuditStore):
     One connection shared by all threads behind a lock (writes are short); reading with
     `records` and `export` uses a connection of its own, so a slow reader never blocks the
     service. Other processes may open the same file at the same time."""
+
+    _MARK = "?"
 
     def __init__(
         self,
@@ -464,13 +494,6 @@ class AuditLog(_AuditStore):
                 raise
         return count
 
-    @property
-    def _insert(self) -> str:
-        return (
-            f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})"
-        )
-
     # --- reading ----------------------------------------------------------------------------------
 
     def get(self, request_id: str) -> AuditRecord | None:
@@ -480,24 +503,6 @@ class AuditLog(_AuditStore):
                 f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE} WHERE request_id = ?", (request_id,)
             ).fetchone()
         return None if row is None else _record(row)
-
-    def records(
-        self, since: datetime | None = None, until: datetime | None = None
-    ) -> Iterator[AuditRecord]:
-        """Records with `since <= time < until`, oldest first, streamed from a consistent
-        snapshot (records appended meanwhile are not included)."""
-        where, params = [], []
-        if since is not None:
-            where.append("time >= ?")
-            params.append(_iso(_aware(since, "since")))
-        if until is not None:
-            where.append("time < ?")
-            params.append(_iso(_aware(until, "until")))
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY time, request_id"
-        return self._stream(sql, params)
 
     def _stream(self, sql: str, params: list[str]) -> Iterator[AuditRecord]:
         reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
@@ -631,6 +636,8 @@ class PostgresAuditLog(_AuditStore):
     keeps request ids unique); `records` streams one snapshot. The tables are created on first
     use, under an advisory lock, with a marker table naming them ours."""
 
+    _MARK = "%s"
+
     def __init__(
         self,
         url: str,
@@ -705,13 +712,6 @@ class PostgresAuditLog(_AuditStore):
             for statement in _PG_SCHEMA:
                 conn.execute(statement)
 
-    @property
-    def _insert(self) -> str:
-        return (
-            f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
-        )
-
     def append_many(self, records: Iterable[AuditRecord]) -> int:
         """Store records all-or-nothing in one transaction; returns how many."""
         import psycopg
@@ -766,24 +766,6 @@ class PostgresAuditLog(_AuditStore):
                     (request_id,),
                 ).fetchone()
         return None if row is None else _record(row)
-
-    def records(
-        self, since: datetime | None = None, until: datetime | None = None
-    ) -> Iterator[AuditRecord]:
-        """Records with `since <= time < until`, oldest first, streamed (a server-side
-        cursor) from one snapshot, on a connection of its own."""
-        where, params = [], []
-        if since is not None:
-            where.append("time >= %s")
-            params.append(_iso(_aware(since, "since")))
-        if until is not None:
-            where.append("time < %s")
-            params.append(_iso(_aware(until, "until")))
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY time, request_id"
-        return self._stream(sql, params)
 
     def _stream(self, sql: str, params: list[str]) -> Iterator[AuditRecord]:
         import psycopg
