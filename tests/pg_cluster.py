@@ -20,13 +20,17 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Cluster:
+    """A running throwaway server: superuser `postgres`, no password (trust), on 127.0.0.1."""
+
     port: int
     folder: Path
 
     def dsn(self, database: str = "postgres") -> str:
+        """The URI of `database` on this server (`postgresql://postgres@127.0.0.1:PORT/…`)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> None:
+        """A new, empty database `name` (an error if it exists: each test picks its own)."""
         import psycopg
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
@@ -45,8 +49,35 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
+def _run_server_command(command: list[str], log: Path | None = None) -> None:
+    """Run a server command as the server's user; a failure says what it printed (and the end
+    of the server log), which the temporary folder removed afterwards no longer can."""
+    done = subprocess.run(_as_server_user(command), capture_output=True, text=True)
+    if done.returncode == 0:
+        return
+    said = (done.stderr or done.stdout).strip()
+    if log is not None and log.is_file():
+        said += "\nserver log:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise RuntimeError(f"{command[0]} failed with exit code {done.returncode}: {said}")
+
+
+def _server_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError(
+            "the tests run as root and PostgreSQL refuses to: they run its server as the "
+            "`postgres` system user, which this machine does not have"
+        ) from None
+
+
 @contextlib.contextmanager
 def postgres_cluster() -> Iterator[Cluster]:
+    """A fresh server for the duration of the block: its data folder is made by `initdb`, it
+    listens on a free port of 127.0.0.1 with fsync and synchronous commit on (durability is
+    tested) and 100 connections (concurrent appenders are), and it is stopped and its folder
+    removed afterwards, also when the block fails. Missing binaries are an error, not a skip:
+    the machines the tests run on have PostgreSQL 15."""
     missing = [b for b in ("initdb", "pg_ctl", "postgres") if shutil.which(b) is None]
     if missing:
         raise RuntimeError(
@@ -54,24 +85,26 @@ def postgres_cluster() -> Iterator[Cluster]:
             "tests need them (this machine kind has PostgreSQL 15)"
         )
     folder = Path(tempfile.mkdtemp(prefix="suitability-pg-"))
-    if os.geteuid() == 0:
-        server_user = pwd.getpwnam("postgres")
-        os.chown(folder, server_user.pw_uid, server_user.pw_gid)
     data, port = folder / "data", _free_port()
     try:
-        subprocess.run(
-            _as_server_user(["initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E",
-                             "UTF8", "--no-sync"]),
-            check=True, capture_output=True,
+        if os.geteuid() == 0:
+            server_user = _server_user()
+            os.chown(folder, server_user.pw_uid, server_user.pw_gid)
+        # --no-sync: initdb's own flush is skipped (the cluster is thrown away); the server
+        # itself runs with fsync on.
+        _run_server_command(
+            ["initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+             "--no-sync"]
         )  # fmt: skip
         options = (
             f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=100 "
             "-c fsync=on -c synchronous_commit=on"
         )
-        subprocess.run(
-            _as_server_user(["pg_ctl", "-D", str(data), "-o", options, "-l",
-                             str(folder / "server.log"), "-w", "-t", "60", "start"]),
-            check=True, capture_output=True,
+        log = folder / "server.log"
+        _run_server_command(
+            ["pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60",
+             "start"],
+            log,
         )  # fmt: skip
         cluster = Cluster(port, folder)
         _wait_accepting(cluster)

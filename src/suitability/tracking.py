@@ -70,8 +70,10 @@ from suitability.models.train import (
     evaluate_predictions,
     label_codes,
 )
+from suitability.settings import masked_url
 
 __all__ = [
+    "ARTIFACT_ROOT_ENV",
     "CHALLENGER",
     "CHAMPION",
     "PORTABLE_DIR",
@@ -87,6 +89,7 @@ __all__ = [
     "load_portable_estimator",
     "load_test_split",
     "log_training",
+    "postgres_store_uri",
     "promote",
     "resolve_model",
     "use_store",
@@ -111,6 +114,12 @@ _MODEL_NAME = "model"
 _MAX_PARAM_LENGTH = 6000
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
 _STORE: dict[str, str | None] = {"uri": None, "artifacts": None}
+#: Where new experiments of a PostgreSQL store keep their artifacts unless `use_store` is told:
+#: a path or a URI (s3://…, mlflow-artifacts:/…). The variable `mlflow server
+#: --default-artifact-root` reads, so a team's server and its direct clients agree.
+ARTIFACT_ROOT_ENV = "MLFLOW_DEFAULT_ARTIFACT_ROOT"
+#: The spellings of a PostgreSQL store whose driver is installed (psycopg 3).
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgres+psycopg")
 #: Rows a logged dataset's column types are inferred from.
 _SCHEMA_ROWS = 1000
 
@@ -130,18 +139,32 @@ def default_tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{(Path(root).absolute() / 'experiments' / 'mlflow.db').as_posix()}"
 
 
-def use_store(uri: str | None = None, artifacts: Path | None = None) -> str:
+def use_store(uri: str | None = None, artifacts: Path | str | None = None) -> str:
     """Point this process's MLflow tracking and registry at `uri` (default:
-    `default_tracking_uri()`) and quiet MLflow's own output. For a local SQLite store, new
-    experiments keep their artifacts in `artifacts` or beside the database in `mlartifacts/`.
-    A server that does not answer is a `ValueError`."""
+    `default_tracking_uri()`) and quiet MLflow's own output; returns the URI MLflow was given.
+
+    - A SQLite store: new experiments keep their artifacts in `artifacts`, else beside the
+      database in `mlartifacts/`.
+    - A PostgreSQL store (`postgresql://`, `postgres://`, `postgresql+psycopg://`): the URI is
+      handed to MLflow as `postgresql+psycopg://`, because SQLAlchemy reads a bare
+      `postgresql://` as psycopg2, which is not installed (psycopg 3 is). The database keeps
+      runs and the registry but no files, so new experiments keep their artifacts in
+      `artifacts`, else in `$MLFLOW_DEFAULT_ARTIFACT_ROOT` (a path or a URI such as
+      `s3://bucket/mlflow`), else in `experiments/mlartifacts` of the project. The location is
+      recorded with each experiment when it is created: every machine that trains, serves or
+      reports must be able to read it.
+    - An MLflow server (`http(s)://`): its own artifact store, unless `artifacts` is given.
+
+    A store that does not answer is a `ValueError` naming it, with any password masked (prefer
+    `PGPASSWORD` or `~/.pgpass` to a password in the URI: the returned URI carries it).
+    """
     uri = uri or default_tracking_uri()
     scheme = urlparse(uri).scheme
     # Our `--json` output is the last stdout line: no run links on stdout, no progress bars.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     _quiet_logging()
-    root: Path | None = None
+    root: Path | str | None = None
     if scheme == "sqlite":
         database = _sqlite_path(uri)
         if database is not None:
@@ -155,25 +178,51 @@ def use_store(uri: str | None = None, artifacts: Path | None = None) -> str:
     elif scheme in ("http", "https"):
         _check_reachable(uri)
         root = Path(artifacts) if artifacts is not None else None
-    elif scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        # A team's store: runs and registry in PostgreSQL (psycopg 3, the driver installed;
-        # SQLAlchemy would pick psycopg2 for a bare `postgresql://`). Artifacts of new
-        # experiments go to `artifacts`, else experiments/mlartifacts in the project.
-        uri = "postgresql+psycopg://" + uri.split("://", 1)[1]
+    elif scheme in _POSTGRES_SCHEMES or scheme.startswith(("postgresql+", "postgres+")):
+        uri = postgres_store_uri(uri)
         _check_database(uri)
-        if artifacts is not None:
-            root = Path(artifacts)
-        else:
-            from suitability.settings import get_settings
-
-            root = get_settings().project_dir / "experiments" / "mlartifacts"
+        root = artifacts if artifacts is not None else _postgres_artifact_root()
     elif artifacts is not None:
         root = Path(artifacts)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _STORE["uri"] = uri
-    _STORE["artifacts"] = root.absolute().as_uri() if root is not None else None
+    _STORE["artifacts"] = _root_uri(root) if root is not None else None
     return uri
+
+
+def postgres_store_uri(uri: str) -> str:
+    """The SQLAlchemy URI of a PostgreSQL store as MLflow must get it: `postgresql://` and
+    `postgres://` become `postgresql+psycopg://` (SQLAlchemy's default driver for them is
+    psycopg2, which is not installed); any other driver is a `ValueError`."""
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
+        raise ValueError("a PostgreSQL store URI looks like postgresql://USER@HOST:PORT/DATABASE")
+    if scheme.lower() not in _POSTGRES_SCHEMES:
+        driver = scheme.partition("+")[2]
+        raise ValueError(
+            f"the PostgreSQL driver {driver!r} is not installed (psycopg 3 is): set "
+            "MLFLOW_TRACKING_URI to postgresql://USER@HOST:PORT/DATABASE"
+        )
+    return f"postgresql+psycopg://{rest}"
+
+
+def _postgres_artifact_root() -> Path | str:
+    """`$MLFLOW_DEFAULT_ARTIFACT_ROOT` when set, else `experiments/mlartifacts` in the project,
+    the folder the local store uses (fine on one machine; a team shares a mount or a bucket)."""
+    if configured := os.environ.get(ARTIFACT_ROOT_ENV, "").strip():
+        return configured
+    from suitability.settings import get_settings
+
+    return get_settings().project_dir / "experiments" / "mlartifacts"
+
+
+def _root_uri(root: Path | str) -> str:
+    """An artifact root as a URI: a URI (`s3://…`, `file:///…`) as given, a path made
+    absolute. One-letter schemes are Windows drives, so paths."""
+    if isinstance(root, str) and len(urlparse(root).scheme) > 1:
+        return root.rstrip("/")
+    return Path(root).absolute().as_uri()
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -196,16 +245,16 @@ def _check_reachable(uri: str) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise ValueError(
-            f"cannot reach the MLflow tracking server at {uri} ({reason}); start it, or set "
-            "MLFLOW_TRACKING_URI to a reachable server (unset it to use the local store)"
+            f"cannot reach the MLflow tracking server at {masked_url(uri)} ({reason}); start "
+            "it, or set MLFLOW_TRACKING_URI to a reachable server (unset it to use the local "
+            "store)"
         ) from None
 
 
 def _check_database(uri: str) -> None:
-    """Fail in seconds with the reason (password hidden) when PostgreSQL does not answer."""
+    """Fail in seconds with the reason (password hidden) when PostgreSQL does not answer,
+    rather than after MLflow's minutes of connection retries."""
     import psycopg
-
-    from suitability.settings import masked_url
 
     plain = "postgresql://" + uri.split("://", 1)[1]
     try:
@@ -218,25 +267,39 @@ def _check_database(uri: str) -> None:
             reason = reason.replace(password, "***")
         raise ValueError(
             f"cannot reach the MLflow store at {masked_url(plain)} ({reason}); start the "
-            "server, or set MLFLOW_TRACKING_URI to a reachable store (unset it to use the "
-            "local one)"
+            "server or create the database, or set MLFLOW_TRACKING_URI to a reachable store "
+            "(unset it to use the local one)"
         ) from None
 
 
 class _DropMessages(logging.Filter):
-    """Drops MLflow notices that say nothing to our users (the cloudpickle caution: the model
-    is our own class, loaded by our own code)."""
+    """Drops library notices that say nothing to our users: records containing `phrase`."""
+
+    def __init__(self, phrase: str) -> None:
+        super().__init__()
+        self.phrase = phrase
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "serialized using CloudPickle" not in record.getMessage()
+        return self.phrase not in record.getMessage()
+
+
+#: Logger and the notice dropped from it. MLflow's cloudpickle caution: the model is our own
+#: class, loaded by our own code. psycopg's note that it ended a pipeline after an error: the
+#: error itself is raised, and on a PostgreSQL store it is MLflow re-inserting a metric it
+#: already has (same key, step, time and value) when it logs the model, which MLflow catches.
+_DROPPED_NOTICES = (
+    ("mlflow.pyfunc", "serialized using CloudPickle"),
+    ("psycopg", "error ignored terminating <psycopg.Pipeline"),
+)
 
 
 def _quiet_logging() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    pyfunc_logger = logging.getLogger("mlflow.pyfunc")
-    if not any(isinstance(f, _DropMessages) for f in pyfunc_logger.filters):
-        pyfunc_logger.addFilter(_DropMessages())
+    for name, phrase in _DROPPED_NOTICES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(phrase))
 
 
 def _artifact_location(experiment: str) -> str | None:
@@ -265,8 +328,8 @@ def _store_errors() -> Iterator[None]:
         text = str(error)
         if "API request to" in text or "Max retries exceeded" in text:
             raise ValueError(
-                f"cannot reach the MLflow tracking server at {mlflow.get_tracking_uri()}: "
-                f"{text.splitlines()[0][:300]}"
+                f"cannot reach the MLflow tracking server at "
+                f"{masked_url(mlflow.get_tracking_uri())}: {text.splitlines()[0][:300]}"
             ) from None
         raise
 
@@ -354,7 +417,9 @@ def _pip_requirements() -> list[str]:
 
 @dataclass
 class LoggedRun:
-    """Where a training run went: its run, experiment and (when registered) model version."""
+    """Where a training run went: its run, experiment and (when registered) model version.
+    The tracking URI is for people to read (`train --json` prints it), so its password is
+    masked."""
 
     run_id: str
     experiment_id: str
@@ -419,7 +484,7 @@ def log_training(
         model_uri=model_uri,
         name=name,
         version=version,
-        tracking_uri=mlflow.get_tracking_uri(),
+        tracking_uri=masked_url(mlflow.get_tracking_uri()),
     )
 
 
