@@ -117,6 +117,15 @@ def masked_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
+def masked_reason(error: Exception, url: str) -> str:
+    """A driver error's first line, with the password of `url` (if any) blanked: connection
+    errors may quote the URL they were given."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    password = urlsplit(url).password
+    return first.replace(password, "***") if password else first
+
+
 class SettingsError(ValueError):
     """A SUITABILITY_* variable (or `.env` entry) that cannot be used, named with the reason."""
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlsplit
+from urllib.parse import urlparse
 
 # MLflow starts its usage-telemetry client when it is imported; the platform's machines send
 # nothing out unless an operator opts in (MLFLOW_DISABLE_TELEMETRY=false), so this one
@@ -70,7 +70,7 @@ from suitability.models.train import (
     evaluate_predictions,
     label_codes,
 )
-from suitability.settings import masked_url
+from suitability.settings import masked_reason, masked_url
 
 __all__ = [
     "ARTIFACT_ROOT_ENV",
@@ -261,10 +261,7 @@ def _check_database(uri: str) -> None:
         with psycopg.connect(plain, connect_timeout=10):
             pass
     except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-        password = urlsplit(plain).password
-        if password:
-            reason = reason.replace(password, "***")
+        reason = masked_reason(error, plain)
         raise ValueError(
             f"cannot reach the MLflow store at {masked_url(plain)} ({reason}); start the "
             "server or create the database, or set MLFLOW_TRACKING_URI to a reachable store "

@@ -76,8 +76,6 @@ def mask_id_number(values: pd.Series) -> pd.Series:
 
 
 _PSEUDONYM = re.compile(r"idh_[0-9a-f]{24}")
-#: Where the key lives when SUITABILITY_PII_KEY is not set (created on first use, mode 0600).
-KEY_FILE_NAME = "pii.key"
 logger = logging.getLogger("suitability")
 
 

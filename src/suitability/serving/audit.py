@@ -28,9 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
 
-from suitability.settings import masked_url
+from suitability.settings import masked_reason, masked_url
 
 ExportFormat = Literal["jsonl", "csv"]
 
@@ -460,15 +459,24 @@ class AuditLog(_AuditStore):
                 self._conn.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 self._conn.execute("ROLLBACK")
+                ids = [row[0] for row in rows]
                 raise DuplicateRecordError(
                     f"audit database {self.path} already holds a record with one of these "
-                    f"request ids ({_first_duplicate(self._conn, rows)}); nothing was stored"
+                    f"request ids ({_first_repeat(ids, self._stored(ids))}); nothing was stored"
                 ) from exc
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
         return len(rows)
+
+    def _stored(self, ids: list[str]) -> set[str]:
+        """Which of `ids` the log already holds (one query)."""
+        marks = ", ".join("?" * len(ids))
+        found = self._conn.execute(
+            f"SELECT request_id FROM {_TABLE} WHERE request_id IN ({marks})", ids
+        )
+        return {row[0] for row in found}
 
     def purge(self, now: datetime | None = None) -> int:
         """Delete records older than the retention period, and in the same transaction add a
@@ -560,13 +568,11 @@ def _csv_row(record: AuditRecord) -> list[str]:
     return out
 
 
-def _first_duplicate(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> str:
-    """The first request id of `rows` that is already stored or repeated within `rows`."""
-    ids = [row[0] for row in rows]
+def _first_repeat(ids: list[str], stored: set[str]) -> str:
+    """The first of `ids` that is among `stored` or repeated within `ids`, quoted."""
     seen: set[str] = set()
     for request_id in ids:
-        stored = conn.execute(f"SELECT 1 FROM {_TABLE} WHERE request_id = ?", (request_id,))
-        if request_id in seen or stored.fetchone():
+        if request_id in seen or request_id in stored:
             return repr(request_id)
         seen.add(request_id)
     return "?"
@@ -669,7 +675,7 @@ class PostgresAuditLog(_AuditStore):
             conn = psycopg.connect(self.url, connect_timeout=10, application_name="suitability")
         except psycopg.Error as error:
             raise AuditLogError(
-                f"cannot connect to the audit database {self.path}: {_pg_reason(error, self.url)}"
+                f"cannot connect to the audit database {self.path}: {masked_reason(error, self.url)}"
             ) from None
         conn.execute("SET synchronous_commit = on")
         conn.commit()
@@ -731,10 +737,9 @@ class PostgresAuditLog(_AuditStore):
                         f"SELECT request_id FROM {_TABLE} WHERE request_id = ANY(%s)", (ids,)
                     )
                     stored = {r[0] for r in found}
-                repeated = next((i for i in ids if i in stored or ids.count(i) > 1), "?")
                 raise DuplicateRecordError(
                     f"audit database {self.path} already holds a record with one of these "
-                    f"request ids ({repeated!r}); nothing was stored"
+                    f"request ids ({_first_repeat(ids, stored)}); nothing was stored"
                 ) from None
         return len(rows)
 
@@ -792,13 +797,6 @@ class PostgresAuditLog(_AuditStore):
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
-
-
-def _pg_reason(error: Exception, url: str) -> str:
-    """The driver's reason, first line, with the URL's password (if any) blanked."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text
 
 
 def open_audit(
