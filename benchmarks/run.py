@@ -4,9 +4,11 @@
 
 1. Synthetic generator: `generate` with 2 worker processes against the same generator in one
    process (baseline), median of `--runs` runs each: wall time, events/s, peak memory.
-2. Feature build: `suitability features build` against a straightforward pandas groupby
-   implementation of the behaviour features (baseline), on one generated world, median of
-   `--runs` runs each, every run in a fresh process (see bench_features.py).
+2. Feature build: `suitability features build` against the pandas groupby script of the counts
+   and amounts, the vectorised pandas implementation of the same behaviour features, and
+   DuckDB's aggregation of the counts (reference), on one generated world (or `--data`), median
+   of `--runs` runs each, every run in a fresh process; then the contract stage alone against
+   pandera, per table (see bench_features.py).
 
 Prints markdown tables and writes benchmarks/results/foundation.json. Needs about 6 GB of free
 disk and, at 1M customers, roughly 40 minutes on 2 cores.
@@ -80,7 +82,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--as-of", default="2026-06-01")
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--contract-runs", type=int, default=1)
     parser.add_argument("--skip-synth", action="store_true", help="only the feature benchmark")
+    parser.add_argument("--data", type=Path, help="an existing data folder (seed-7 world) to use")
     args = parser.parse_args()
     began = time.perf_counter()
     report: dict[str, object] = {
@@ -92,13 +96,20 @@ def main() -> None:
         report["synth"] = synth_table(args.customers, args.runs, args.tmp)
     world = Path(tempfile.mkdtemp(prefix="bench-world-", dir=args.tmp))
     try:
-        generate(world / "data", args.customers, seed=7)
+        if args.data:
+            (world / "data").symlink_to(args.data.resolve())
+        else:
+            generate(world / "data", args.customers, seed=7)
         print(
             f"\n### Feature build, {args.customers:,} customers, as of {args.as_of} (median of {args.runs})\n"
         )
         features = bench_features.measure(world / "data", args.as_of, args.runs)
         bench_features.print_table(features)
         report["features"] = features
+        print(f"\n### Contract stage alone, per table (median of {args.contract_runs})\n")
+        contracts = bench_features.measure_contracts(world / "data", args.contract_runs)
+        bench_features.print_contracts(contracts)
+        report["contracts"] = contracts
     finally:
         shutil.rmtree(world, ignore_errors=True)
     report["total_minutes"] = (time.perf_counter() - began) / 60

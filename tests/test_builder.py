@@ -287,15 +287,85 @@ def test_unsorted_events_fall_back_and_give_the_same_features(world, built, tmp_
 
 def test_event_chunks_cut_a_sorted_stream_at_customer_boundaries():
     from suitability.features.builder import _event_chunks, _Unsorted
+    from suitability.features.kernel import EventArrays
 
-    ids = ["a", "a", "b", "c", "c", "c", "e", "f"]
-    frame = pd.DataFrame({"customer_id": pd.array(ids, dtype="str"), "n": range(len(ids))})
-    batches = [frame.iloc[i : i + 3] for i in range(0, len(ids), 3)]
-    chunks = list(_event_chunks(iter(batches), ["b", "d", "f"]))
-    assert [list(c["customer_id"]) for c in chunks] == [
-        ["a", "a", "b"],
-        ["c", "c", "c"],
-        ["e", "f"],
-    ]
+    codes = np.array([0, 0, 1, 2, 2, 2, 4, 5])
+    n = np.arange(len(codes))
+    events = EventArrays(codes, n, n, n, n, n, n, n % 2 == 0)
+
+    def batches(*cuts: tuple[int, int]) -> list[EventArrays]:
+        return [EventArrays(*(getattr(events, f)[a:b] for f in _NAMES)) for a, b in cuts]
+
+    stream = batches((0, 3), (3, 6), (6, 8))
+    chunks = list(_event_chunks(iter(stream), per_chunk=2, n_chunks=3))
+    # customer codes renumbered within each chunk; every other column carried along
+    assert [c.codes.tolist() for c in chunks] == [[0, 0, 1], [0, 0, 0], [0, 1]]
+    assert [c.times_us.tolist() for c in chunks] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert [c.has_term.tolist() for c in chunks][2] == [True, False]
+    # a chunk without events (customer 3) is an empty chunk, not skipped
+    singles = list(_event_chunks(iter(batches((0, 8))), per_chunk=1, n_chunks=6))
+    assert [len(c) for c in singles] == [2, 1, 3, 0, 1, 1]
     with pytest.raises(_Unsorted):
-        list(_event_chunks(iter([frame.iloc[3:], frame.iloc[:3]]), ["b", "d", "f"]))
+        list(_event_chunks(iter(batches((3, 8), (0, 3))), per_chunk=2, n_chunks=3))
+    with pytest.raises(_Unsorted):
+        list(_event_chunks(iter([EventArrays(*(getattr(events, f)[::-1] for f in _NAMES))]), 2, 3))
+
+
+_NAMES = ("codes", "times_us", "etype", "channel", "cents", "risk", "term", "has_term")
+
+
+# --- the columnar, multi-threaded batch path -------------------------------------------------
+
+
+@pytest.mark.parametrize(("threads", "chunk"), [(1, 400), (3, 33)])
+def test_threads_and_chunk_sizes_give_the_same_bits(
+    world, built, tmp_path, specs, monkeypatch, threads, chunk
+):
+    from suitability.settings import get_settings
+
+    monkeypatch.setenv("SUITABILITY_FEATURE_THREADS", str(threads))
+    get_settings.cache_clear()
+    try:
+        out = tmp_path / "threads.parquet"
+        build_features(world, AS_OF, out, specs, chunk_customers=chunk)
+    finally:
+        get_settings.cache_clear()
+    pd.testing.assert_frame_equal(pd.read_parquet(out), built, check_exact=True)
+
+
+def test_personal_data_is_not_read_but_its_type_is_checked(world, tmp_path, specs):
+    from suitability.data.contracts import ContractError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(world, broken)
+    customers = _raw(world, "customers")
+    customers["phone"] = np.arange(len(customers))  # numbers where text belongs
+    shutil.rmtree(broken / "customers")
+    customers.to_parquet(broken / "customers.parquet", index=False)
+    with pytest.raises(ContractError) as caught:
+        build_features(broken, AS_OF, tmp_path / "f.parquet", specs)
+    assert "customers.phone: wrong type: expected text, found int64" in str(caught.value)
+    assert not (tmp_path / "f.parquet").exists()
+
+
+def test_a_questionnaire_problem_is_reported_before_event_problems(world, tmp_path, specs):
+    """Questionnaires and tags are checked beside the events stream; their problems still come
+    first (as when they were checked before the events), and nothing is written."""
+    from suitability.data.contracts import ContractError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(world, broken)
+    answers = _raw(world, "questionnaire_responses")
+    answers.loc[3, "answer"] = "Z"
+    shutil.rmtree(broken / "questionnaire_responses")
+    answers.to_parquet(broken / "questionnaire_responses.parquet", index=False)
+    events = _raw(world, "events")
+    events.loc[5, "channel"] = "fax"
+    shutil.rmtree(broken / "events")
+    events.to_parquet(broken / "events.parquet", index=False)
+    with pytest.raises(ContractError) as caught:
+        build_features(broken, AS_OF, tmp_path / "f.parquet", specs, chunk_customers=50)
+    assert {p.table for p in caught.value.problems} == {"questionnaire_responses"}
+    assert "questionnaire_responses.answer, row 4" in str(caught.value)
+    assert not (tmp_path / "f.parquet").exists()
+    assert not list(tmp_path.glob(".features-*"))

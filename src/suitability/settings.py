@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     features_dir: Path | None = None
     models_dir: Path | None = None
     #: Customers per chunk when building features; bounds memory for any number of customers.
-    feature_chunk_customers: int = Field(default=100_000, gt=0)
+    feature_chunk_customers: int = Field(default=25_000, gt=0)
+    #: Threads computing feature chunks side by side while the next events are read and
+    #: validated (default: the machine's cores).
+    feature_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
     #: Problems listed in a contract error before "... and N more".
     max_problems_shown: int = Field(default=20, gt=0)
 

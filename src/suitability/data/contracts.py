@@ -1,10 +1,12 @@
-"""Enforce the raw-table contracts declared in `schema`: parse each batch to canonical dtypes,
-check it with pandera and vectorised cross-column rules, check whole-table rules, and report
-every problem in one readable `ContractError`.
+"""Enforce the raw-table contracts declared in `schema`: parse each batch to canonical types,
+check every column and row rule in arrow, check whole-table rules (in DuckDB for large
+tables), and report every problem in one readable `ContractError`.
 
 Everything here is pure (no file I/O) and vectorised: a batch of a million rows is checked with
-arrow compute, pandas and pandera, never a Python loop per row. `io` reads the files and feeds
-batches in; row numbers are carried in as the batch's offset.
+arrow compute kernels (multi-threaded inside arrow where it can), never a Python loop per row.
+Text columns that arrive dictionary-encoded (parquet's usual storage) stay so, and their checks
+run once per distinct value. `io` reads the files and feeds batches in; row numbers are carried
+in as the batch's offset.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import duckdb
 import numpy as np
 import pandas as pd
-import pandera.pandas as pandera
 import pyarrow as pa
 import pyarrow.compute as pc
-from pandera.errors import SchemaErrors
 
 from suitability.data.pii import mask_pii_arrays
 from suitability.data.schema import (
@@ -321,12 +322,20 @@ def _convert(array: pa.Array, column: Column) -> tuple[pa.Array, list[tuple[pa.A
     target = _ARROW_TYPES[column.type]
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
+    kind = column.type
+    if (
+        kind == "string"
+        and pa.types.is_dictionary(array.type)
+        and _is_text(array.type.value_type)
+        and not column.pii
+    ):
+        # Kept encoded: the checks then run once per distinct value (see `_failing_rows`).
+        return _text_dictionary(array), []
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     t = array.type
     if pa.types.is_null(t):
         return pa.nulls(len(array), target), []
-    kind = column.type
     if kind == "string":
         if not _is_text(t):
             raise _ColumnTypeError(f"expected text, found {t}")
@@ -378,7 +387,35 @@ def _convert(array: pa.Array, column: Column) -> tuple[pa.Array, list[tuple[pa.A
     return pc.cast(kept, target, safe=False), failures
 
 
+def _text_dictionary(array: pa.DictionaryArray) -> pa.DictionaryArray:
+    """A dictionary-encoded text column with large_string values and int32 indices."""
+    values = array.dictionary
+    if values.type != pa.large_string():
+        values = pc.cast(values, pa.large_string())
+    indices = array.indices
+    if indices.type != pa.int32():
+        indices = pc.cast(indices, pa.int32())
+    if values is array.dictionary and indices is array.indices:
+        return array
+    # The indices were valid for the same dictionary; checking them again costs a full scan.
+    return pa.DictionaryArray.from_arrays(indices, values, safe=False)
+
+
+def decoded(array: pa.Array) -> pa.Array:
+    """A canonical column with any dictionary encoding undone."""
+    return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array
+
+
+def _nan_to_null(array: pa.Array) -> pa.Array:
+    """Floats with NaN as null, as pandas counts NaN missing (a parquet file may store NaN)."""
+    nan = pc.is_nan(array)
+    if not pc.any(nan, min_count=0).as_py():
+        return array
+    return pc.if_else(nan, pa.scalar(None, array.type), array)
+
+
 def _to_pandas(columns: Mapping[str, pa.Array], row_offset: int, n_rows: int) -> pd.DataFrame:
+    columns = {name: decoded(array) for name, array in columns.items()}
     frame = _from_canonical_arrays(columns, row_offset, n_rows)
     if frame is not None:
         return frame
@@ -389,6 +426,12 @@ def _to_pandas(columns: Mapping[str, pa.Array], row_offset: int, n_rows: int) ->
     )
     frame.index = pd.RangeIndex(row_offset, row_offset + n_rows)
     return frame
+
+
+def canonical_frame(columns: Mapping[str, pa.Array], row_offset: int, n_rows: int) -> pd.DataFrame:
+    """Canonical columns (`TableValidator.validate_arrays`) as a pandas frame whose index is
+    the rows' 0-based positions in the whole table."""
+    return _to_pandas(columns, row_offset, n_rows)
 
 
 def _from_canonical_arrays(
@@ -475,6 +518,8 @@ def _canonical_arrays(
         stored = batch.column(name)
         try:
             arrays[name], failures = _convert(stored, column)
+            if column.type == "float":
+                arrays[name] = _nan_to_null(arrays[name])
         except _ColumnTypeError as exc:
             arrays[name] = pa.nulls(n, target)
             broken.add(name)
@@ -513,13 +558,18 @@ class _ArrowColumns:
     built from where they are at hand (no conversion back from pandas), converted once
     otherwise. What the row rules read."""
 
-    def __init__(self, frame: pd.DataFrame, arrays: Mapping[str, pa.Array]) -> None:
+    def __init__(self, frame: pd.DataFrame | None, arrays: Mapping[str, pa.Array]) -> None:
+        """`frame` None: `arrays` are canonical columns (`validate_arrays`), floats already with
+        NaN as null, text possibly dictionary-encoded; they are used as they are."""
         self.frame = frame
         self._arrays = dict(arrays)
         self._converted: dict[str, pa.Array] = {}
 
     def column(self, name: str) -> pa.Array:
         array = self._arrays.get(name)
+        if self.frame is None:
+            assert array is not None, name
+            return array
         # Floats are read from the frame: pandas counts NaN as missing, an arrow array
         # parsed from a file may hold NaN as a value.
         if array is None or pa.types.is_floating(array.type):
@@ -540,12 +590,17 @@ def _pairs(frame: pd.DataFrame, *columns: str) -> pd.Series:
 
 def _joined(*parts: pa.Array) -> pa.Array:
     """`_pairs` in arrow: the values joined by \x1f, null where any part is null."""
+    parts = tuple(decoded(p) for p in parts)
     return pc.binary_join_element_wise(*parts, pa.scalar("\x1f", pa.large_string()))
 
 
 def _one_of(values: pa.Array, allowed: Iterable[str]) -> pa.Array:
     """Whether each value is in `allowed` (never null: a null value is not)."""
-    return pc.is_in(values, value_set=pa.array(list(allowed), type=pa.large_string()))
+    value_set = pa.array(list(allowed), type=pa.large_string())
+    if pa.types.is_dictionary(values.type):
+        found = pc.is_in(values.dictionary, value_set=value_set)
+        return pc.fill_null(pc.take(found, values.indices), False)
+    return pc.is_in(values, value_set=value_set)
 
 
 def shown_column(rule: RowRule) -> str | None:
@@ -570,7 +625,7 @@ def _violations(rule: RowRule, frame: _ArrowColumns, table: TableSchema, specs: 
     # vocabulary, another rule names the problem.
     starts = {a[:-1] for a in allowed}
     applies = (
-        _one_of(_joined(*parts[:-1]), ("\x1f".join(a) for a in starts))
+        _tuple_in(parts[:-1], starts)
         if len(parts) > 2
         else _one_of(parts[0], (a[0] for a in starts))
     )
@@ -578,7 +633,48 @@ def _violations(rule: RowRule, frame: _ArrowColumns, table: TableSchema, specs: 
     if vocabulary is not None:
         applies = pc.and_(applies, _one_of(parts[-1], vocabulary(specs)))
     applies = pc.and_(applies, pc.is_valid(parts[-1]))
-    return pc.and_(applies, pc.invert(_one_of(_joined(*parts), ("\x1f".join(a) for a in allowed))))
+    return pc.and_(applies, pc.invert(_tuple_in(parts, allowed)))
+
+
+def _unique_dictionary(array: pa.Array) -> pa.DictionaryArray:
+    """The column dictionary-encoded with each value once in its dictionary."""
+    if pa.types.is_dictionary(array.type):
+        values = array.dictionary
+        if pc.count_distinct(values, mode="all").as_py() == len(values):
+            return array
+        array = array.dictionary_decode()
+    return pc.dictionary_encode(array)
+
+
+def _tuple_in(parts: Sequence[pa.Array], allowed: Iterable[tuple[str, ...]]) -> pa.Array:
+    """Whether each row's values of `parts` together are one of the `allowed` tuples (false
+    where any part is missing): `_one_of(_joined(*parts), …)` without building a string per
+    row. Each part is dictionary-encoded (as stored, or here), each row becomes one integer
+    made of its parts' dictionary positions, and the allowed tuples are encoded the same way."""
+    encoded = [_unique_dictionary(p) for p in parts]
+    sizes = [len(p.dictionary) + 1 for p in encoded]
+    if float(np.prod([float(n) for n in sizes])) >= 2.0**62:  # too many combinations to pack
+        joined = _joined(*parts)
+        return _one_of(joined, ("\x1f".join(a) for a in allowed))
+    n = len(parts[0])
+    code = np.zeros(n, dtype=np.int64)
+    valid = np.ones(n, dtype=bool)
+    lookups = []
+    for p, size in zip(encoded, sizes, strict=True):
+        indices = p.indices
+        valid &= np.asarray(pc.is_valid(indices))
+        code = code * size + pc.fill_null(indices, 0).to_numpy().astype(np.int64)
+        lookups.append({v: i for i, v in enumerate(p.dictionary.to_pylist())})
+    wanted = []
+    for values in allowed:
+        positions = [lookup.get(v) for lookup, v in zip(lookups, values, strict=True)]
+        if all(i is not None for i in positions):
+            c = 0
+            for i, size in zip(positions, sizes, strict=True):
+                c = c * size + i
+            wanted.append(c)
+    found = np.isin(code, np.array(wanted, dtype=np.int64)) & valid
+    return pa.array(found)
 
 
 def allowed_rule(values: frozenset[str]) -> str:
@@ -591,62 +687,95 @@ def allowed_rule(values: frozenset[str]) -> str:
     return f"value not allowed (expected one of: {', '.join(listed)})"
 
 
-def _in_customers(ids: pa.Array) -> Callable[[pd.Series], pd.Series]:
-    """A pandera check function: is each customer_id one of `ids` (one arrow hash lookup)."""
-
-    def check(values: pd.Series) -> pd.Series:
-        array = pa.array(values, type=pa.large_string(), from_pandas=True)
-        found = pc.is_in(array, value_set=ids).to_numpy(zero_copy_only=False)
-        return pd.Series(found, index=values.index)
-
-    return check
-
-
 def max_rule(bound: float) -> str:
     """The rule text of an upper bound (`must be ≤ 10,000,000,000`)."""
     return f"must be ≤ {int(bound):,}" if float(bound).is_integer() else f"must be ≤ {bound:g}"
 
 
-def _identifiers(values: pd.Series) -> pd.Series:
-    """A pandera check function: does each value have identifier syntax (arrow regex)."""
-    array = pa.array(values, type=pa.large_string(), from_pandas=True)
-    found = pc.match_substring_regex(array, IDENTIFIER).to_numpy(zero_copy_only=False)
-    return pd.Series(found, index=values.index)
+#: A column check: (rule text, function of the values giving true where a value fails it —
+#: null where it is missing, which never fails —, whether a problem shows the value).
+_Check = tuple[str, Callable[[pa.Array], pa.Array], bool]
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
-def _pandera_column(column: Column, specs: Specs, customer_ids: pa.Array | None) -> pandera.Column:
-    checks = []
-    if column.allowed is not None:
-        allowed = column.allowed(specs)
-        checks.append(pandera.Check.isin(sorted(allowed), error=allowed_rule(allowed)))
-    if column.type == "float":
-        checks.append(pandera.Check(lambda s: np.isfinite(s), error="must be a finite number"))
-    if column.min is not None:
-        checks.append(pandera.Check.ge(column.min, error=f"must be ≥ {column.min:g}"))
-    if column.max is not None:
-        checks.append(pandera.Check.le(column.max, error=max_rule(column.max)))
-    if column.identifier and not (column.name == "customer_id" and customer_ids is not None):
-        checks.append(pandera.Check(_identifiers, error=IDENTIFIER_RULE))
-    if column.name == "customer_id" and customer_ids is not None:
-        checks.append(pandera.Check(_in_customers(customer_ids), error=RULE_REFERENCE))
-    return pandera.Column(
-        _PANDAS_DTYPES[column.type], checks=checks, nullable=column.nullable, required=True
-    )
+def _failing_rows(array: pa.Array, fails: Callable[[pa.Array], pa.Array]) -> np.ndarray:
+    """0-based positions of the rows whose value fails a check. A dictionary-encoded column is
+    checked once per distinct value; rows are looked up only when some value fails."""
+    if pa.types.is_dictionary(array.type):
+        bad = pc.fill_null(fails(array.dictionary), False)
+        if not pc.any(bad, min_count=0).as_py():
+            return _NO_ROWS
+        return _mask_rows(pc.take(bad, array.indices))
+    bad = fails(array)
+    if not pc.any(bad, min_count=0).as_py():
+        return _NO_ROWS
+    return _mask_rows(bad)
 
 
-def _failures_to_findings(cases: pd.DataFrame) -> list[Finding]:
-    findings = []
-    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
-        index = pd.to_numeric(group["index"], errors="coerce")
-        if index.isna().all():
-            findings.append(Finding(column, f"wrong type: {check}"))
-            continue
-        rule = RULE_NOT_NULL if check == "not_nullable" else str(check)
-        rows = index.to_numpy(dtype=np.int64) + 1
-        # An id refused for its syntax may be personal data (an e-mail): not shown.
-        values = None if rule in (RULE_NOT_NULL, IDENTIFIER_RULE) else group["failure_case"]
-        findings.append(Finding(column, rule, rows, values))
-    return findings
+def _values_at(array: pa.Array, positions: np.ndarray) -> pd.Series:
+    """The values at some 0-based positions, as a message shows them."""
+    taken = decoded(pc.take(array, pa.array(positions, type=pa.int64())))
+    return pd.Series(taken.to_pandas(), dtype=object)
+
+
+class IdSet:
+    """A fixed set of ids (the customers table's) that many batches are looked up in. Arrow's
+    `is_in` hashes its value set on every call — 0.1 s for a million ids, per batch —, so a
+    batch with far fewer distinct values than the set (a dictionary-encoded column: its
+    dictionary) is looked up in a pandas index instead, hashed once."""
+
+    def __init__(self, ids: pa.Array) -> None:
+        self.array = ids
+        self._index: pd.Index | None = None
+        # The last lookup, by the memory it read: validation and then the feature code look
+        # up the same batch's dictionary one after the other.
+        self._last: tuple[tuple[object, ...], pa.Array, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def positions(self, values: pa.Array) -> np.ndarray:
+        """Position of each value in the set (-1: null or not in it), as int64."""
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        where = (
+            values.type,
+            values.offset,
+            len(values),
+            *(b and b.address for b in values.buffers()),
+        )
+        if self._last is not None and self._last[0] == where:
+            return self._last[2]
+        if len(values) * 4 >= len(self.array):
+            found = pc.index_in(values, value_set=self.array)
+            positions = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        else:
+            if self._index is None:
+                self._index = pd.Index(self.array.to_numpy(zero_copy_only=False), dtype=object)
+            text = decoded(values).to_numpy(zero_copy_only=False)
+            positions = self._index.get_indexer(text).astype(np.int64, copy=False)
+        self._last = (where, values, positions)  # (values kept alive: the memory stays theirs)
+        return positions
+
+    def contains(self, values: pa.Array) -> pa.Array:
+        """Whether each value is in the set (false for null)."""
+        return pa.array(self.positions(values) >= 0)
+
+
+def _not_known(ids: IdSet) -> Callable[[pa.Array], pa.Array]:
+    def fails(values: pa.Array) -> pa.Array:
+        return pc.and_(pc.is_valid(values), pc.invert(ids.contains(values)))
+
+    return fails
+
+
+def _not_in(value_set: pa.Array) -> Callable[[pa.Array], pa.Array]:
+    def fails(values: pa.Array) -> pa.Array:
+        found = pc.is_in(values, value_set=value_set)
+        return pc.and_(pc.is_valid(values), pc.invert(found))
+
+    return fails
 
 
 def _rows_of(mask: pa.Array, index: pd.Index) -> np.ndarray:
@@ -656,8 +785,8 @@ def _rows_of(mask: pa.Array, index: pd.Index) -> np.ndarray:
 
 class TableValidator:
     """Checks the batches of one table: per-column rules (types, nulls, allowed values, bounds,
-    customer references) with pandera, cross-column rules with vectorised pandas, and
-    whole-table rules (uniqueness, complete submissions) once the table is assembled.
+    identifier syntax, customer references) and cross-column rules in arrow, and whole-table
+    rules (uniqueness, complete submissions) once the table is assembled.
 
     `customer_ids` (unique ids of the customers table) turns on the reference check for tables
     whose rules ask for it; `columns` fixes the output columns for every batch."""
@@ -666,30 +795,31 @@ class TableValidator:
         self,
         table: TableSchema,
         specs: Specs,
-        customer_ids: pa.Array | None = None,
+        customer_ids: pa.Array | IdSet | None = None,
         columns: Sequence[str] | None = None,
     ) -> None:
         self.table = table
         self.specs = specs
         self.columns = list(columns) if columns is not None else None
+        if customer_ids is not None and not isinstance(customer_ids, IdSet):
+            customer_ids = IdSet(customer_ids)
         self.customer_ids = customer_ids if table.references_customers else None
         self.broken: set[str] = set()
-        self._schemas: dict[tuple[str, ...], pandera.DataFrameSchema] = {}
-        self._allowed: dict[str, pa.Array] = {}
+        self._checks: dict[str, list[_Check]] = {}
 
-    def validate_batch(
+    def validate_arrays(
         self, batch: pa.RecordBatch | pa.Table, row_offset: int = 0, source: str = ""
-    ) -> tuple[pd.DataFrame, list[Finding]]:
-        """Canonical, PII-masked frame of one batch and everything wrong with it. Personal data
-        is masked right after parsing, before any check sees it."""
+    ) -> tuple[dict[str, pa.Array], list[Finding]]:
+        """Canonical, PII-masked columns of one batch and everything wrong with it. Personal
+        data is masked right after parsing, before any check sees it. Text columns stored
+        dictionary-encoded come back so (`decoded` undoes it); floats hold NaN as null."""
         arrays, parsing, broken = _canonical_arrays(
             batch, self.table, row_offset, self.columns, source
         )
         self.broken |= broken
         arrays = mask_pii_arrays(arrays, self.table)
-        frame = _to_pandas(arrays, row_offset, batch.num_rows)
-        checked = self._column_checks(frame, broken, arrays)
-        checked += self._row_rules(frame, broken, arrays)
+        checked = self._column_checks(arrays, broken, row_offset)
+        checked += self._row_rules(arrays, broken, row_offset)
         # A value that did not parse is null now; don't report it again as missing.
         unparsed: dict[str | None, list[np.ndarray]] = {}
         for f in parsing:
@@ -701,121 +831,120 @@ class TableValidator:
                 f = _without_rows(f, np.concatenate(unparsed[f.column]))
             if f.rows is None or f.rows.size:
                 findings.append(f)
-        return frame, findings
+        return arrays, findings
 
-    def check_whole(self, frame: pd.DataFrame) -> list[Finding]:
+    def validate_batch(
+        self, batch: pa.RecordBatch | pa.Table, row_offset: int = 0, source: str = ""
+    ) -> tuple[pd.DataFrame, list[Finding]]:
+        """`validate_arrays` as a canonical pandas frame (index: 0-based table positions)."""
+        arrays, findings = self.validate_arrays(batch, row_offset, source)
+        return _to_pandas(arrays, row_offset, batch.num_rows), findings
+
+    def check_whole(
+        self,
+        frame: pd.DataFrame | Callable[[], pd.DataFrame],
+        keys: Mapping[str, Sequence[pa.Array]] | pa.Table | None = None,
+    ) -> list[Finding]:
         """Rules that need every row at once: unique keys and complete questionnaire
-        submissions. `frame` is the concatenation of the validated batches."""
+        submissions. `frame` is the concatenation of the validated batches (or makes it: it
+        is then asked for only when a pre-check cannot rule a problem out); `keys` may hold the
+        same batches' canonical arrays of the columns these rules read (`whole_columns`), which
+        the pre-checks then use as they are (dictionary codes, no text hashing)."""
+        table = keys if isinstance(keys, pa.Table) else _key_table(keys) if keys else None
+        if callable(frame):
+            make, built = frame, []
+
+            def frame() -> pd.DataFrame:  # built once, and only if a pre-check needs it
+                if not built:
+                    built.append(make())
+                return built[0]
+
+            if table is None:
+                frame = frame()
         findings: list[Finding] = []
         key = list(self.table.unique)
         if key and not set(key) & self.broken:
-            findings += _duplicates(frame, key)
+            findings += _duplicates(frame, key, table)
         complete = self.table.complete_groups
         if complete is not None and not self.broken & {*complete.group, complete.member}:
-            findings += _incomplete_submissions(frame, self.table.complete_groups, self.specs)
+            findings += _incomplete_submissions(frame, complete, self.specs, table)
         return findings
 
+    @property
+    def whole_columns(self) -> list[str]:
+        """The columns the whole-table rules read."""
+        names = list(self.table.unique)
+        complete = self.table.complete_groups
+        if complete is not None:
+            names += [*complete.group, complete.member]
+        return list(dict.fromkeys(names))
+
     def _column_checks(
-        self,
-        frame: pd.DataFrame,
-        broken: frozenset[str],
-        arrays: Mapping[str, pa.Array] | None = None,
-    ) -> list[Finding]:
-        names = tuple(c for c in frame.columns if c not in broken)
-        # pandera costs milliseconds per call however few the rows (a request's tables are
-        # tiny), so a pass of arrow kernels first proves that no check can fail; pandera then
-        # runs only when something may be wrong, to say exactly what.
-        if self._all_pass(frame, names, arrays or {}):
-            return []
-        schema = self._schemas.get(names)
-        if schema is None:
-            schema = pandera.DataFrameSchema(
-                {
-                    n: _pandera_column(self.table.column(n), self.specs, self.customer_ids)
-                    for n in names
-                },
-                strict=False,
-                coerce=False,
-            )
-            self._schemas[names] = schema
-        try:
-            schema.validate(frame, lazy=True, inplace=True)
-        except SchemaErrors as exc:
-            return _failures_to_findings(exc.failure_cases)
-        return []
-
-    def _all_pass(
-        self, frame: pd.DataFrame, names: Sequence[str], arrays: Mapping[str, pa.Array]
-    ) -> bool:
-        """True only if the pandera schema of `names` certainly finds nothing: every column
-        has its canonical dtype, no value is missing where it must not be, and every present
-        value passes the column's checks (pandera's checks skip missing values). False
-        whenever in doubt (NaN, a dtype or type other than the canonical one)."""
-        dtypes = dict(zip(frame.columns.tolist(), frame.dtypes.tolist(), strict=True))
-        for name in names:
-            column = self.table.column(name)
-            if dtypes[name] != _PANDAS_DTYPES[column.type]:
-                return False
-            array = arrays.get(name)  # the frame's source, personal data masked
-            if array is None:
-                array = pa.array(frame[name], from_pandas=True)
-            if array.type != _ARROW_TYPES[column.type]:
-                return False
-            if not column.nullable and array.null_count:
-                return False
-            present = pc.drop_null(array)
-            tests = []
-            if column.allowed is not None:
-                tests.append(pc.is_in(present, value_set=self._allowed_values(column)))
-            if column.type == "float":
-                tests.append(pc.is_finite(present))  # NaN included: pandera counts it missing
-            if column.min is not None:
-                bound = int(column.min) if column.type == "int" else column.min
-                if column.type == "int" and bound != column.min:
-                    return False
-                tests.append(pc.greater_equal(present, bound))
-            if column.max is not None:
-                tests.append(pc.less_equal(present, column.max))
-            if column.identifier and not (
-                column.name == "customer_id" and self.customer_ids is not None
-            ):  # (a customer id must be a known one, which had this syntax checked)
-                # Ids repeat: the syntax is checked once per distinct value.
-                tests.append(pc.match_substring_regex(pc.unique(present), IDENTIFIER))
-            if column.name == "customer_id" and self.customer_ids is not None:
-                tests.append(pc.is_in(present, value_set=self.customer_ids))
-            for test in tests:
-                if not pc.all(test, min_count=0).as_py():
-                    return False
-        return True
-
-    def _allowed_values(self, column: Column) -> pa.Array:
-        """The allowed values of `column` as an arrow set (built once per validator)."""
-        if column.name not in self._allowed:
-            assert column.allowed is not None
-            self._allowed[column.name] = pa.array(
-                sorted(column.allowed(self.specs)), type=_ARROW_TYPES[column.type]
-            )
-        return self._allowed[column.name]
-
-    def _row_rules(
-        self,
-        frame: pd.DataFrame,
-        broken: frozenset[str],
-        arrays: Mapping[str, pa.Array] | None = None,
+        self, arrays: Mapping[str, pa.Array], broken: frozenset[str], row_offset: int
     ) -> list[Finding]:
         findings = []
-        columns = _ArrowColumns(frame, arrays or {})
-        for rule in self.table.row_rules:
-            if set(rule.needs) & broken or not set(rule.needs) <= set(frame.columns):
+        for name, array in arrays.items():
+            if name in broken:
                 continue
-            rows = _rows_of(_violations(rule, columns, self.table, self.specs), frame.index)
-            if rows.size:
+            column = self.table.column(name)
+            if not column.nullable and array.null_count:
+                rows = _mask_rows(pc.is_null(array))
+                findings.append(Finding(name, RULE_NOT_NULL, rows + row_offset + 1))
+            for rule, fails, show in self._column_rules(column):
+                rows = _failing_rows(array, fails)
+                if rows.size:
+                    values = _values_at(array, rows[:KEEP_PROBLEMS]) if show else None
+                    findings.append(Finding(name, rule, rows + row_offset + 1, values))
+        return findings
+
+    def _column_rules(self, column: Column) -> list[_Check]:
+        """The value checks of one column (built once per validator). Missing values are the
+        not-null rule's business; no other check fails them."""
+        if column.name in self._checks:
+            return self._checks[column.name]
+        checks: list[_Check] = []
+        if column.allowed is not None:
+            allowed = column.allowed(self.specs)
+            value_set = pa.array(sorted(allowed), type=_ARROW_TYPES[column.type])
+            checks.append((allowed_rule(allowed), _not_in(value_set), True))
+        if column.type == "float":
+            checks.append(("must be a finite number", lambda v: pc.invert(pc.is_finite(v)), True))
+        if column.min is not None:
+            low = column.min
+            checks.append((f"must be ≥ {low:g}", lambda v: pc.less(v, low), True))
+        if column.max is not None:
+            high = column.max
+            checks.append((max_rule(high), lambda v: pc.greater(v, high), True))
+        reference = column.name == "customer_id" and self.customer_ids is not None
+        if column.identifier and not reference:
+            # (a customer id must be a known one, which had this syntax checked)
+            # An id refused for its syntax may be personal data (an e-mail): not shown.
+            syntax = lambda v: pc.invert(pc.match_substring_regex(v, IDENTIFIER))  # noqa: E731
+            checks.append((IDENTIFIER_RULE, syntax, False))
+        if reference:
+            assert self.customer_ids is not None
+            checks.append((RULE_REFERENCE, _not_known(self.customer_ids), True))
+        self._checks[column.name] = checks
+        return checks
+
+    def _row_rules(
+        self, arrays: Mapping[str, pa.Array], broken: frozenset[str], row_offset: int
+    ) -> list[Finding]:
+        findings = []
+        columns = _ArrowColumns(None, arrays)
+        for rule in self.table.row_rules:
+            if set(rule.needs) & broken or not set(rule.needs) <= set(arrays):
+                continue
+            positions = _mask_rows(_violations(rule, columns, self.table, self.specs))
+            if positions.size:
                 values = None
                 show = shown_column(rule)
                 if show is not None:
-                    values = frame[show].iloc[rows[:KEEP_PROBLEMS] - 1 - frame.index[0]]
+                    values = _values_at(arrays[show], positions[:KEEP_PROBLEMS])
                 label = "got" if show == rule.column else show
-                findings.append(Finding(rule.column, rule.rule, rows, values, label))
+                findings.append(
+                    Finding(rule.column, rule.rule, positions + row_offset + 1, values, label)
+                )
         return findings
 
 
@@ -840,22 +969,144 @@ def _arrow_keys(frame: pd.DataFrame, columns: Sequence[str]) -> pa.Table | None:
     return pa.table(arrays)
 
 
-def _surely_unique(frame: pd.DataFrame, key: list[str]) -> bool:
-    """True when no complete key repeats (one arrow hash aggregation), so `_duplicates` can
-    skip its pandas work; False also when unsure."""
-    if len(frame) < 2:
+#: Whole-table pre-checks of at least this many rows run in DuckDB (multi-threaded hash
+#: aggregation, several times faster than arrow's on millions of rows); smaller tables, such as
+#: a request's, stay in arrow (opening a DuckDB connection costs tens of milliseconds).
+_DUCKDB_FROM_ROWS = 100_000
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _duckdb_count(sql: str, **tables: pa.Table) -> int:
+    """The single count a query over the given arrow tables returns (read in place)."""
+    with duckdb.connect() as con:
+        for name, table in tables.items():
+            con.register(name, table)
+        return int(con.execute(sql).fetchall()[0][0])
+
+
+def _codes_in_order(table: pa.Table, columns: Sequence[str]) -> list[np.ndarray]:
+    """Integer codes of complete (null-free) key columns, most significant first: customer id,
+    then times, then the rest (the order data is kept in). Text gets codes in order of first
+    appearance, which for text sorted within its groups follows that order."""
+    ranked = sorted(
+        columns,
+        key=lambda c: (c != "customer_id", not pa.types.is_timestamp(table.schema.field(c).type)),
+    )
+    codes = []
+    for name in ranked:
+        array = table[name].combine_chunks()
+        if pa.types.is_timestamp(array.type):
+            codes.append(array.to_numpy(zero_copy_only=False).view(np.int64))
+        elif pa.types.is_integer(array.type):
+            codes.append(array.to_numpy(zero_copy_only=False))
+        else:  # the dictionary positions, as stored (no copy)
+            codes.append(_unique_dictionary(array).indices.to_numpy(zero_copy_only=False))
+    return codes
+
+
+def _same_as_previous(table: pa.Table, columns: Sequence[str]) -> np.ndarray | None:
+    """For null-free rows sorted by `columns` (in `_codes_in_order`'s order), whether each row
+    after the first has the same key as the one before; None when the rows are not sorted so
+    (then equal keys need not be neighbours). One pass of numpy comparisons, no hashing."""
+    if table.num_rows < 2:
+        return np.zeros(0, dtype=bool)
+    ordered = np.ones(table.num_rows - 1, dtype=bool)
+    ahead = np.zeros(table.num_rows - 1, dtype=bool)  # already greater on a leading column
+    for code in _codes_in_order(table, columns):
+        previous, current = code[:-1], code[1:]
+        ordered &= ahead | (previous <= current)
+        ahead |= previous < current
+    return None if not ordered.all() else ~ahead
+
+
+def _answered_in_order(
+    table: pa.Table, rule: CompleteGroups, expected: Mapping[str, Sequence[str]]
+) -> bool | None:
+    """`_surely_complete` for rows sorted by submission, each question once: count each
+    submission's expected answers in one pass. None when the rows are not so."""
+    submission, member = list(rule.group), rule.member
+    pairs = [(v, m) for v, members in expected.items() for m in members]
+    parts = [table[rule.version].combine_chunks(), table[member].combine_chunks()]
+    rows = table.filter(_tuple_in(parts, pairs)).drop_null()
+    same = _same_as_previous(rows, [*submission, member])
+    if same is None or same.any():
+        return None  # out of order, or a question repeated (counted distinct elsewhere)
+    in_group = _same_as_previous(rows, submission)
+    if in_group is None:
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], ~in_group])) if rows.num_rows else _NO_ROWS
+    answered = np.diff(np.append(starts, rows.num_rows))
+    versions = list(expected)
+    sizes = np.array([len(m) for m in expected.values()], dtype=np.int64)
+    version = rows[rule.version].combine_chunks()
+    if len(starts):
+        version = pc.take(version, pa.array(starts))
+    version = decoded(version)
+    position = pc.index_in(version, value_set=pa.array(versions, type=version.type))
+    needed = sizes[pc.fill_null(position, 0).to_numpy()]
+    return bool(np.all(answered >= needed))
+
+
+def _key_table(keys: Mapping[str, Sequence[pa.Array]]) -> pa.Table | None:
+    """The batches' key columns as one arrow table (text dictionaries unified across batches,
+    so one code means one value), or None when there are no batches."""
+    if not all(keys.values()):
+        return None
+    return pa.table({name: unified(pa.chunked_array(parts)) for name, parts in keys.items()})
+
+
+def unified(column: pa.ChunkedArray) -> pa.Array:
+    """Batches of one canonical column as one array; dictionary-encoded text gets one
+    dictionary for all batches."""
+    if pa.types.is_dictionary(column.type):
+        column = column.unify_dictionaries()
+    return column.combine_chunks()
+
+
+def _frame_of(frame: pd.DataFrame | Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    return frame() if callable(frame) else frame
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """A key table with its text decoded (for the engines that group by text)."""
+    return pa.table({n: decoded(table[n].combine_chunks()) for n in table.column_names})
+
+
+def _surely_unique(
+    frame: pd.DataFrame | Callable[[], pd.DataFrame], key: list[str], keys: pa.Table | None = None
+) -> bool:
+    """True when no complete key repeats, so `_duplicates` can skip its pandas work; False
+    also when unsure. Rows in key order (the usual case) are checked by comparing neighbours,
+    others by a hash aggregation (DuckDB for large tables, arrow for small ones)."""
+    if (keys.num_rows if keys is not None else len(_frame_of(frame))) < 2:
         return True
-    table = _arrow_keys(frame, key)
+    table = keys.select(key) if keys is not None else _arrow_keys(_frame_of(frame), key)
     if table is None:
         return False
+    same = _same_as_previous(table.drop_null(), key)
+    if same is not None:  # rows in key order: a repeat is next to what it repeats
+        return not same.any()
+    table = _plain(table)
+    if table.num_rows >= _DUCKDB_FROM_ROWS:
+        columns = ", ".join(_quoted(c) for c in key)
+        complete = " AND ".join(f"{_quoted(c)} IS NOT NULL" for c in key)
+        sql = f"""SELECT count(*) FROM (
+            SELECT 1 FROM keys WHERE {complete} GROUP BY {columns} HAVING count(*) > 1)"""
+        return _duckdb_count(sql, keys=table) == 0
     complete = table.drop_null()
     return complete.group_by(key).aggregate([]).num_rows == complete.num_rows
 
 
-def _duplicates(frame: pd.DataFrame, key: list[str]) -> list[Finding]:
+def _duplicates(
+    frame: pd.DataFrame | Callable[[], pd.DataFrame], key: list[str], keys: pa.Table | None = None
+) -> list[Finding]:
     """Every row whose key repeats an earlier row's, with the row it repeats."""
-    if _surely_unique(frame, key):
+    if _surely_unique(frame, key, keys):
         return []
+    frame = _frame_of(frame)
     complete = frame[key].notna().all(axis=1)
     keyed = frame.loc[complete, key]
     repeated = keyed.duplicated(keep="first")
@@ -877,15 +1128,19 @@ def _duplicates(frame: pd.DataFrame, key: list[str]) -> list[Finding]:
 
 
 def _incomplete_submissions(
-    frame: pd.DataFrame, rule: CompleteGroups, specs: Specs
+    frame: pd.DataFrame | Callable[[], pd.DataFrame],
+    rule: CompleteGroups,
+    specs: Specs,
+    keys: pa.Table | None = None,
 ) -> list[Finding]:
     """One problem per submission (`rule.group`: customer, version, submitted_at) that lacks a
     `rule.member` (question) its version expects, at the submission's first row, naming the
     missing ones. Rows whose question is not one of their version's are another rule's."""
     submission, member, version = list(rule.group), rule.member, rule.version
     expected = rule.expected(specs)
-    if _surely_complete(frame, rule, expected):
+    if _surely_complete(frame, rule, expected, keys):
         return []
+    frame = _frame_of(frame)
     valid = frame[submission].notna().all(axis=1) & _pairs(frame, version, member).isin(
         _expected_pairs(expected)
     ).fillna(False)
@@ -922,16 +1177,47 @@ def _expected_pairs(expected: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def _surely_complete(
-    frame: pd.DataFrame, rule: CompleteGroups, expected: Mapping[str, Sequence[str]]
+    frame: pd.DataFrame | Callable[[], pd.DataFrame],
+    rule: CompleteGroups,
+    expected: Mapping[str, Sequence[str]],
+    keys: pa.Table | None = None,
 ) -> bool:
     """True when every submission answers as many distinct questions of its version as the
     version has (the same rows and counts as `_incomplete_submissions`, in one arrow hash
     aggregation), so the pandas work that names the missing questions can be skipped; False
     also when unsure."""
     submission, member = list(rule.group), rule.member
-    table = _arrow_keys(frame, [*submission, member])
+    columns = [*submission, member]
+    table = keys.select(columns) if keys is not None else _arrow_keys(_frame_of(frame), columns)
     if table is None:
         return False
+    answered = _answered_in_order(table, rule, expected)
+    if answered is not None:
+        return answered
+    table = _plain(table)
+    if table.num_rows >= _DUCKDB_FROM_ROWS:
+        group = ", ".join(_quoted(c) for c in submission)
+        present = " AND ".join(f"t.{_quoted(c)} IS NOT NULL" for c in submission)
+        pairs = pa.table(
+            {
+                "v": pa.array([v for v, ms in expected.items() for _ in ms], pa.large_string()),
+                "m": pa.array([m for ms in expected.values() for m in ms], pa.large_string()),
+            }
+        )
+        sizes = pa.table(
+            {
+                "v": pa.array(list(expected), pa.large_string()),
+                "n": pa.array([len(m) for m in expected.values()], pa.int64()),
+            }
+        )
+        v, m = _quoted(rule.version), _quoted(member)
+        sql = f"""SELECT count(*) FROM (
+                SELECT {", ".join(f"t.{_quoted(c)}" for c in submission)},
+                       count(DISTINCT t.{m}) AS answered
+                FROM keys t JOIN pairs p ON t.{v} = p.v AND t.{m} = p.m
+                WHERE {present} GROUP BY {group}
+            ) s JOIN sizes z ON s.{v} = z.v WHERE s.answered < z.n"""
+        return _duckdb_count(sql, keys=table, pairs=pairs, sizes=sizes) == 0
     valid = _one_of(_joined(table[rule.version], table[member]), _expected_pairs(expected))
     for column in submission:
         valid = pc.and_(valid, pc.is_valid(table[column]))

@@ -26,11 +26,14 @@ from suitability.data.contracts import (
     ContractError,
     ExtraColumnsWarning,
     Finding,
+    IdSet,
     MissingTableError,
     Problem,
     ProblemLog,
     TableValidator,
+    canonical_frame,
     empty_frame,
+    unified,
 )
 from suitability.data.contracts import to_canonical as _to_canonical
 from suitability.data.schema import TABLES, TableSchema
@@ -183,6 +186,28 @@ def iter_events(
     log.raise_if_any()
 
 
+def iter_event_arrays(
+    data_dir: Path | str,
+    specs: Specs,
+    customer_ids: CustomerIds | IdSet | None = None,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[dict[str, pa.Array]]:
+    """`iter_events` without pandas: each batch as canonical arrow columns (text stored
+    dictionary-encoded stays so, floats hold NaN as null), for callers that compute on
+    arrays. The same rows, the same checks, the same single `ContractError` at the end."""
+    source = locate_table(data_dir, "events")
+    if isinstance(customer_ids, IdSet):
+        ids: pa.Array | IdSet = customer_ids
+    else:
+        ids = read_customer_ids(data_dir) if customer_ids is None else _id_array(customer_ids)
+    log = ProblemLog()
+    for arrays in _Scan(source, specs, ids, log, batch_rows).arrays():
+        if not log:
+            yield arrays
+    log.raise_if_any()
+
+
 def event_time_range(data_dir: Path | str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last event time in the events table. Only that column is read and nothing is
     validated (the caller's builder validates every row); unparseable CSV times are skipped."""
@@ -234,24 +259,40 @@ def load_tables(
     tables: Iterable[str] = TABLE_NAMES,
     *,
     batch_rows: int = BATCH_ROWS,
-) -> dict[str, pd.DataFrame]:
+    arrow: Collection[str] = (),
+    unread_personal: bool = False,
+    customer_ids: CustomerIds | IdSet | None = None,
+) -> dict[str, pd.DataFrame | pa.Table]:
     """Several tables, validated together: one `ContractError` lists the problems of all of
     them. Customer references are checked against the customers table (loaded when asked for,
     otherwise only its ids are read). Events are held in memory here; use `iter_events` for a
-    large events table. Raises `MissingTableError` naming every table that is missing."""
+    large events table. Tables named in `arrow` (not customers) come back as arrow tables of
+    canonical columns (`canonical_frame` of a slice gives that slice's frame), never held as
+    a whole pandas frame. `unread_personal`: personal-data columns are only type-checked from
+    the parquet schema, not read, and left out (for callers that do not use them). Raises
+    `MissingTableError` naming every table that is missing. `customer_ids`: the ids the
+    reference checks use when the customers table is not loaded here (default: read)."""
     names = _table_names(tables)
     sources = locate_tables(data_dir, names)
     log = ProblemLog()
-    out: dict[str, pd.DataFrame] = {}
+    out: dict[str, pd.DataFrame | pa.Table] = {}
     ids = None
     if "customers" in names:
-        out["customers"] = _load(sources["customers"], specs, None, log, batch_rows)
+        out["customers"] = _load(
+            sources["customers"], specs, None, log, batch_rows, unread_personal
+        )
         ids = _id_array(out["customers"]["customer_id"])
     elif any(TABLES[n].references_customers for n in names):
-        ids = read_customer_ids(data_dir)
+        if isinstance(customer_ids, IdSet):
+            ids = customer_ids
+        elif customer_ids is not None:
+            ids = _id_array(customer_ids)
+        else:
+            ids = read_customer_ids(data_dir)
     for name in names:
         if name != "customers":
-            out[name] = _load(sources[name], specs, ids, log, batch_rows)
+            load = _load_arrow if name in arrow else _load
+            out[name] = load(sources[name], specs, ids, log, batch_rows, unread_personal)
     log.raise_if_any()
     return {name: out[name] for name in names}
 
@@ -416,13 +457,26 @@ def _file_columns(source: TableSource, file: Path) -> list[str]:
 
 
 def _read_batches(
-    source: TableSource, file: Path, columns: Sequence[str], batch_rows: int
+    source: TableSource,
+    file: Path,
+    columns: Sequence[str],
+    batch_rows: int,
+    *,
+    encoded: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of at most `batch_rows` rows holding `columns` of one file. CSV columns
-    are read as text (typed later, per the contract), empty fields as null."""
+    are read as text (typed later, per the contract), empty fields as null. `encoded`: parquet
+    text columns of the contract (personal data aside) come dictionary-encoded, as parquet
+    stores them, so their checks and encodings run once per distinct value."""
     try:
         if source.format == "parquet":
-            yield from pq.ParquetFile(file).iter_batches(
+            schema = TABLES[source.table]
+            text = [
+                c.name
+                for c in schema.columns
+                if encoded and c.type == "string" and not c.pii and c.name in columns
+            ]
+            yield from pq.ParquetFile(file, read_dictionary=text).iter_batches(
                 batch_size=batch_rows, columns=list(columns), use_threads=True
             )
             return
@@ -489,10 +543,13 @@ class _Scan:
         self,
         source: TableSource,
         specs: Specs,
-        customer_ids: pa.Array | None,
+        customer_ids: pa.Array | IdSet | None,
         log: ProblemLog,
         batch_rows: int,
+        unread_personal: bool = False,
     ) -> None:
+        """`unread_personal`: personal-data columns are not read (their only rule, being
+        text, is checked from the parquet schema) and are left out of the output."""
         self.source = source
         self.schema = TABLES[source.table]
         self.log = log
@@ -500,10 +557,35 @@ class _Scan:
         self.file_columns = {f: _file_columns(source, f) for f in source.files}
         stored = set().union(*self.file_columns.values())
         self.columns = [c.name for c in self.schema.columns if not c.optional or c.name in stored]
+        self.unread = [c for c in self.columns if unread_personal and self.schema.column(c).pii]
+        self.columns = [c for c in self.columns if c not in self.unread]
         self.validator = TableValidator(self.schema, specs, customer_ids, self.columns)
         self.rows = 0
 
+    def _check_unread(self, file: Path, label: str) -> None:
+        """The type rule of the columns not read, from the file's own schema."""
+        if self.source.format != "parquet" or not self.unread:
+            return
+        stored = pq.ParquetFile(file).schema_arrow
+        for name in self.unread:
+            if name not in stored.names:
+                continue
+            t = stored.field(name).type
+            if pa.types.is_dictionary(t):
+                t = t.value_type
+            if not (pa.types.is_null(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
+                where = f" (in {label})" if label else ""
+                rule = f"wrong type: expected text, found {stored.field(name).type}{where}"
+                self.log.add(self.source.table, Finding(name, rule))
+
     def batches(self) -> Iterator[pd.DataFrame]:
+        """Each batch as a canonical frame (index: 0-based positions in the whole table)."""
+        for arrays in self.arrays():
+            n = len(next(iter(arrays.values()))) if arrays else 0
+            yield canonical_frame(arrays, self.rows - n, n)
+
+    def arrays(self) -> Iterator[dict[str, pa.Array]]:
+        """Each batch as canonical arrow columns (`TableValidator.validate_arrays`)."""
         declared = set(self.schema.column_names)
         extra: dict[str, None] = {}
         for file, names in self.file_columns.items():
@@ -532,12 +614,14 @@ class _Scan:
         for file, names in self.file_columns.items():
             wanted = [c for c in self.columns if c in names]
             label = self.source.label(file)
+            self._check_unread(file, label)
             try:
-                for batch in _read_batches(self.source, file, wanted, self.batch_rows):
-                    frame, findings = self.validator.validate_batch(batch, self.rows, label)
+                batches = _read_batches(self.source, file, wanted, self.batch_rows, encoded=True)
+                for batch in batches:
+                    arrays, findings = self.validator.validate_arrays(batch, self.rows, label)
                     self.log.extend(self.source.table, findings)
                     self.rows += batch.num_rows
-                    yield frame
+                    yield arrays
             except ContractError as exc:  # an unreadable file: report it with the rest, stop
                 for p in exc.problems:
                     rows = None if p.row is None else np.array([p.row])
@@ -551,14 +635,52 @@ def _load(
     customer_ids: pa.Array | None,
     log: ProblemLog,
     batch_rows: int,
+    unread_personal: bool = False,
 ) -> pd.DataFrame:
     """A whole table: its batches concatenated, then the whole-table rules checked."""
-    scan = _Scan(source, specs, customer_ids, log, batch_rows)
-    frames = list(scan.batches())
+    scan = _Scan(source, specs, customer_ids, log, batch_rows, unread_personal)
+    wanted = [c for c in scan.validator.whole_columns if c in scan.columns]
+    keys: dict[str, list[pa.Array]] = {c: [] for c in wanted}
+    frames = []
+    for arrays in scan.arrays():
+        n = len(next(iter(arrays.values())))
+        frames.append(canonical_frame(arrays, scan.rows - n, n))
+        for c in wanted:
+            keys[c].append(arrays[c])
     if frames:
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     else:
         frame = empty_frame(scan.schema, scan.columns)
     frame.index = pd.RangeIndex(len(frame))
-    log.extend(source.table, scan.validator.check_whole(frame))
+    log.extend(source.table, scan.validator.check_whole(frame, keys if frames else None))
     return frame
+
+
+def _load_arrow(
+    source: TableSource,
+    specs: Specs,
+    customer_ids: pa.Array | IdSet | None,
+    log: ProblemLog,
+    batch_rows: int,
+    unread_personal: bool = False,
+) -> pa.Table:
+    """`_load` kept in arrow: the canonical columns of every batch as one table (dictionary
+    text with one dictionary per column), with no pandas frame unless a whole-table rule may
+    be broken and must say where."""
+    scan = _Scan(source, specs, customer_ids, log, batch_rows, unread_personal)
+    parts: dict[str, list[pa.Array]] = {c: [] for c in scan.columns}
+    for arrays in scan.arrays():
+        for c in scan.columns:
+            parts[c].append(arrays[c])
+    if not parts or not next(iter(parts.values())):
+        empty = empty_frame(scan.schema, scan.columns)
+        return pa.Table.from_pandas(empty, preserve_index=False)
+    table = pa.table({c: unified(pa.chunked_array(parts.pop(c))) for c in scan.columns})
+    wanted = [c for c in scan.validator.whole_columns if c in scan.columns]
+    keys = table.select(wanted)
+
+    def frame() -> pd.DataFrame:
+        return canonical_frame({c: table[c].combine_chunks() for c in scan.columns}, 0, len(table))
+
+    log.extend(source.table, scan.validator.check_whole(frame, keys))
+    return table

@@ -1,8 +1,12 @@
 """Batch feature builder: one row per (customer_id, as_of) for every customer of a data folder.
 
 Customers are processed in chunks so memory stays bounded for any number of them; each chunk's
-facts go through the same kernel that serving uses for one customer. DuckDB reads the event
-files for each chunk (row-group statistics skip the rest when files are sorted by customer).
+facts go through the same kernel that serving uses for one customer. Events are read once, as
+arrow batches (text dictionary-encoded, as parquet stores it), validated in arrow, turned into
+the kernel's integer arrays without a pandas frame, cut into customer chunks as they stream by,
+and each chunk is computed on a thread of its own while the next events are read (numpy and
+arrow release the GIL), so every core works. Events not sorted by customer are first staged
+by DuckDB and read back chunk by chunk.
 """
 
 from __future__ import annotations
@@ -11,24 +15,38 @@ import os
 import re
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from suitability.data import io
+from suitability.data.contracts import ContractError, IdSet, canonical_frame
 from suitability.data.schema import EVENTS
-from suitability.features.kernel import FeatureInputs, compute_features
+from suitability.features.encoding import encode_arrow
+from suitability.features.kernel import (
+    EventArrays,
+    FeatureInputs,
+    cents_of,
+    compute_features,
+    event_arrays,
+    terms_of,
+)
 from suitability.settings import get_settings
-from suitability.specs import Specs
+from suitability.specs import R_LEVELS, Specs
 
 #: Feature rows per kernel call; bounds the memory of the feature matrix (~170 float columns).
 _QUERY_BUDGET = 250_000
 _TABLES_USED = ("customers", "questionnaire_responses", "events", "interview_tags")
+#: The tables read whole (events stream by).
+_SIDE_TABLES = ("customers", "questionnaire_responses", "interview_tags")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 Progress = Callable[[int, int], None]
@@ -46,7 +64,8 @@ class BuildSummary:
     as_of: list[pd.Timestamp]
     events: int
     #: Wall seconds per stage: load_and_validate (customers, questionnaires, tags), events
-    #: (validate and read), compute, write.
+    #: (read and validate, while earlier chunks compute on other threads), compute (waiting
+    #: for chunk results: what did not overlap), write.
     seconds: dict[str, float]
 
 
@@ -142,98 +161,164 @@ def build_features(
         queries = queries.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
     seconds = dict.fromkeys(("load_and_validate", "events", "compute", "write"), 0.0)
     began = time.perf_counter()
-    tables = io.load_tables(
-        data_dir, specs, tables=("customers", "questionnaire_responses", "interview_tags")
-    )
-    customers = tables["customers"].sort_values("customer_id", kind="stable", ignore_index=True)
-    questionnaire = _by_customer(tables["questionnaire_responses"])
-    tags = _by_customer(tables["interview_tags"])
+    try:
+        # Personal data is not read: no feature uses it (its type is still checked).
+        loaded = io.load_tables(data_dir, specs, tables=("customers",), unread_personal=True)
+    except ContractError:
+        loaded = None
+    if loaded is None:
+        # One error for the problems of every table read whole, as always.
+        io.load_tables(data_dir, specs, tables=_SIDE_TABLES, unread_personal=True)
+        raise AssertionError("customers failed their contract, then passed it")
+    customers = loaded["customers"].sort_values("customer_id", kind="stable", ignore_index=True)
     ids = customers["customer_id"]
+    coder = _EventCoder(ids, specs)
+    by_query = None if queries is None else _ByCustomer(queries, coder.customers)
     seconds["load_and_validate"] = time.perf_counter() - began
 
-    chunk_customers = chunk_customers or get_settings().feature_chunk_customers
+    def load_side_tables() -> tuple[_ByCustomer, _ByCustomer]:
+        """Questionnaires and interview tags, validated (runs beside the events stream)."""
+        began = time.perf_counter()
+        tables = io.load_tables(
+            data_dir,
+            specs,
+            tables=_SIDE_TABLES[1:],
+            arrow=_SIDE_TABLES[1:],
+            unread_personal=True,
+            customer_ids=coder.customers,
+        )
+        side = (
+            _ByCustomer(tables["questionnaire_responses"], coder.customers),
+            _ByCustomer(tables["interview_tags"], coder.customers),
+        )
+        seconds["load_and_validate"] += time.perf_counter() - began
+        return side
+
+    settings = get_settings()
+    chunk_customers = chunk_customers or settings.feature_chunk_customers
     per_customer = len(as_of) if queries is None else max(1, len(queries) // max(1, len(ids)))
     per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // per_customer))
     chunks = [customers.iloc[i : i + per_chunk] for i in range(0, len(customers), per_chunk)]
-    last_ids = [c["customer_id"].iloc[-1] for c in chunks]
+    threads = max(1, min(settings.feature_threads, len(chunks)))
+
+    def compute(chunk: pd.DataFrame, events: EventArrays) -> pd.DataFrame | pa.Table:
+        """One chunk's feature rows (runs on a worker thread)."""
+        first, stop = int(chunk.index[0]), int(chunk.index[-1]) + 1  # customer positions
+        chunk_ids = pd.Index(chunk["customer_id"])
+        questionnaire, tags = side.result()
+        inputs = FeatureInputs(
+            customers=chunk,
+            questionnaire=questionnaire.rows(first, stop),
+            events=events,
+            tags=tags.rows(first, stop),
+        )
+        chunk_queries = _queries(chunk, as_of) if by_query is None else by_query.rows(first, stop)
+        if label_queries is not None:
+            chunk_queries = label_queries(chunk_queries, events, chunk_ids)
+        frame = compute_features(inputs, chunk_queries[["customer_id", "as_of"]], specs)
+        extra = chunk_queries.columns.difference(["customer_id", "as_of"], sort=False)
+        if len(extra):
+            frame = pd.concat([frame, chunk_queries[list(extra)].reset_index(drop=True)], axis=1)
+        # Converted here, on the worker thread; a CSV is written from the frame.
+        return (
+            frame
+            if out_path.suffix == ".csv"
+            else pa.Table.from_pandas(frame, preserve_index=False)
+        )
+
     # Scratch space beside the output, so the final rename stays on one file system.
     with tempfile.TemporaryDirectory(prefix=".features-", dir=out_path.parent) as tmp:
         part = Path(tmp) / ("features" + out_path.suffix)
 
-        def write_all(events: Iterator[pd.DataFrame]) -> int:
-            rows = 0
+        def write_all(events: Iterator[EventArrays]) -> int:
+            """Compute every chunk (`threads` at a time, in order) and write it."""
+            rows = written = 0
             writer: pq.ParquetWriter | None = None
-            try:
-                for i, chunk in enumerate(chunks):
-                    began = time.perf_counter()
-                    chunk_events = next(events)
-                    seconds["events"] += time.perf_counter() - began
-                    began = time.perf_counter()
-                    lo, hi = chunk["customer_id"].iloc[0], chunk["customer_id"].iloc[-1]
-                    inputs = FeatureInputs(
-                        customers=chunk,
-                        questionnaire=_slice(questionnaire, lo, hi),
-                        events=chunk_events,
-                        tags=_slice(tags, lo, hi),
-                    )
-                    chunk_queries = (
-                        _queries(chunk, as_of) if queries is None else _slice(queries, lo, hi)
-                    )
-                    if label_queries is not None:
-                        chunk_queries = label_queries(chunk_queries, chunk_events)
-                    frame = compute_features(inputs, chunk_queries[["customer_id", "as_of"]], specs)
-                    extra = chunk_queries.columns.difference(["customer_id", "as_of"], sort=False)
-                    if len(extra):
-                        frame = pd.concat(
-                            [frame, chunk_queries[list(extra)].reset_index(drop=True)], axis=1
-                        )
-                    seconds["compute"] += time.perf_counter() - began
-                    began = time.perf_counter()
-                    rows += len(frame)
-                    if out_path.suffix == ".csv":
-                        frame.to_csv(part, mode="a", header=(i == 0), index=False)
-                    else:
-                        table = pa.Table.from_pandas(frame, preserve_index=False)
-                        writer = writer or pq.ParquetWriter(part, table.schema, compression="zstd")
-                        writer.write_table(table)
-                    seconds["write"] += time.perf_counter() - began
-                    if progress:
-                        progress(i + 1, len(chunks))
+            pending: deque[Future[pd.DataFrame | pa.Table]] = deque()
+
+            def write_next() -> None:
+                nonlocal rows, written, writer
                 began = time.perf_counter()
-                for _ in events:  # the rest of the stream: validation must see every row
-                    pass
-                seconds["events"] += time.perf_counter() - began
-            finally:
-                if writer is not None:
-                    writer.close()
+                result = pending.popleft().result()
+                seconds["compute"] += time.perf_counter() - began  # waited for, not overlapped
+                began = time.perf_counter()
+                if isinstance(result, pd.DataFrame):
+                    result.to_csv(part, mode="a", header=(written == 0), index=False)
+                else:
+                    writer = writer or _parquet_writer(part, result.schema)
+                    writer.write_table(result)
+                rows += len(result)
+                written += 1
+                seconds["write"] += time.perf_counter() - began
+                if progress:
+                    progress(written, len(chunks))
+
+            with ThreadPoolExecutor(threads, thread_name_prefix="features") as pool:
+                try:
+                    for chunk in chunks:
+                        began = time.perf_counter()
+                        chunk_events = next(events)
+                        seconds["events"] += time.perf_counter() - began
+                        pending.append(pool.submit(compute, chunk, chunk_events))
+                        while len(pending) > threads:
+                            write_next()
+                    began = time.perf_counter()
+                    for _ in events:  # the rest of the stream: validation must see every row
+                        pass
+                    seconds["events"] += time.perf_counter() - began
+                    while pending:
+                        write_next()
+                finally:
+                    for future in pending:
+                        future.cancel()
+                    if writer is not None:
+                        writer.close()
             return rows
 
-        counted = _Counted(io.iter_events(data_dir, specs, ids))
-        try:
-            # One pass when the events arrive sorted by customer (as generated or exported
-            # per customer): validate, cut into chunks and compute as the batches stream by.
-            rows = write_all(_event_chunks(counted, last_ids))
-            n_events = counted.rows
-        except _Unsorted:
-            part.unlink(missing_ok=True)
-            seconds.update(events=0.0, compute=0.0, write=0.0)
-            began = time.perf_counter()
-            source, n_events = io.stage_events(data_dir, specs, ids, Path(tmp))
-            seconds["events"] += time.perf_counter() - began
-            with duckdb.connect() as con:
-                rows = write_all(
-                    _events_between(
-                        con, source, c["customer_id"].iloc[0], c["customer_id"].iloc[-1]
+        with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
+            side = loader.submit(load_side_tables)
+            try:
+                try:
+                    # One pass when the events arrive sorted by customer (as generated or
+                    # exported per customer): validate, cut into chunks and compute as the
+                    # batches stream by.
+                    counted = _Counted(
+                        coder(a) for a in io.iter_event_arrays(data_dir, specs, coder.customers)
                     )
-                    for c in chunks
-                )
+                    rows = write_all(_event_chunks(counted, per_chunk, len(chunks)))
+                    n_events = counted.rows
+                except _Unsorted:
+                    part.unlink(missing_ok=True)
+                    seconds.update(events=0.0, compute=0.0, write=0.0)
+                    began = time.perf_counter()
+                    source, n_events = io.stage_events(data_dir, specs, ids, Path(tmp))
+                    seconds["events"] += time.perf_counter() - began
+                    with duckdb.connect() as con:
+                        rows = write_all(
+                            event_arrays(
+                                _events_between(
+                                    con, source, c["customer_id"].iloc[0], c["customer_id"].iloc[-1]
+                                ),
+                                pd.Index(c["customer_id"]),
+                                specs,
+                            )
+                            for c in chunks
+                        )
+            except Exception:
+                # A problem in the questionnaires or tags comes first, as when they were
+                # checked before the events.
+                error = side.exception()
+                if error is not None:
+                    raise error from None
+                raise
+            questionnaire, tags = side.result()
         if rows == 0 and out_path.suffix == ".parquet":
             empty = compute_features(
                 FeatureInputs(
                     customers.iloc[:0],
-                    questionnaire.iloc[:0],
+                    questionnaire.frame.iloc[:0],
                     io.empty_frame(EVENTS),
-                    tags.iloc[:0],
+                    tags.frame.iloc[:0],
                 ),
                 _queries(customers.iloc[:0], as_of),
                 specs,
@@ -253,76 +338,167 @@ def build_features(
     )
 
 
-#: (queries of one chunk, all events of that chunk's customers) -> the queries to keep, labelled.
-LabelQueries = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """The output's writer: zstd, dictionary pages only for the text and categorical columns
+    (floats do not repeat; trying costs a third of the writing time)."""
+    encoded = [
+        f.name
+        for f in schema
+        if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or f.name == "as_of"
+    ]
+    return pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=encoded)
+
+
+#: (queries of one chunk, the events of that chunk's customers — all of them, past and future —,
+#: the chunk's customer ids, which the events' codes index) -> the queries to keep, labelled.
+LabelQueries = Callable[[pd.DataFrame, EventArrays, pd.Index], pd.DataFrame]
 
 
 class _Unsorted(Exception):
     """The event stream is not sorted by customer_id; the builder falls back to DuckDB."""
 
 
-class _Counted:
-    """An iterator of frames that counts the rows it has passed on."""
+class _EventCoder:
+    """Validated event columns (arrow) -> `EventArrays` whose codes are positions among all the
+    customers (sorted by id): the same arrays `kernel.event_arrays` makes from a frame."""
 
-    def __init__(self, frames: Iterator[pd.DataFrame]) -> None:
-        self.frames = frames
+    def __init__(self, customer_ids: pd.Series, specs: Specs) -> None:
+        self.customer_ids = pa.array(customer_ids, type=pa.large_string(), from_pandas=True)
+        self.customers = IdSet(self.customer_ids)
+        b = specs.behaviour
+        text = pa.large_string()
+        self.event_types = pa.array(list(b.event_types), type=text)
+        self.channels = pa.array(list(b.channels), type=text)
+        self.risks = pa.array(list(R_LEVELS), type=text)
+
+    def __call__(self, arrays: dict[str, pa.Array]) -> EventArrays:
+        term, has_term = terms_of(_floats(arrays["term_days"]))
+        return EventArrays(
+            codes=encode_arrow(arrays["customer_id"], self.customers),
+            times_us=_microseconds(arrays["event_time"]),
+            etype=encode_arrow(arrays["event_type"], self.event_types, np.int8),
+            channel=encode_arrow(arrays["channel"], self.channels, np.int8),
+            cents=cents_of(_floats(arrays["amount"])),
+            risk=encode_arrow(arrays["product_risk"], self.risks, np.int8) + np.int8(1),
+            term=term,
+            has_term=has_term,
+        )
+
+
+def _floats(array: pa.Array) -> np.ndarray:
+    """A numeric column as float64 with NaN for null (as pandas' `to_numpy` gives it)."""
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _microseconds(array: pa.Array) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False)).view(np.int64)
+
+
+class _Counted:
+    """An iterator of event arrays that counts the rows it has passed on."""
+
+    def __init__(self, batches: Iterable[EventArrays]) -> None:
+        self.batches = batches
         self.rows = 0
 
-    def __iter__(self) -> Iterator[pd.DataFrame]:
-        for frame in self.frames:
-            self.rows += len(frame)
-            yield frame
+    def __iter__(self) -> Iterator[EventArrays]:
+        for batch in self.batches:
+            self.rows += len(batch)
+            yield batch
 
 
 def _event_chunks(
-    frames: Iterable[pd.DataFrame], last_ids: Sequence[str]
-) -> Iterator[pd.DataFrame]:
-    """Cut a stream of event batches sorted by customer_id into one frame per customer chunk
-    (chunk i ends with customer `last_ids[i]`), then pass on whatever follows the last chunk.
-    Raises `_Unsorted` at the first customer id that goes backwards."""
-    buffer: list[pd.DataFrame] = []
-    i, previous = 0, None
-    for frame in frames:
-        ids = frame["customer_id"]
-        if len(ids) == 0:
+    batches: Iterable[EventArrays], per_chunk: int, n_chunks: int
+) -> Iterator[EventArrays]:
+    """Cut a stream of event batches sorted by customer code into one batch per customer chunk
+    (chunk i holds codes i*per_chunk … (i+1)*per_chunk - 1, renumbered from 0), then pass on
+    whatever follows the last chunk. Raises `_Unsorted` at the first code that goes
+    backwards."""
+    buffer: list[EventArrays] = []
+    i, previous = 0, -1
+    for batch in batches:
+        codes = batch.codes
+        if len(codes) == 0:
             continue
-        if not ids.is_monotonic_increasing or (previous is not None and ids.iloc[0] < previous):
+        if codes[0] < previous or bool(np.any(codes[1:] < codes[:-1])):
             raise _Unsorted
-        previous = ids.iloc[-1]
-        while len(frame) and i < len(last_ids):
-            cut = int(frame["customer_id"].searchsorted(last_ids[i], side="right"))
-            buffer.append(frame.iloc[:cut])
-            frame = frame.iloc[cut:]
-            if len(frame) == 0:
+        previous = int(codes[-1])
+        while len(batch) and i < n_chunks:
+            cut = int(np.searchsorted(batch.codes, (i + 1) * per_chunk, side="left"))
+            buffer.append(_rows(batch, 0, cut))
+            batch = _rows(batch, cut, len(batch))
+            if len(batch) == 0:
                 break  # chunk i may continue in the next batch
-            yield _concat_events(buffer)
+            yield _joined(buffer, i * per_chunk)
             buffer, i = [], i + 1
-        if len(frame):
-            yield frame  # beyond every chunk: unknown customers, which validation reports
-    while i < len(last_ids):
-        yield _concat_events(buffer)
+        if len(batch):
+            yield batch  # beyond every chunk: unknown customers, which validation reports
+    while i < n_chunks:
+        yield _joined(buffer, i * per_chunk)
         buffer, i = [], i + 1
 
 
-def _concat_events(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return io.empty_frame(EVENTS)
-    return (
-        pd.concat(frames, ignore_index=True)
-        if len(frames) > 1
-        else frames[0].reset_index(drop=True)
-    )
+def _rows(events: EventArrays, start: int, stop: int) -> EventArrays:
+    """Rows start..stop-1 (views, no copy)."""
+    return EventArrays(**{f.name: getattr(events, f.name)[start:stop] for f in _FIELDS})
 
 
-def _by_customer(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values("customer_id", kind="stable", ignore_index=True)
+def _joined(parts: list[EventArrays], first_code: int) -> EventArrays:
+    """The parts end to end, customer codes renumbered from `first_code`."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        empty = {f.name: np.zeros(0, dtype=np.int64) for f in _FIELDS}
+        empty["has_term"] = np.zeros(0, dtype=bool)
+        return EventArrays(**empty)
+    joined = {
+        f.name: np.concatenate([getattr(p, f.name) for p in parts])
+        if len(parts) > 1
+        else getattr(parts[0], f.name)
+        for f in _FIELDS
+    }
+    joined["codes"] = joined["codes"] - first_code
+    return EventArrays(**joined)
 
 
-def _slice(frame: pd.DataFrame, lo: str, hi: str) -> pd.DataFrame:
-    """Rows of customers lo..hi from a frame sorted by customer_id."""
-    ids = frame["customer_id"]
-    return frame.iloc[ids.searchsorted(lo, side="left") : ids.searchsorted(hi, side="right")]
+_FIELDS = fields(EventArrays)
+
+
+class _ByCustomer:
+    """A table's rows in customer order (the sorted customers'; stable within a customer),
+    sliced per chunk by integer customer positions, not by comparing text. An arrow table of
+    canonical columns becomes a pandas frame one chunk at a time (on the worker threads)."""
+
+    def __init__(self, table: pd.DataFrame | pa.Table, customers: IdSet) -> None:
+        if isinstance(table, pd.DataFrame):
+            ids = pa.array(table["customer_id"], type=pa.large_string(), from_pandas=True)
+        else:
+            ids = table["customer_id"].combine_chunks()
+        codes = encode_arrow(ids, customers)
+        if len(codes) and bool(np.any(codes[1:] < codes[:-1])):
+            order = np.argsort(codes, kind="stable")
+            codes = codes[order]
+            if isinstance(table, pd.DataFrame):
+                table = table.iloc[order]
+            else:
+                table = table.take(pa.array(order))
+        if isinstance(table, pd.DataFrame):
+            table = table.reset_index(drop=True)
+        self.table = table
+        self.codes = codes
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """All rows as a frame."""
+        return self.rows(0, len(self.codes) and int(self.codes[-1]) + 1)
+
+    def rows(self, first: int, stop: int) -> pd.DataFrame:
+        """Rows of the customers at positions first … stop - 1."""
+        lo, hi = (int(i) for i in np.searchsorted(self.codes, [first, stop], side="left"))
+        if isinstance(self.table, pd.DataFrame):
+            return self.table.iloc[lo:hi]
+        part = self.table.slice(lo, hi - lo)
+        columns = {c: part[c].combine_chunks() for c in part.column_names}
+        return canonical_frame(columns, lo, hi - lo)
 
 
 def _queries(customers: pd.DataFrame, as_of: Sequence[pd.Timestamp]) -> pd.DataFrame:

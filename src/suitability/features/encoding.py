@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from suitability.data.contracts import IdSet
+
 
 def encode(values: pd.Series, vocabulary: Sequence[str] | pd.Index | np.ndarray) -> np.ndarray:
     """Position of each value in `vocabulary` as int64 (-1 for null or unknown)."""
@@ -23,6 +25,37 @@ def encode(values: pd.Series, vocabulary: Sequence[str] | pd.Index | np.ndarray)
     if codes.dtype.kind == "f":  # nulls (null or unknown) came back as NaN
         return np.where(np.isnan(codes), -1, codes).astype(np.int64)
     return codes.astype(np.int64)
+
+
+def encode_arrow(
+    values: pa.Array, value_set: pa.Array | IdSet, dtype: type = np.int64
+) -> np.ndarray:
+    """`encode` for an arrow text column (dictionary-encoded or not) against an arrow value
+    set or an `IdSet`: the position of each value, -1 for null or unknown. A dictionary column
+    is looked up once per distinct value."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+
+    def lookup(array: pa.Array) -> np.ndarray:
+        if isinstance(value_set, IdSet):
+            return value_set.positions(array).astype(dtype, copy=False)
+        return _positions(pc.index_in(array, value_set=value_set), dtype)
+
+    if pa.types.is_dictionary(values.type):
+        table = lookup(values.dictionary)
+        indices = values.indices
+        if not indices.null_count:
+            return table[indices.to_numpy()]
+        valid = np.asarray(pc.is_valid(indices))
+        codes = np.full(len(indices), -1, dtype=dtype)
+        codes[valid] = table[pc.drop_null(indices).to_numpy()]
+        return codes
+    return lookup(values)
+
+
+def _positions(found: pa.Array, dtype: type) -> np.ndarray:
+    """`index_in` results as integers, -1 where null."""
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
 def _arrow_text(values: pd.Series) -> pa.Array | pa.ChunkedArray:

@@ -107,6 +107,7 @@ class _Sorted:
             if already_sorted
             else np.lexsort((*reversed(ties), times_us, codes))
         )
+        self.presorted = already_sorted
         self.order = order
         self.codes = codes[order]
         self.times_us = times_us[order]
@@ -236,8 +237,62 @@ def _questionnaire_features(
 # --- behaviour ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EventArrays:
+    """The events of a set of customers as the behaviour features read them: one integer array
+    per column, rows in any order. The batch builder makes them straight from arrow columns,
+    without a pandas frame; `event_arrays` makes them from a canonical frame. Both give the
+    same arrays, so the features are the same bits either way."""
+
+    #: Position of the event's customer among the customers given to the kernel.
+    codes: np.ndarray
+    #: Event time, microseconds since 1970.
+    times_us: np.ndarray
+    #: Position of event_type in `behaviour.event_types` (-1: unknown).
+    etype: np.ndarray
+    #: Position of channel in `behaviour.channels` (-1: unknown).
+    channel: np.ndarray
+    #: Amount in whole cents (0 where there is none).
+    cents: np.ndarray
+    #: Product risk level R1..R5 as 1..5 (0: none or unknown).
+    risk: np.ndarray
+    #: Term in days (0 where there is none) and whether there is one.
+    term: np.ndarray
+    has_term: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def cents_of(amount: np.ndarray) -> np.ndarray:
+    """Amounts (float yuan, NaN for none) as int64 cents, 0 for none."""
+    return np.rint(np.where(np.isnan(amount), 0.0, amount) * 100).astype(np.int64)
+
+
+def terms_of(term_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Terms (float days, NaN for none) as int64 days (0 for none) and a has-term mask."""
+    has_term = ~np.isnan(term_days)
+    return np.where(has_term, term_days, 0).astype(np.int64), has_term
+
+
+def event_arrays(events: pd.DataFrame, customer_ids: pd.Index, specs: Specs) -> EventArrays:
+    """A canonical events frame as `EventArrays` for `customer_ids`."""
+    b = specs.behaviour
+    term, has_term = terms_of(events["term_days"].to_numpy(dtype=np.float64, na_value=np.nan))
+    return EventArrays(
+        codes=_codes(events["customer_id"], customer_ids),
+        times_us=microseconds(events["event_time"]),
+        etype=encode(events["event_type"], list(b.event_types)),
+        channel=encode(events["channel"], list(b.channels)),
+        cents=cents_of(events["amount"].to_numpy(dtype=np.float64, na_value=np.nan)),
+        risk=encode(events["product_risk"], R_LEVELS) + 1,
+        term=term,
+        has_term=has_term,
+    )
+
+
 def _behaviour_features(
-    events: pd.DataFrame,
+    events: pd.DataFrame | EventArrays,
     customer_ids: pd.Index,
     q_codes: np.ndarray,
     q_us: np.ndarray,
@@ -245,17 +300,21 @@ def _behaviour_features(
     specs: Specs,
 ) -> dict[str, np.ndarray]:
     b = specs.behaviour
-    table = _Sorted(_codes(events["customer_id"], customer_ids), microseconds(events["event_time"]))
+    if isinstance(events, pd.DataFrame):
+        events = event_arrays(events, customer_ids, specs)
+    table = _Sorted(events.codes, events.times_us)
     _check_event_counts(table.codes, customer_ids)
     o = table.order
-    etype = encode(events["event_type"], list(b.event_types))[o]
-    channel = encode(events["channel"], list(b.channels))[o]
-    amount = events["amount"].to_numpy(dtype=np.float64, na_value=0.0)[o]
-    cents = np.rint(amount * 100).astype(np.int64)
-    risk = encode(events["product_risk"], R_LEVELS)[o] + 1
-    term_raw = events["term_days"].to_numpy(dtype=np.float64, na_value=np.nan)[o]
-    has_term = ~np.isnan(term_raw)
-    term = np.where(has_term, term_raw, 0).astype(np.int64)
+
+    def ordered(values: np.ndarray) -> np.ndarray:
+        return values if table.presorted else values[o]
+
+    etype = ordered(events.etype)
+    channel = ordered(events.channel)
+    cents = ordered(events.cents)
+    risk = ordered(events.risk)
+    term = ordered(events.term)
+    has_term = ordered(events.has_term)
     type_code = {name: i for i, name in enumerate(b.event_types)}
     is_type = {name: etype == i for name, i in type_code.items()}
     invest = is_type["invest"]

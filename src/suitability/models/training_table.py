@@ -15,6 +15,7 @@ import pandas as pd
 
 from suitability.data import io
 from suitability.features.builder import LabelQueries, Progress, build_features
+from suitability.features.kernel import EventArrays
 from suitability.models.spec import ChurnLabelSpec, ModelSpec
 from suitability.specs import C_LEVELS, Specs
 
@@ -65,17 +66,22 @@ def churn_snapshots(
     return [t for t in pd.date_range(start, hi, freq="MS")]
 
 
-def churn_labeller(labels: ChurnLabelSpec) -> LabelQueries:
+def churn_labeller(labels: ChurnLabelSpec, specs: Specs) -> LabelQueries:
     """For the builder: keep the queries of investors active at `as_of` and label them
     `churned` (1 = no investment in (as_of, as_of + horizon_days]) from the chunk's events."""
-    kinds = list(labels.invest_event_types)
+    types = list(specs.behaviour.event_types)
+    kinds = np.array([types.index(k) for k in labels.invest_event_types], dtype=np.int64)
     active = pd.Timedelta(days=labels.active_days)
     horizon = pd.Timedelta(days=labels.horizon_days)
 
-    def label(queries: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-        invest = events.loc[events["event_type"].isin(kinds), ["customer_id", "event_time"]]
-        before = count_in_windows(queries, invest, -active, pd.Timedelta(0))
-        after = count_in_windows(queries, invest, pd.Timedelta(0), horizon)
+    def label(queries: pd.DataFrame, events: EventArrays, ids: pd.Index) -> pd.DataFrame:
+        invest = np.isin(events.etype, kinds)
+        q_code = ids.get_indexer(queries["customer_id"]).astype(np.int64)
+        q_sec = queries["as_of"].to_numpy("datetime64[s]").astype(np.int64)
+        f_code = events.codes[invest].astype(np.int64)
+        f_sec = -((-events.times_us[invest]) // 1_000_000)
+        before = _count_coded(q_code, q_sec, f_code, f_sec, -active, pd.Timedelta(0))
+        after = _count_coded(q_code, q_sec, f_code, f_sec, pd.Timedelta(0), horizon)
         kept = queries.loc[before > 0].reset_index(drop=True)
         kept["churned"] = (after[before > 0] == 0).astype(np.int8)
         return kept
@@ -96,6 +102,20 @@ def count_in_windows(
     f_code = ids.get_indexer(facts["customer_id"]).astype(np.int64)
     f_sec = _ceil_seconds(facts["event_time"])
     q_sec = queries["as_of"].to_numpy("datetime64[s]").astype(np.int64)
+    return _count_coded(q_code, q_sec, f_code, f_sec, lo, hi)
+
+
+def _count_coded(
+    q_code: np.ndarray,
+    q_sec: np.ndarray,
+    f_code: np.ndarray,
+    f_sec: np.ndarray,
+    lo: pd.Timedelta,
+    hi: pd.Timedelta,
+) -> np.ndarray:
+    """`count_in_windows` on integer customer codes and whole seconds since 1970."""
+    if len(q_code) == 0:
+        return np.zeros(0, dtype=np.int64)
     origin = min(q_sec.min() - 10**8, f_sec.min() if len(f_sec) else q_sec.min())
     span = np.int64(1) << 32  # seconds: ~136 years either side of the origin
     f_key = np.sort(f_code * span + (f_sec - origin))
@@ -145,7 +165,7 @@ def build_training_table(
             snapshots,
             out,
             specs,
-            label_queries=churn_labeller(spec.labels),
+            label_queries=churn_labeller(spec.labels, specs),
             progress=progress,
         )
     frame = pd.read_parquet(out)
