@@ -37,6 +37,10 @@ def predict_booster(booster: lgb.Booster, x: np.ndarray, **options: object) -> n
     return booster.predict(x, **options)
 
 
+#: Frames above this many rows become matrices a column at a time (bounded extra memory).
+_BLOCK_ROWS = 100_000
+
+
 @dataclass(frozen=True)
 class FeatureLayout:
     """Which columns a model reads and how: numeric ones as float, categorical ones as codes
@@ -54,10 +58,11 @@ class FeatureLayout:
             )
             raise ValueError(f"feature table lacks columns the model needs: {shown}")
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """A float64 matrix in `names` order."""
+    def matrix(self, frame: pd.DataFrame, dtype: type = np.float64) -> np.ndarray:
+        """A matrix in `names` order: float64 (what predictions read), or float32 for
+        training LightGBM (half the memory; LightGBM bins the values either way)."""
         self.check(frame)
-        out = np.empty((len(frame), len(self.names)), dtype=np.float64)
+        out = np.empty((len(frame), len(self.names)), dtype=dtype)
         # This runs for every request, on one row, where each pandas call costs more than the
         # data: dtypes are looked up in a plain dict, each distinct dtype is classified once,
         # numeric columns convert as one block (one copy), and categoricals are coded through
@@ -77,7 +82,15 @@ class FeatureLayout:
         block = [
             j for j, name in enumerate(self.names) if name not in self.categories and plain[name]
         ]
-        if block:
+        if block and len(frame) > _BLOCK_ROWS:
+            # Large frames column by column: converting the block at once makes a second
+            # full-size copy before it lands in `out`.
+            for j in block:
+                column = (
+                    frame.iloc[:, position[self.names[j]]] if by_position else frame[self.names[j]]
+                )
+                out[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif block:
             names = [self.names[j] for j in block]
             values = (
                 frame.take([position[n] for n in names], axis=1) if by_position else frame[names]
@@ -181,36 +194,60 @@ def _lgb_params(params: Mapping[str, object], seed: int) -> dict[str, object]:
     }
 
 
-def _fit_booster(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_valid: np.ndarray,
-    y_valid: np.ndarray,
-    layout: FeatureLayout,
-    params: Mapping[str, object],
-    monotone: Mapping[str, int],
-    max_rounds: int,
-    early_stopping_rounds: int,
-    seed: int,
-) -> lgb.Booster:
-    """One binary LightGBM, early-stopped on the validation log loss."""
+def _booster_params(
+    params: Mapping[str, object], monotone: Mapping[str, int], layout: FeatureLayout, seed: int
+) -> dict[str, object]:
+    """Everything LightGBM is given for one binary booster."""
     full = _lgb_params(params, seed)
     if monotone:
         full["monotone_constraints"] = [int(monotone.get(n, 0)) for n in layout.names]
         # "advanced" broke the constraints on our data (the direction tests caught boosters
         # whose output fell as a constrained feature rose); "intermediate" holds them.
         full.setdefault("monotone_constraints_method", "intermediate")
+    return {**full, "metric": "binary_logloss"}
+
+
+def _datasets(
+    x_train: np.ndarray, x_valid: np.ndarray, layout: FeatureLayout, params: Mapping[str, object]
+) -> tuple[lgb.Dataset, lgb.Dataset]:
+    """The training and validation sets, binned once with the boosters' parameters (as
+    `lgb.train` would bin them) whatever the labels: the ordinal model's cuts share them and
+    only change the labels. The raw matrices are freed once binned."""
+    described = {
+        "feature_name": list(layout.names),
+        "categorical_feature": layout.categorical_indices,
+        "free_raw_data": True,
+    }
     train = lgb.Dataset(
-        x_train,
-        label=y_train,
-        feature_name=list(layout.names),
-        categorical_feature=layout.categorical_indices,
-        free_raw_data=True,
-        params={"max_bin": full.get("max_bin", 255), "verbosity": -1},
-    )
-    valid = lgb.Dataset(x_valid, label=y_valid, reference=train)
+        x_train, label=np.zeros(len(x_train), dtype=np.int8), params=dict(params), **described
+    ).construct()
+    # The same description as the training set, so `lgb.train`'s re-check of the reference
+    # finds nothing to change.
+    valid = lgb.Dataset(
+        x_valid,
+        label=np.zeros(len(x_valid), dtype=np.int8),
+        reference=train,
+        params=dict(params),
+        **described,
+    ).construct()
+    return train, valid
+
+
+def _fit_booster(
+    train: lgb.Dataset,
+    y_train: np.ndarray,
+    valid: lgb.Dataset,
+    y_valid: np.ndarray,
+    params: Mapping[str, object],
+    max_rounds: int,
+    early_stopping_rounds: int,
+) -> lgb.Booster:
+    """One binary LightGBM on binned sets (`_datasets`), early-stopped on the validation log
+    loss."""
+    train.set_label(y_train)
+    valid.set_label(y_valid)
     return lgb.train(
-        {**full, "metric": "binary_logloss"},
+        dict(params),
         train,
         num_boost_round=max_rounds,
         valid_sets=[valid],
@@ -262,23 +299,28 @@ class OrdinalLGBM:
         y_valid: np.ndarray,
         progress: Progress | None = None,
     ) -> OrdinalLGBM:
-        """Fit one booster per cut; y are level codes 0..K-1."""
-        xt, xv = self.layout.matrix(x_train), self.layout.matrix(x_valid)
+        """Fit one booster per cut; y are level codes 0..K-1. The cuts share one binned
+        training set (the float32 matrices are freed once binned)."""
+        first = _booster_params(self.params, self.monotone, self.layout, self.seed)
+        train, valid = _datasets(
+            self.layout.matrix(x_train, np.float32),
+            self.layout.matrix(x_valid, np.float32),
+            self.layout,
+            first,
+        )
         cuts = len(self.classes) - 1
         self.boosters = []
         for k in range(cuts):
+            params = _booster_params(self.params, self.monotone, self.layout, self.seed + k)
             self.boosters.append(
                 _fit_booster(
-                    xt,
+                    train,
                     (y_train > k).astype(np.int8),
-                    xv,
+                    valid,
                     (y_valid > k).astype(np.int8),
-                    self.layout,
-                    self.params,
-                    self.monotone,
+                    params,
                     self.max_rounds,
                     self.early_stopping_rounds,
-                    self.seed + k,
                 )
             )
             if progress:
@@ -370,20 +412,19 @@ class BinaryLGBM:
         y_valid: np.ndarray,
         progress: Progress | None = None,
     ) -> BinaryLGBM:
-        xv = self.layout.matrix(x_valid)
-        self.booster = _fit_booster(
-            self.layout.matrix(x_train),
-            y_train,
-            xv,
-            y_valid,
+        params = _booster_params(self.params, self.monotone, self.layout, self.seed)
+        train, valid = _datasets(
+            self.layout.matrix(x_train, np.float32),
+            self.layout.matrix(x_valid, np.float32),
             self.layout,
-            self.params,
-            self.monotone,
-            self.max_rounds,
-            self.early_stopping_rounds,
-            self.seed,
+            params,
         )
-        raw = self._raw(xv)
+        self.booster = _fit_booster(
+            train, y_train, valid, y_valid, params, self.max_rounds, self.early_stopping_rounds
+        )
+        del train, valid
+        # Calibrated on what predictions read (float64), as served.
+        raw = self._raw(self.layout.matrix(x_valid))
         if self.calibration == "sigmoid":
             self.calibrator = LogisticRegression(C=1e6).fit(raw[:, None], y_valid)
         elif self.calibration == "isotonic":
@@ -420,7 +461,11 @@ class BinaryLGBM:
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
+    """sign(x) * log1p(|x|), in one output array (the imputer's fresh copy is not kept)."""
+    out = np.abs(x)
+    np.log1p(out, out=out)
+    np.copysign(out, x, out=out)
+    return out
 
 
 class LogisticBaseline:
@@ -447,7 +492,7 @@ class LogisticBaseline:
                                         keep_empty_features=True,
                                     ),
                                     FunctionTransformer(_signed_log1p),
-                                    StandardScaler(),
+                                    StandardScaler(copy=False),
                                 ),
                                 numeric,
                             ),

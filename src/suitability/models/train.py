@@ -265,7 +265,10 @@ def _fit_and_evaluate(
 ) -> TrainingResult:
     seconds: dict[str, float] = {}
     train, valid, test = (split.rows(s) for s in ("train", "validation", "test"))
-    x_train, x_valid, x_test = table.iloc[train], table.iloc[valid], table.iloc[test]
+    # Only the columns the model and the baselines read are copied into the splits.
+    read = [*layout.names, *(c for c in ("q_level", "days_since_invest") if c in table.columns)]
+    inputs = table[list(dict.fromkeys(read))]
+    x_train, x_valid, x_test = inputs.iloc[train], inputs.iloc[valid], inputs.iloc[test]
     model: FittedModel
     if spec.task == "ordinal":
         model = OrdinalLGBM(
