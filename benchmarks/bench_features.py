@@ -173,7 +173,13 @@ def _contract_child(method: str, data: Path) -> None:
             # Events a part at a time (memory); the rest whole (unique keys need every row).
             groups = [[p] for p in parts] if name == "events" else [parts]
             for group in groups:
-                frame = ds.dataset(group).to_table(columns=columns).to_pandas(types_mapper=types)
+                table_ = ds.dataset(group).to_table(columns=columns)
+                for i, field in enumerate(table_.schema):
+                    if pa.types.is_date(field.type):  # dates as the contract's timestamps
+                        table_ = table_.set_column(
+                            i, field.name, table_[field.name].cast(pa.timestamp("us"))
+                        )
+                frame = table_.to_pandas(types_mapper=types)
                 for c in frame.columns:
                     if str(frame[c].dtype).startswith("datetime64"):
                         frame[c] = frame[c].astype("datetime64[us]")

@@ -5,9 +5,10 @@ possible (the generator's true probabilities) on the test split.
     .venv/bin/python benchmarks/bench_train.py [--churn-customers 80000] [--risk-customers 1750000]
 
 Churn rows are active investors at monthly snapshots (~12.7 per customer), risk-level rows are
-risk reviews (~0.58 per customer), hence the two world sizes. Each model trains in a fresh
-process so its peak RSS is its own. Worlds and training tables are cached under
-benchmarks/results/train/.
+risk reviews (~0.58 per customer), hence the two world sizes. Each training table is built and
+each model trains in a fresh process, so its peak RSS is its own; a table built in this run
+gets a line of its own (build time, peak). Tables are cached under benchmarks/results/train/
+(delete them to measure the build again); `--tables-only` stops after building them.
 """
 
 from __future__ import annotations
@@ -24,18 +25,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results" / "train"
 
 
-def _table(model: str, customers: int, seed: int) -> Path:
+def _table(model: str, customers: int, seed: int) -> tuple[Path, dict | None]:
+    """The model's training table (cached), and how its build went when it was built now: a
+    fresh process builds it, so its peak RSS is its own."""
     from suitability.data.synth import generate
-    from suitability.models.sources import write_table
-    from suitability.models.spec import load_model_spec
-    from suitability.models.training_table import build_training_table
-    from suitability.specs import load_specs
 
     path = RESULTS / f"{model}-{customers}-{seed}.parquet"
     if path.exists():
-        return path
+        return path, None
     RESULTS.mkdir(parents=True, exist_ok=True)
-    specs = load_specs()
     with tempfile.TemporaryDirectory(dir=RESULTS) as tmp:
         data = Path(tmp) / "data"
         began = time.perf_counter()
@@ -44,14 +42,37 @@ def _table(model: str, customers: int, seed: int) -> Path:
             f"  {model}: synthesised {customers:,} customers in {time.perf_counter() - began:.0f}s",
             flush=True,
         )
-        began = time.perf_counter()
-        table = build_training_table(load_model_spec(model, specs), data, specs, tmp)
+        build = _child(["--table-worker", model, str(data), str(path)])
         print(
-            f"  {model}: built {len(table.frame):,} training rows in {time.perf_counter() - began:.0f}s",
+            f"  {model}: built {build['rows']:,} training rows in {build['seconds']:.0f}s, "
+            f"peak RSS {build['peak_rss_mib']:,.0f} MiB",
             flush=True,
         )
-        write_table(table.frame, path)
-    return path
+    return path, build | {"customers": customers}
+
+
+def _table_worker(model: str, data: str, out: str) -> None:
+    """Build one training table in this process; print one JSON line (time, peak, rows)."""
+    from suitability.models.sources import write_table
+    from suitability.models.spec import load_model_spec
+    from suitability.models.training_table import build_training_table
+    from suitability.specs import load_specs
+
+    specs = load_specs()
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+        table = build_training_table(load_model_spec(model, specs), data, specs, tmp)
+    seconds = time.perf_counter() - began
+    write_table(table.frame, Path(out))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rows": len(table.frame), "seconds": seconds, "peak_rss_mib": peak}))
+
+
+def _child(args: list[str]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _worker(model: str, path: str) -> None:
@@ -95,24 +116,32 @@ def main() -> None:
     parser.add_argument("--risk-customers", type=int, default=1_750_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "TABLE"), help=argparse.SUPPRESS)
+    parser.add_argument("--table-worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--tables-only", action="store_true", help="build the tables, no training")
     args = parser.parse_args()
     if args.worker:
         _worker(*args.worker)
         return
-    rows = []
+    if args.table_worker:
+        _table_worker(*args.table_worker)
+        return
+    rows, builds = [], []
     for model, customers in (("churn", args.churn_customers), ("risk-level", args.risk_customers)):
-        path = _table(model, customers, args.seed)
-        out = (
-            subprocess.run(
-                [sys.executable, __file__, "--worker", model, str(path)],
-                check=True,
-                capture_output=True,
-                text=True,
+        path, build = _table(model, customers, args.seed)
+        if build is not None:
+            builds.append((model, build))
+        if not args.tables_only:
+            rows.append((model, _child(["--worker", model, str(path)])))
+    if builds:
+        print("\n| training table | customers | rows | build s | peak RSS MiB |")
+        print("|---|---:|---:|---:|---:|")
+        for model, b in builds:
+            print(
+                f"| {model} | {b['customers']:,} | {b['rows']:,} | {b['seconds']:.0f} | "
+                f"{b['peak_rss_mib']:,.0f} |"
             )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        rows.append((model, json.loads(out)))
+    if not rows:
+        return
     print()
     print(
         "| model | rows (train) | train total s | LightGBM fit s | logistic baseline s | peak RSS MiB | metric | model | logistic | best possible | model/best |"

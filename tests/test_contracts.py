@@ -562,3 +562,50 @@ def test_canonical_frames_built_column_by_column_equal_arrows_own_conversion(row
     built.loc[built.index[:1], "amount"] = -1.0  # the frame owns writable data
     # Types outside the canonical set are left to arrow's conversion.
     assert contracts._from_canonical_arrays({"x": pa.array([1], pa.int32())}, 0, 1) is None
+
+
+# --- whole-table pre-checks against pandas ------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_whole_table_prechecks_agree_with_pandas_sorted_or_not(seed, specs):
+    """`_surely_unique` (neighbours when sorted, hashing otherwise) says "unique" exactly when
+    pandas finds no duplicate complete key, on tables sorted, shuffled, with nulls and repeats;
+    and `_tuple_in` agrees with a row-by-row membership test."""
+    import pyarrow as pa
+
+    from suitability.data import contracts
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"C{i:03d}" for i in rng.integers(0, 40, n)], dtype="str"),
+            "t": pd.to_datetime(rng.integers(0, 5, n), unit="D").astype("datetime64[us]"),
+            "q": pd.array(rng.choice(["a", "b", "c", None], n), dtype="str"),
+        }
+    )
+    key = ["customer_id", "t", "q"]
+    for variant in ("sorted", "shuffled", "deduplicated"):
+        f = frame.sort_values(key, ignore_index=True) if variant != "shuffled" else frame
+        if variant == "deduplicated":
+            f = f.drop_duplicates(key, ignore_index=True)
+        complete = f.dropna(subset=key)
+        expected = not complete.duplicated(key).any()
+        assert contracts._surely_unique(f, key) is expected, variant
+        encoded = pa.table(
+            {c: _arrow(f[c]).dictionary_encode() if c != "t" else _arrow(f[c]) for c in key}
+        )
+        assert contracts._surely_unique(f, key, encoded) is expected, variant
+    allowed = {("C001", "a"), ("C002", "b"), ("C039", "c")}
+    parts = [_arrow(frame["customer_id"]), _arrow(frame["q"]).dictionary_encode()]
+    got = np.asarray(contracts._tuple_in(parts, allowed))
+    want = [(c, q) in allowed for c, q in zip(frame["customer_id"], frame["q"], strict=True)]
+    np.testing.assert_array_equal(got, want)
+
+
+def _arrow(column: pd.Series):
+    import pyarrow as pa
+
+    array = pa.array(column, from_pandas=True)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
