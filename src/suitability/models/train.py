@@ -265,10 +265,11 @@ def _fit_and_evaluate(
 ) -> TrainingResult:
     seconds: dict[str, float] = {}
     train, valid, test = (split.rows(s) for s in ("train", "validation", "test"))
-    # Only the columns the model and the baselines read are copied into the splits.
+    # Only the columns the model and the baselines read are copied into the splits (one copy
+    # of those rows and columns, not of the whole table).
     read = [*layout.names, *(c for c in ("q_level", "days_since_invest") if c in table.columns)]
-    inputs = table[list(dict.fromkeys(read))]
-    x_train, x_valid, x_test = inputs.iloc[train], inputs.iloc[valid], inputs.iloc[test]
+    columns = [table.columns.get_loc(c) for c in dict.fromkeys(read)]
+    x_train, x_valid, x_test = (table.iloc[rows, columns] for rows in (train, valid, test))
     model: FittedModel
     if spec.task == "ordinal":
         model = OrdinalLGBM(

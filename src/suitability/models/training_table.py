@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from suitability.data import io
 from suitability.features.builder import LabelQueries, Progress, build_features
@@ -173,8 +176,32 @@ def build_training_table(
         raise NoTrainingRows(f"{data_dir}: no {spec.name} training rows (no active investors?)")
     truth = Path(data_dir) / "ground_truth"
     if truth.is_dir():
-        frame = attach_truth(frame, pd.read_parquet(truth), spec)
+        frame = attach_truth(frame, read_truth(truth, spec, frame[ID_COLUMN]), spec)
     return TrainingTable(frame, spec.label, snapshots, summary.events)
+
+
+def read_truth(folder: Path, spec: ModelSpec, customers: pd.Series) -> pd.DataFrame:
+    """The ground-truth rows `attach_truth` needs, read a part at a time (memory bounded by a
+    part, not by the world): the model's columns only, the given customers only, and for the
+    risk level only each customer's first row."""
+    if spec.name == "risk-level":
+        columns = ["customer_id", *(f"p_{c.lower()}" for c in C_LEVELS)]
+    else:
+        columns = ["customer_id", "snapshot", "p_churn"]
+    wanted = pa.array(pd.unique(customers.astype(str)), type=pa.string())
+    frames = []
+    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else [folder]
+    for part in parts:
+        table = pq.read_table(part, columns=columns)
+        table = table.filter(pc.is_in(pc.cast(table["customer_id"], pa.string()), value_set=wanted))
+        frame = table.to_pandas()
+        if spec.name == "risk-level":
+            frame = frame.drop_duplicates("customer_id")
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    truth = pd.concat(frames, ignore_index=True)
+    return truth.drop_duplicates("customer_id") if spec.name == "risk-level" else truth
 
 
 def attach_truth(frame: pd.DataFrame, truth: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
