@@ -32,6 +32,7 @@ from suitability.data.contracts import (
     ProblemLog,
     TableValidator,
     canonical_frame,
+    decoded,
     empty_frame,
     unified,
 )
@@ -177,13 +178,11 @@ def iter_events(
     customers table of `data_dir`). Batches are yielded while no problem has been found; after
     the first bad batch the rest is still checked (nothing more is yielded) and one
     `ContractError` lists every problem of the table. Memory stays bounded by `batch_rows`."""
-    source = locate_table(data_dir, "events")
-    ids = read_customer_ids(data_dir) if customer_ids is None else _id_array(customer_ids)
-    log = ProblemLog()
-    for frame in _Scan(source, specs, ids, log, batch_rows).batches():
-        if not log:
-            yield frame
-    log.raise_if_any()
+    offset = 0
+    for arrays in iter_event_arrays(data_dir, specs, customer_ids, batch_rows=batch_rows):
+        n = len(arrays["customer_id"])
+        yield canonical_frame(arrays, offset, n)
+        offset += n
 
 
 def iter_event_arrays(
@@ -197,10 +196,7 @@ def iter_event_arrays(
     dictionary-encoded stays so, floats hold NaN as null), for callers that compute on
     arrays. The same rows, the same checks, the same single `ContractError` at the end."""
     source = locate_table(data_dir, "events")
-    if isinstance(customer_ids, IdSet):
-        ids: pa.Array | IdSet = customer_ids
-    else:
-        ids = read_customer_ids(data_dir) if customer_ids is None else _id_array(customer_ids)
+    ids = _reference_ids(data_dir, customer_ids)
     log = ProblemLog()
     for arrays in _Scan(source, specs, ids, log, batch_rows).arrays():
         if not log:
@@ -247,7 +243,7 @@ def load_table(
     source = locate_table(data_dir, name)
     ids = None
     if TABLES[name].references_customers:
-        ids = read_customer_ids(data_dir) if customer_ids is None else _id_array(customer_ids)
+        ids = _reference_ids(data_dir, customer_ids)
     frame = _load(source, specs, ids, log, batch_rows)
     log.raise_if_any()
     return frame
@@ -283,12 +279,7 @@ def load_tables(
         )
         ids = _id_array(out["customers"]["customer_id"])
     elif any(TABLES[n].references_customers for n in names):
-        if isinstance(customer_ids, IdSet):
-            ids = customer_ids
-        elif customer_ids is not None:
-            ids = _id_array(customer_ids)
-        else:
-            ids = read_customer_ids(data_dir)
+        ids = _reference_ids(data_dir, customer_ids)
     for name in names:
         if name != "customers":
             load = _load_arrow if name in arrow else _load
@@ -306,17 +297,19 @@ def validate_folder(
     sources = locate_tables(data_dir, list(TABLE_NAMES))
     log = ProblemLog()
     counts: dict[str, int] = {}
-    customers = _load(sources["customers"], specs, None, log, batch_rows)
+    # Kept in arrow: nothing here needs a pandas frame.
+    customers = _load_arrow(sources["customers"], specs, None, log, batch_rows)
     counts["customers"] = len(customers)
-    ids = _id_array(customers["customer_id"])
+    ids = _id_array(decoded(customers["customer_id"].combine_chunks()))
     del customers
     for name in TABLE_NAMES[1:]:
         if name == "events":
-            counts[name] = sum(
-                len(f) for f in _Scan(sources[name], specs, ids, log, batch_rows).batches()
-            )
+            scan = _Scan(sources[name], specs, ids, log, batch_rows)
+            for _ in scan.arrays():  # streamed: checked, never held
+                pass
+            counts[name] = scan.rows
         else:
-            counts[name] = len(_load(sources[name], specs, ids, log, batch_rows))
+            counts[name] = len(_load_arrow(sources[name], specs, ids, log, batch_rows))
     log.raise_if_any()
     return counts
 
@@ -423,6 +416,14 @@ def locate_tables(data_dir: Path | str, names: Sequence[str]) -> dict[str, Table
     if problems:
         raise MissingTableError(problems)
     return sources
+
+
+def _reference_ids(data_dir: Path | str, ids: CustomerIds | IdSet | None) -> pa.Array | IdSet:
+    """The ids the reference checks use: those given (an `IdSet` as it is), else the customers
+    table's."""
+    if isinstance(ids, IdSet):
+        return ids
+    return read_customer_ids(data_dir) if ids is None else _id_array(ids)
 
 
 def _id_array(ids: CustomerIds) -> pa.Array:
@@ -577,12 +578,6 @@ class _Scan:
                 where = f" (in {label})" if label else ""
                 rule = f"wrong type: expected text, found {stored.field(name).type}{where}"
                 self.log.add(self.source.table, Finding(name, rule))
-
-    def batches(self) -> Iterator[pd.DataFrame]:
-        """Each batch as a canonical frame (index: 0-based positions in the whole table)."""
-        for arrays in self.arrays():
-            n = len(next(iter(arrays.values()))) if arrays else 0
-            yield canonical_frame(arrays, self.rows - n, n)
 
     def arrays(self) -> Iterator[dict[str, pa.Array]]:
         """Each batch as canonical arrow columns (`TableValidator.validate_arrays`)."""

@@ -208,23 +208,29 @@ def _booster_params(
 
 
 def _datasets(
-    x_train: np.ndarray, x_valid: np.ndarray, layout: FeatureLayout, params: Mapping[str, object]
+    x_train: pd.DataFrame,
+    x_valid: pd.DataFrame,
+    layout: FeatureLayout,
+    params: Mapping[str, object],
 ) -> tuple[lgb.Dataset, lgb.Dataset]:
-    """The training and validation sets, binned once with the boosters' parameters (as
-    `lgb.train` would bin them) whatever the labels: the ordinal model's cuts share them and
-    only change the labels. The raw matrices are freed once binned."""
+    """The training and validation sets as float32 matrices, binned once with the boosters'
+    parameters (as `lgb.train` would bin them) whatever the labels: the ordinal model's cuts
+    share them and only change the labels. The matrices are freed once binned."""
     described = {
         "feature_name": list(layout.names),
         "categorical_feature": layout.categorical_indices,
         "free_raw_data": True,
     }
     train = lgb.Dataset(
-        x_train, label=np.zeros(len(x_train), dtype=np.int8), params=dict(params), **described
+        layout.matrix(x_train, np.float32),
+        label=np.zeros(len(x_train), dtype=np.int8),
+        params=dict(params),
+        **described,
     ).construct()
     # The same description as the training set, so `lgb.train`'s re-check of the reference
     # finds nothing to change.
     valid = lgb.Dataset(
-        x_valid,
+        layout.matrix(x_valid, np.float32),
         label=np.zeros(len(x_valid), dtype=np.int8),
         reference=train,
         params=dict(params),
@@ -302,12 +308,7 @@ class OrdinalLGBM:
         """Fit one booster per cut; y are level codes 0..K-1. The cuts share one binned
         training set (the float32 matrices are freed once binned)."""
         first = _booster_params(self.params, self.monotone, self.layout, self.seed)
-        train, valid = _datasets(
-            self.layout.matrix(x_train, np.float32),
-            self.layout.matrix(x_valid, np.float32),
-            self.layout,
-            first,
-        )
+        train, valid = _datasets(x_train, x_valid, self.layout, first)
         cuts = len(self.classes) - 1
         self.boosters = []
         for k in range(cuts):
@@ -413,12 +414,7 @@ class BinaryLGBM:
         progress: Progress | None = None,
     ) -> BinaryLGBM:
         params = _booster_params(self.params, self.monotone, self.layout, self.seed)
-        train, valid = _datasets(
-            self.layout.matrix(x_train, np.float32),
-            self.layout.matrix(x_valid, np.float32),
-            self.layout,
-            params,
-        )
+        train, valid = _datasets(x_train, x_valid, self.layout, params)
         self.booster = _fit_booster(
             train, y_train, valid, y_valid, params, self.max_rounds, self.early_stopping_rounds
         )
