@@ -269,7 +269,8 @@ def print_table(results: list[dict]) -> None:
         wall = r["median_wall_s"]
         print(
             f"| {r['method']} | {WHAT[r['method']]} | {wall:.1f} | {r['events'] / wall:,.0f} | "
-            f"{r['median_peak_mib']:,.0f} | {base / wall:.2f}× | {fair / wall:.2f}× |"
+            f"{r['median_peak_mib']:,.0f} | {base / wall:.2f}× | "
+            + (f"{fair / wall:.2f}× |" if fair == fair else "– |")
         )
     for r in results:
         if r["median_stage_s"]:
