@@ -538,7 +538,7 @@ def _short(exc: BaseException) -> str:
 
 class _Scan:
     """Reads one table file by file, batch by batch, and validates each batch: problems go to
-    `log`, canonical frames are yielded (also after a problem: callers decide)."""
+    `log`, canonical columns are yielded (also after a problem: callers decide)."""
 
     def __init__(
         self,
@@ -627,28 +627,26 @@ class _Scan:
 def _load(
     source: TableSource,
     specs: Specs,
-    customer_ids: pa.Array | None,
+    customer_ids: pa.Array | IdSet | None,
     log: ProblemLog,
     batch_rows: int,
     unread_personal: bool = False,
 ) -> pd.DataFrame:
-    """A whole table: its batches concatenated, then the whole-table rules checked."""
-    scan = _Scan(source, specs, customer_ids, log, batch_rows, unread_personal)
-    wanted = [c for c in scan.validator.whole_columns if c in scan.columns]
-    keys: dict[str, list[pa.Array]] = {c: [] for c in wanted}
-    frames = []
-    for arrays in scan.arrays():
-        n = len(next(iter(arrays.values())))
-        frames.append(canonical_frame(arrays, scan.rows - n, n))
-        for c in wanted:
-            keys[c].append(arrays[c])
-    if frames:
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    else:
-        frame = empty_frame(scan.schema, scan.columns)
-    frame.index = pd.RangeIndex(len(frame))
-    log.extend(source.table, scan.validator.check_whole(frame, keys if frames else None))
-    return frame
+    """A whole table as a canonical frame (0-based RangeIndex), the whole-table rules checked."""
+    table = _load_arrow(source, specs, customer_ids, log, batch_rows, unread_personal)
+    if len(table) == 0:
+        return empty_frame(TABLES[source.table], table.column_names)
+    return canonical_frame(
+        {c: table[c].combine_chunks() for c in table.column_names}, 0, len(table)
+    )
+
+
+def _one_column(parts: list[pa.Array]) -> pa.Array:
+    """One column's batches as one array. Batches may differ in encoding (a part without the
+    column gives nulls, a CSV plain text); then the text is decoded throughout."""
+    if len({p.type for p in parts}) > 1:
+        parts = [decoded(p) for p in parts]
+    return unified(pa.chunked_array(parts))
 
 
 def _load_arrow(
@@ -670,7 +668,7 @@ def _load_arrow(
     if not parts or not next(iter(parts.values())):
         empty = empty_frame(scan.schema, scan.columns)
         return pa.Table.from_pandas(empty, preserve_index=False)
-    table = pa.table({c: unified(pa.chunked_array(parts.pop(c))) for c in scan.columns})
+    table = pa.table({c: _one_column(parts.pop(c)) for c in scan.columns})
     wanted = [c for c in scan.validator.whole_columns if c in scan.columns]
     keys = table.select(wanted)
 
