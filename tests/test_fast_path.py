@@ -245,7 +245,7 @@ def test_arrow_row_rules_flag_the_rows_pandas_flags(specs, seed):
                 messy[column] = messy[column].astype(frame[column].dtype)
             messy.index = pd.RangeIndex(7, 7 + len(messy))  # a later batch
             expected = _PANDAS_RULES[rule.rule](messy, specs)
-            got = contracts._rows_of(contracts._violations(rule, messy, table, specs), messy.index)
+            got = _rows_of(contracts._violations(rule, messy, table, specs), messy.index)
             want = expected.index.to_numpy()[expected.to_numpy(dtype=bool, na_value=False)] + 1
             np.testing.assert_array_equal(got, want)
             # As validation runs them: on the arrow arrays the frame came from, where a float
@@ -257,9 +257,7 @@ def test_arrow_row_rules_flag_the_rows_pandas_flags(specs, seed):
                 for c in messy.columns
             }
             columns = contracts._ArrowColumns(messy, arrays)
-            on_arrays = contracts._rows_of(
-                contracts._violations(rule, columns, table, specs), messy.index
-            )
+            on_arrays = _rows_of(contracts._violations(rule, columns, table, specs), messy.index)
             np.testing.assert_array_equal(on_arrays, want)
             flagged += got.size
         fired += flagged > 0
@@ -423,3 +421,8 @@ def test_a_column_mixing_dates_and_datetimes_keeps_its_times_of_day(specs):
     assert times.iloc[0] == pd.Timestamp(first)
     assert times.iloc[1] == pd.Timestamp(first.date())
     assert isinstance(events[1]["event_time"], date)
+
+
+def _rows_of(mask: object, index: pd.Index) -> np.ndarray:
+    """1-based row numbers of the rows where an arrow `mask` is true (`index`: the frame's)."""
+    return index.to_numpy()[contracts._mask_rows(mask)] + 1

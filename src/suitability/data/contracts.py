@@ -778,11 +778,6 @@ def _not_in(value_set: pa.Array) -> Callable[[pa.Array], pa.Array]:
     return fails
 
 
-def _rows_of(mask: pa.Array, index: pd.Index) -> np.ndarray:
-    """1-based row numbers of the rows where `mask` is true (`index`: the frame's)."""
-    return index.to_numpy()[_mask_rows(mask)] + 1
-
-
 class TableValidator:
     """Checks the batches of one table: per-column rules (types, nulls, allowed values, bounds,
     identifier syntax, customer references) and cross-column rules in arrow, and whole-table
