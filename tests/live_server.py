@@ -61,6 +61,17 @@ class Server:
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
+    def wait_logged(self, text: str, times: int, seconds: float = 120) -> None:
+        """Wait until `text` appears `times` times in the log: /readyz answers as soon as
+        one worker is up, the others may still be loading their models."""
+        deadline = time.monotonic() + seconds
+        while self.log_text().count(text) < times:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} was not logged {times} time(s)")
+            time.sleep(0.2)
+
 
 @contextlib.contextmanager
 def running_server(

@@ -423,6 +423,7 @@ def test_every_2xx_is_in_the_audit_log_after_the_server_is_killed_mid_load(
         postgres.create_database(name)
         target = env["SUITABILITY_AUDIT_URL"] = postgres.dsn(name)
     with running_server(demo, keys["path"], tmp_path, workers=2, env=env) as server:
+        server.wait_logged("Service suitability initialized", 2)  # both workers take load
         body = json.dumps(example("churn"))
         headers = {
             "Authorization": f"Bearer {keys['matching']}",
@@ -753,6 +754,7 @@ def live(demo, keys, tmp_path_factory):
     with running_server(
         demo, keys["path"], out, workers=2, env={"SUITABILITY_MAX_IN_FLIGHT": "2"}
     ) as server:
+        server.wait_logged("Service suitability initialized", 2)
         yield server
 
 
