@@ -1,0 +1,137 @@
+"""The Dask cluster a batch command runs on (DESIGN §3: scale-out through Dask distributed).
+
+`--cluster ADDRESS` (or `SUITABILITY_DASK_SCHEDULER`) joins a running scheduler; `--cluster
+local` or `local:N` starts a `LocalCluster` of N single-threaded worker processes on this
+machine for the command's lifetime. Before any work, every worker must run the same
+`suitability` code as the client (package version and a digest of its modules), and Dask's own
+version check must pass; the specs travel with the tasks, so they cannot differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import suitability
+
+ENV_SCHEDULER = "SUITABILITY_DASK_SCHEDULER"
+_LOCAL = re.compile(r"^local(?::(\d+))?$")
+_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ucx)://)?(?:[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+)
+#: Seconds to wait for a scheduler before saying it cannot be reached.
+CONNECT_TIMEOUT = 20
+
+
+class ClusterError(RuntimeError):
+    """A cluster that cannot be used: bad address, unreachable, or workers that differ."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where to run: a scheduler `address`, or `local_workers` processes started here."""
+
+    address: str | None = None
+    local_workers: int | None = None
+
+    def __str__(self) -> str:
+        return self.address or f"local:{self.local_workers}"
+
+
+def parse_cluster(text: str | None, *, option: str = "--cluster") -> ClusterSpec | None:
+    """`local`, `local:N` or a scheduler address (`tcp://host:8786`, `host:8786`); None or
+    empty (with no `SUITABILITY_DASK_SCHEDULER`) means: no cluster, run in this process."""
+    if text is None or not text.strip():
+        text = os.environ.get(ENV_SCHEDULER, "")
+        option = ENV_SCHEDULER
+        if not text.strip():
+            return None
+    text = text.strip()
+    local = _LOCAL.match(text)
+    if local:
+        n = int(local.group(1)) if local.group(1) else os.cpu_count() or 1
+        if n < 1:
+            raise ClusterError(f"{option} {text!r}: a local cluster needs at least 1 worker")
+        return ClusterSpec(local_workers=n)
+    if text.startswith("local:") or not _ADDRESS.match(text):
+        raise ClusterError(
+            f"{option} {text!r}: expected local, local:N or a scheduler address such as "
+            "tcp://host:8786"
+        )
+    return ClusterSpec(address=text if "://" in text else f"tcp://{text}")
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of this installation's `suitability` modules (names and bytes)."""
+    root = Path(suitability.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _identity() -> tuple[str, str]:
+    return suitability.__version__, code_digest()
+
+
+def check_workers(client: object) -> int:
+    """Raise `ClusterError` naming every worker whose `suitability` differs from this
+    process's (or none are connected); return the number of workers."""
+    try:
+        client.get_versions(check=True)  # type: ignore[attr-defined]
+    except ValueError as exc:  # Dask's own mismatch report (python, dask, msgpack …)
+        raise ClusterError(f"the cluster's workers differ from this client: {exc}") from None
+    seen = client.run(_identity)  # type: ignore[attr-defined]
+    if not seen:
+        raise ClusterError("the cluster has no workers")
+    mine = _identity()
+    differ = {worker: got for worker, got in seen.items() if tuple(got) != mine}
+    if differ:
+        listed = "; ".join(
+            f"{worker}: suitability {v} (code {d})" for worker, (v, d) in sorted(differ.items())
+        )
+        raise ClusterError(
+            f"{len(differ)} of {len(seen)} worker(s) run other suitability code than this "
+            f"client (suitability {mine[0]}, code {mine[1]}): {listed}. Install the same "
+            "package version on every worker."
+        )
+    return len(seen)
+
+
+@contextlib.contextmanager
+def connect(spec: ClusterSpec) -> Iterator[object]:
+    """A checked `distributed.Client` on `spec`; a local cluster is shut down afterwards."""
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if spec.local_workers is not None:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=spec.local_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=40,  # errors only: the command prints its own progress
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(
+                    Client(spec.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+                )
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {spec.address} "
+                    f"(waited {CONNECT_TIMEOUT} s): {type(exc).__name__}"
+                ) from None
+        check_workers(client)
+        yield client
