@@ -78,3 +78,20 @@ def test_a_local_cluster_is_checked_and_a_worker_with_other_code_is_refused():
     message = str(caught.value)
     assert "1 of 2 worker(s)" in message and worker in message and "0.0.1" in message
     assert "Install the same package version" in message
+
+
+@pytest.mark.slow
+def test_progress_follows_the_tasks_and_a_failing_task_raises_its_error():
+    import operator
+
+    calls: list[tuple[int, int]] = []
+    with cluster.connect(ClusterSpec(local_workers=2)) as client:
+        futures = [client.submit(operator.mul, i, 10, pure=False) for i in range(5)]
+        got = cluster.gather_with_progress(
+            client, futures, lambda done, total: calls.append((done, total))
+        )
+        assert got == [0, 10, 20, 30, 40]  # in the futures' order, whatever finished first
+        assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+        failing = [client.submit(operator.truediv, 1, d, pure=False) for d in (1, 0, 2)]
+        with pytest.raises(ZeroDivisionError):
+            cluster.gather_with_progress(client, failing)

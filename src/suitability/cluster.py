@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -104,6 +104,29 @@ def check_workers(client: object) -> int:
             "package version on every worker."
         )
     return len(seen)
+
+
+def gather_with_progress(
+    client: object, futures: Sequence[object], progress: Callable[[int, int], None] | None = None
+) -> list[object]:
+    """The results of `futures` in their order, calling `progress(done, total)` as each task
+    finishes on the cluster (what a Rich bar shows). A failed task raises its error here,
+    after the other futures are cancelled: nothing keeps running for a result no one reads."""
+    from distributed import as_completed
+
+    total = len(futures)
+    done = 0
+    try:
+        for future in as_completed(futures):
+            if future.status == "error":  # type: ignore[attr-defined]
+                future.result()  # type: ignore[attr-defined]  # raises the task's error
+            done += 1
+            if progress:
+                progress(done, total)
+    except BaseException:
+        client.cancel(list(futures))  # type: ignore[attr-defined]
+        raise
+    return client.gather(list(futures))  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
