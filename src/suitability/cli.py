@@ -136,6 +136,17 @@ ExperimentOption = Annotated[
     Path | None,
     typer.Option("--experiment", help="Experiment config (YAML) changing the model spec."),
 ]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="ADDRESS|local[:N]",
+        help="Run on a Dask cluster: a scheduler address (tcp://host:8786), or local:N to "
+        "start N worker processes here. Default: $SUITABILITY_DASK_SCHEDULER, else this "
+        "process alone.",
+        show_default=False,
+    ),
+]
 
 
 console = Console()
@@ -145,6 +156,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # error lines stay whole: pa
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Print a user's mistake (bad data, bad spec, bad argument) as a message, not a traceback."""
+    from suitability.cluster import ClusterError
     from suitability.data.contracts import ContractError
     from suitability.specs import SpecError
 
@@ -153,7 +165,7 @@ def _user_errors() -> Iterator[None]:
     except (ContractError, SpecError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
-    except (ValueError, OSError) as exc:  # bad arguments; paths that cannot be read or written
+    except (ValueError, OSError, ClusterError) as exc:  # bad arguments, paths, cluster
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except Exception as exc:
@@ -181,6 +193,26 @@ def _track(bar: Progress, label: str) -> Callable[[int, int], None]:
     """A new task on `bar` and the `progress(done, total)` callback that advances it."""
     task = bar.add_task(label, total=None)
     return lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@contextlib.contextmanager
+def _on_cluster(text: str | None) -> Iterator[object | None]:
+    """A checked Dask client for `--cluster` (None: run in this process), described on stderr."""
+    from suitability.cluster import connect, dashboard_link, parse_cluster
+
+    spec = parse_cluster(text)
+    if spec is None:
+        yield None
+        return
+    with connect(spec) as client:
+        workers = len(client.scheduler_info()["workers"])  # type: ignore[attr-defined]
+        link = dashboard_link(client) if spec.address else None  # (a local one: the bar)
+        err_console.print(
+            f"on the Dask cluster {escape(str(spec))}: {workers} worker(s)"
+            + (f", dashboard {escape(link)}" if link else ""),
+            highlight=False,
+        )
+        yield client
 
 
 def _version(value: bool) -> None:
@@ -246,14 +278,26 @@ def data_validate(
     data: Annotated[
         Path, typer.Option("--data", help="Folder with the raw tables (parquet or CSV).")
     ],
+    cluster: ClusterOption = None,
 ) -> None:
     """Check every raw table against its data contract; lists every problem found."""
     from suitability.data import io
     from suitability.specs import load_specs
 
     with _user_errors():
+        if not Path(data).is_dir():
+            raise ValueError(f"--data {data}: no such folder")
         specs = load_specs()
-        counts = io.validate_folder(Path(data), specs)
+        with _on_cluster(cluster) as client:
+            if client is None:
+                counts = io.validate_folder(Path(data), specs)
+            else:
+                from suitability.features.distributed import validate_on_cluster
+
+                with _progress() as bar:
+                    counts = validate_on_cluster(
+                        client, Path(data), specs, _track(bar, "checking partitions")
+                    )
     table = Table("table", "rows", title=escape(f"{data}: all contracts hold"))
     for name, n in counts.items():
         table.add_row(name, f"{n:,}")
@@ -283,6 +327,7 @@ def features_build(
             help="Monthly snapshots START:END (YYYY-MM-DD:YYYY-MM-DD), first of each month.",
         ),
     ] = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Write one row of point-in-time features per (customer_id, as_of)."""
     from suitability.features.builder import (
@@ -309,13 +354,14 @@ def features_build(
         check_paths(data, out)
         specs = load_specs()
         began = time.perf_counter()
-        with _progress() as bar:
+        with _on_cluster(cluster) as client, _progress() as bar:
             summary = build_features(
                 data,
                 dates,
                 out,
                 specs,
-                progress=_track(bar, "building features"),
+                progress=_track(bar, "building features" if client is None else "partitions"),
+                cluster=client,
             )
     console.print(
         f"wrote {summary.rows:,} rows × {len(specs.feature_names)} features for {len(dates)} as-of date(s) "
@@ -363,6 +409,7 @@ def features_training_table(
     ],
     out: Annotated[Path, typer.Option("--out", help="Table to write (.parquet or .csv).")],
     experiment: ExperimentOption = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Write a model's training table: point-in-time features plus labels.
 
@@ -379,9 +426,18 @@ def features_training_table(
         specs = load_specs()
         spec = load_model_spec(model.value, specs, experiment=experiment)
         began = time.perf_counter()
-        with _progress() as bar, tempfile.TemporaryDirectory(prefix="suitability-") as scratch:
+        with (
+            _on_cluster(cluster) as client,
+            _progress() as bar,
+            tempfile.TemporaryDirectory(prefix="suitability-") as scratch,
+        ):
             table = build_training_table(
-                spec, data, specs, scratch, progress=_track(bar, "building features")
+                spec,
+                data,
+                specs,
+                scratch,
+                progress=_track(bar, "building features" if client is None else "partitions"),
+                cluster=client,
             )
         write_table(table.frame, out)
     labels = table.frame[spec.label]

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     #: Threads computing feature chunks side by side while the next events are read and
     #: validated (default: the machine's cores).
     feature_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    #: Customers per partition on a Dask cluster (`--cluster`): the unit a worker validates
+    #: and computes, and what is redone when a worker is lost.
+    cluster_partition_customers: int = Field(default=100_000, gt=0)
     #: Problems listed in a contract error before "... and N more".
     max_problems_shown: int = Field(default=20, gt=0)
 

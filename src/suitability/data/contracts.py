@@ -98,6 +98,15 @@ class Problem:
         return f"{text} — {self.value}" if self.value is not None else text
 
 
+def _rule_order(key: tuple[str, str | None, str]) -> tuple[int, int, str]:
+    """(table, column, rule) in declared order: table, then column (whole-table rules last)."""
+    table, column, rule = key
+    schema = TABLES.get(table)
+    names = schema.column_names if schema else []
+    position = names.index(column) if column in names else len(names)
+    return (_TABLE_ORDER.get(table, len(_TABLE_ORDER)), position, rule)
+
+
 def _sort_key(problem: Problem) -> tuple[int, int, int, str]:
     table = TABLES.get(problem.table)
     names = table.column_names if table else []
@@ -123,7 +132,13 @@ class ContractError(ValueError):
         self.counts: dict[tuple[str, str | None, str], int] = dict(
             counts or Counter((p.table, p.column, p.rule) for p in self.problems)
         )
+        #: The log the problems were collected in, when they came from one (`ProblemLog`).
+        self.log: ProblemLog | None = None
         super().__init__(self._render())
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its problems, not its message (errors travel from cluster workers).
+        return (type(self), (self.problems, self.total, self.counts))
 
     def _render(self) -> str:
         from suitability.settings import get_settings
@@ -140,7 +155,9 @@ class ContractError(ValueError):
             lines.append(
                 f"  … and {more:,} more {'problem' if more == 1 else 'problems'}; by rule:"
             )
-            ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+            # Most frequent first; ties in the declared order of tables and columns, so the
+            # summary does not depend on how the rows were batched or partitioned.
+            ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], *_rule_order(kv[0])))
             for (table, column, rule), n in ranked[:10]:
                 where = table if column is None else f"{table}.{column}"
                 lines.append(f"    {n:>9,} × {where}: {rule}")
@@ -221,10 +238,36 @@ class ProblemLog:
             self.add(table, finding)
 
     def error(self, error_type: type[ContractError] = ContractError) -> ContractError | None:
-        """The error to raise, or None when nothing was found."""
+        """The error to raise, or None when nothing was found. The error carries this log
+        (`error.log`), so problems found in several places can be merged into one report."""
         if not self.total:
             return None
-        return error_type(self._kept, total=self.total, counts=self.counts)
+        error = error_type(self._kept, total=self.total, counts=self.counts)
+        error.log = self
+        return error
+
+    @property
+    def kept(self) -> list[Problem]:
+        """The problems kept with their detail (the first `keep`, in report order)."""
+        return list(self._kept)
+
+    @property
+    def whole_keys(self) -> frozenset[tuple[str, str | None, str]]:
+        """The (table, column, rule) of problems that concern a whole table or column."""
+        return frozenset(self._seen_whole)
+
+    def absorb(
+        self,
+        problems: Iterable[Problem],
+        counts: Mapping[tuple[str, str | None, str], int],
+        whole: Iterable[tuple[str, str | None, str]] = (),
+    ) -> None:
+        """Add problems already counted elsewhere (`counts` per rule, `whole` the keys of
+        table- or column-wide ones), e.g. from another partition's log."""
+        for key, n in counts.items():
+            self._count(key, n)
+        self._seen_whole.update(whole)
+        self._merge(list(problems))
 
     def raise_if_any(self) -> None:
         error = self.error()

@@ -37,6 +37,7 @@ from suitability.data.contracts import (
     unified,
 )
 from suitability.data.contracts import to_canonical as _to_canonical
+from suitability.data.partitions import CustomerRange
 from suitability.data.schema import TABLES, TableSchema
 from suitability.specs import Specs
 
@@ -116,9 +117,9 @@ def locate_table(data_dir: Path | str, name: str) -> TableSource:
     return TableSource(name, "parquet", parts, path)
 
 
-def read_customer_ids(data_dir: Path | str) -> pa.Array:
+def read_customer_ids(data_dir: Path | str, part: CustomerRange | None = None) -> pa.Array:
     """The distinct, non-null customer ids of the customers table (only that column is read),
-    for the reference checks of the other tables."""
+    for the reference checks of the other tables; `part`: those of one partition."""
     source = locate_table(data_dir, "customers")
     chunks = []
     for file in source.files:
@@ -126,7 +127,11 @@ def read_customer_ids(data_dir: Path | str) -> pa.Array:
             rule = f"{RULE_MISSING_COLUMN} (in {file.name})"
             raise ContractError([Problem("customers", "customer_id", None, rule)])
         for batch in _read_batches(source, file, ["customer_id"], BATCH_ROWS):
-            chunks.append(pc.cast(batch.column(0), pa.large_string()))
+            ids = batch.column(0)
+            if part is not None:
+                rows = part.rows_of(ids)
+                ids = ids if rows is None else ids.take(pa.array(rows))
+            chunks.append(pc.cast(ids, pa.large_string()))
     if not chunks:
         return pa.array([], type=pa.large_string())
     return _id_array(pa.chunked_array(chunks, type=pa.large_string()))
@@ -170,6 +175,7 @@ def iter_events(
     customer_ids: CustomerIds | None = None,
     *,
     batch_rows: int = BATCH_ROWS,
+    part: CustomerRange | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Validated, canonical events in batches of at most `batch_rows` rows, in file order; each
     batch's index is the 0-based row position in the whole table (row number - 1).
@@ -179,7 +185,9 @@ def iter_events(
     the first bad batch the rest is still checked (nothing more is yielded) and one
     `ContractError` lists every problem of the table. Memory stays bounded by `batch_rows`."""
     offset = 0
-    for arrays in iter_event_arrays(data_dir, specs, customer_ids, batch_rows=batch_rows):
+    for arrays in iter_event_arrays(
+        data_dir, specs, customer_ids, batch_rows=batch_rows, part=part
+    ):
         n = len(arrays["customer_id"])
         yield canonical_frame(arrays, offset, n)
         offset += n
@@ -191,14 +199,16 @@ def iter_event_arrays(
     customer_ids: CustomerIds | IdSet | None = None,
     *,
     batch_rows: int = BATCH_ROWS,
+    part: CustomerRange | None = None,
 ) -> Iterator[dict[str, pa.Array]]:
     """`iter_events` without pandas: each batch as canonical arrow columns (text stored
     dictionary-encoded stays so, floats hold NaN as null), for callers that compute on
-    arrays. The same rows, the same checks, the same single `ContractError` at the end."""
+    arrays. The same rows, the same checks, the same single `ContractError` at the end.
+    `part`: only the events of one customer partition (row numbers stay the table's)."""
     source = locate_table(data_dir, "events")
-    ids = _reference_ids(data_dir, customer_ids)
+    ids = _reference_ids(data_dir, customer_ids, part)
     log = ProblemLog()
-    for arrays in _Scan(source, specs, ids, log, batch_rows).arrays():
+    for arrays in _Scan(source, specs, ids, log, batch_rows, part=part).arrays():
         if not log:
             yield arrays
     log.raise_if_any()
@@ -235,16 +245,18 @@ def load_table(
     customer_ids: CustomerIds | None = None,
     *,
     batch_rows: int = BATCH_ROWS,
+    part: CustomerRange | None = None,
 ) -> pd.DataFrame:
     """One table, validated, canonical and PII-masked, with a 0-based RangeIndex (row number -
     1). `customer_ids` as in `iter_events` (only used by tables that refer to customers).
-    Raises `MissingTableError` or `ContractError`."""
+    `part`: one customer partition's rows (index: their positions in the table). Raises
+    `MissingTableError` or `ContractError`."""
     log = ProblemLog()
     source = locate_table(data_dir, name)
     ids = None
     if TABLES[name].references_customers:
-        ids = _reference_ids(data_dir, customer_ids)
-    frame = _load(source, specs, ids, log, batch_rows)
+        ids = _reference_ids(data_dir, customer_ids, part)
+    frame = _load(source, specs, ids, log, batch_rows, part=part)
     log.raise_if_any()
     return frame
 
@@ -258,6 +270,7 @@ def load_tables(
     arrow: Collection[str] = (),
     unread_personal: bool = False,
     customer_ids: CustomerIds | IdSet | None = None,
+    part: CustomerRange | None = None,
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Several tables, validated together: one `ContractError` lists the problems of all of
     them. Customer references are checked against the customers table (loaded when asked for,
@@ -267,7 +280,8 @@ def load_tables(
     a whole pandas frame. `unread_personal`: personal-data columns are only type-checked from
     the parquet schema, not read, and left out (for callers that do not use them). Raises
     `MissingTableError` naming every table that is missing. `customer_ids`: the ids the
-    reference checks use when the customers table is not loaded here (default: read)."""
+    reference checks use when the customers table is not loaded here (default: read).
+    `part`: only one customer partition's rows (frames indexed by their table positions)."""
     names = _table_names(tables)
     sources = locate_tables(data_dir, names)
     log = ProblemLog()
@@ -275,41 +289,50 @@ def load_tables(
     ids = None
     if "customers" in names:
         out["customers"] = _load(
-            sources["customers"], specs, None, log, batch_rows, unread_personal
+            sources["customers"], specs, None, log, batch_rows, unread_personal, part
         )
         ids = _id_array(out["customers"]["customer_id"])
     elif any(TABLES[n].references_customers for n in names):
-        ids = _reference_ids(data_dir, customer_ids)
+        ids = _reference_ids(data_dir, customer_ids, part)
     for name in names:
         if name != "customers":
             load = _load_arrow if name in arrow else _load
-            out[name] = load(sources[name], specs, ids, log, batch_rows, unread_personal)
+            out[name] = load(sources[name], specs, ids, log, batch_rows, unread_personal, part)
     log.raise_if_any()
     return {name: out[name] for name in names}
 
 
 def validate_folder(
-    data_dir: Path | str, specs: Specs, *, batch_rows: int = BATCH_ROWS
+    data_dir: Path | str,
+    specs: Specs,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    part: CustomerRange | None = None,
 ) -> dict[str, int]:
     """Check every table of a data folder against its contract and return the row count of
     each; events are streamed, so any size fits in memory. Raises one `ContractError` (or
-    `MissingTableError`) listing every problem of every table."""
+    `MissingTableError`) listing every problem of every table. `part`: only the rows of one
+    customer partition, personal data checked from the parquet schema and not read (its only
+    rule is its type), counts of that partition's rows."""
     sources = locate_tables(data_dir, list(TABLE_NAMES))
     log = ProblemLog()
     counts: dict[str, int] = {}
+    unread = part is not None
     # Kept in arrow: nothing here needs a pandas frame.
-    customers = _load_arrow(sources["customers"], specs, None, log, batch_rows)
+    customers = _load_arrow(sources["customers"], specs, None, log, batch_rows, unread, part)
     counts["customers"] = len(customers)
     ids = _id_array(decoded(customers["customer_id"].combine_chunks()))
     del customers
     for name in TABLE_NAMES[1:]:
         if name == "events":
-            scan = _Scan(sources[name], specs, ids, log, batch_rows)
-            for _ in scan.arrays():  # streamed: checked, never held
-                pass
-            counts[name] = scan.rows
+            scan = _Scan(sources[name], specs, ids, log, batch_rows, unread, part)
+            n = 0
+            for arrays in scan.arrays():  # streamed: checked, never held
+                n += len(next(iter(arrays.values()))) if arrays else 0
+            counts[name] = n
         else:
-            counts[name] = len(_load_arrow(sources[name], specs, ids, log, batch_rows))
+            table = _load_arrow(sources[name], specs, ids, log, batch_rows, unread, part)
+            counts[name] = len(table)
     log.raise_if_any()
     return counts
 
@@ -321,17 +344,20 @@ def stage_events(
     out_dir: Path | str,
     *,
     batch_rows: int = BATCH_ROWS,
+    part: CustomerRange | None = None,
 ) -> tuple[str, int]:
     """Validate the events of `data_dir` and write them, canonical, as parquet parts under
     `out_dir/events/` (a scratch folder the caller owns and removes). Returns a DuckDB table
     expression reading them and the number of events. Raises `ContractError` before the caller
-    can use a partial copy."""
+    can use a partial copy. `part`: the events of one customer partition (the expression may
+    read others: select by customer)."""
     source = locate_table(data_dir, "events")
     if _natively_typed(source):
         # Stored types already match the contract, so DuckDB's casts are exact: validate by
         # streaming and let the caller read the files themselves, without writing a copy.
         rows = sum(
-            len(f) for f in iter_events(data_dir, specs, customer_ids, batch_rows=batch_rows)
+            len(f)
+            for f in iter_events(data_dir, specs, customer_ids, batch_rows=batch_rows, part=part)
         )
         files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in source.files)
         return f"read_parquet([{files}])", rows
@@ -339,7 +365,8 @@ def stage_events(
     folder.mkdir(parents=True, exist_ok=False)
     schema = _arrow_schema(TABLES["events"])
     rows = 0
-    for i, frame in enumerate(iter_events(data_dir, specs, customer_ids, batch_rows=batch_rows)):
+    frames = iter_events(data_dir, specs, customer_ids, batch_rows=batch_rows, part=part)
+    for i, frame in enumerate(frames):
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         pq.write_table(table, folder / f"part-{i:05d}.parquet")
         rows += len(frame)
@@ -418,12 +445,14 @@ def locate_tables(data_dir: Path | str, names: Sequence[str]) -> dict[str, Table
     return sources
 
 
-def _reference_ids(data_dir: Path | str, ids: CustomerIds | IdSet | None) -> pa.Array | IdSet:
+def _reference_ids(
+    data_dir: Path | str, ids: CustomerIds | IdSet | None, part: CustomerRange | None = None
+) -> pa.Array | IdSet:
     """The ids the reference checks use: those given (an `IdSet` as it is), else the customers
-    table's."""
+    table's (of one partition: its rows can only name those)."""
     if isinstance(ids, IdSet):
         return ids
-    return read_customer_ids(data_dir) if ids is None else _id_array(ids)
+    return read_customer_ids(data_dir, part) if ids is None else _id_array(ids)
 
 
 def _id_array(ids: CustomerIds) -> pa.Array:
@@ -464,6 +493,7 @@ def _read_batches(
     batch_rows: int,
     *,
     encoded: bool = False,
+    row_groups: Sequence[int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of at most `batch_rows` rows holding `columns` of one file. CSV columns
     are read as text (typed later, per the contract), empty fields as null. `encoded`: parquet
@@ -478,7 +508,10 @@ def _read_batches(
                 if encoded and c.type == "string" and not c.pii and c.name in columns
             ]
             yield from pq.ParquetFile(file, read_dictionary=text).iter_batches(
-                batch_size=batch_rows, columns=list(columns), use_threads=True
+                batch_size=batch_rows,
+                row_groups=row_groups,
+                columns=list(columns),
+                use_threads=True,
             )
             return
         reader = _open_csv(file, columns, use_threads=True)
@@ -548,10 +581,15 @@ class _Scan:
         log: ProblemLog,
         batch_rows: int,
         unread_personal: bool = False,
+        part: CustomerRange | None = None,
     ) -> None:
         """`unread_personal`: personal-data columns are not read (their only rule, being
-        text, is checked from the parquet schema) and are left out of the output."""
+        text, is checked from the parquet schema) and are left out of the output. `part`:
+        only the rows of that customer partition are read and validated, their row numbers
+        those of the whole table (`positions` holds their 0-based positions)."""
         self.source = source
+        self.part = part
+        self.positions: list[np.ndarray] = []
         self.schema = TABLES[source.table]
         self.log = log
         self.batch_rows = batch_rows
@@ -594,34 +632,125 @@ class _Scan:
             extra.update(
                 (n, None) for n in names if n not in declared and not _PANDAS_INDEX.match(n)
             )
-        if extra:
-            # A file without a header row would list its first data row here, personal data
-            # included: name only how many columns are ignored, and only the declared-looking
-            # ones (identifier-shaped names) by name.
-            shown = [n for n in extra if _IDENTIFIER.match(n)][:10]
-            hidden = len(extra) - len(shown)
-            listed = ", ".join(shown) + (f" and {hidden} more" if hidden else "")
-            warnings.warn(
-                f"{self.source.table}: ignoring columns not in the contract: {listed}",
-                ExtraColumnsWarning,
-                stacklevel=3,
-            )
+        if extra and self.part is None:  # (on a cluster, the client warns once)
+            _warn_extra(self.source.table, extra)
         for file, names in self.file_columns.items():
             wanted = [c for c in self.columns if c in names]
             label = self.source.label(file)
             self._check_unread(file, label)
             try:
-                batches = _read_batches(self.source, file, wanted, self.batch_rows, encoded=True)
-                for batch in batches:
-                    arrays, findings = self.validator.validate_arrays(batch, self.rows, label)
+                for batch, start in self._batches(file, wanted):
+                    if self.part is None:
+                        arrays, findings = self.validator.validate_arrays(batch, start, label)
+                    else:
+                        arrays, findings = self._validate_part(batch, start, label)
                     self.log.extend(self.source.table, findings)
-                    self.rows += batch.num_rows
                     yield arrays
             except ContractError as exc:  # an unreadable file: report it with the rest, stop
-                for p in exc.problems:
-                    rows = None if p.row is None else np.array([p.row])
-                    self.log.add(p.table, Finding(p.column, p.rule, rows))
+                if self.part is None or self.part.first:  # (once, not once per partition)
+                    for p in exc.problems:
+                        rows = None if p.row is None else np.array([p.row])
+                        self.log.add(p.table, Finding(p.column, p.rule, rows))
                 return
+
+    def _batches(self, file: Path, wanted: list[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
+        """The file's batches with the table position of their first row; in a partition,
+        parquet row groups whose customer-id statistics lie outside it are skipped unread."""
+        skip: set[int] = set()
+        if self.part is not None and self.source.format == "parquet":
+            skip = _row_groups_outside(file, self.part)
+        if not skip:
+            for batch in _read_batches(self.source, file, wanted, self.batch_rows, encoded=True):
+                self.rows += batch.num_rows
+                yield batch, self.rows - batch.num_rows
+            return
+        meta = pq.ParquetFile(file).metadata
+        for group in range(meta.num_row_groups):
+            if group in skip:
+                self.rows += meta.row_group(group).num_rows
+                continue
+            for batch in _read_batches(
+                self.source, file, wanted, self.batch_rows, encoded=True, row_groups=[group]
+            ):
+                self.rows += batch.num_rows
+                yield batch, self.rows - batch.num_rows
+
+    def _validate_part(
+        self, batch: pa.RecordBatch, start: int, label: str
+    ) -> tuple[dict[str, pa.Array], list[Finding]]:
+        """`validate_arrays` of this partition's rows of `batch`, row numbers of the table."""
+        assert self.part is not None
+        ids = batch.column("customer_id") if "customer_id" in batch.schema.names else None
+        rows = self.part.rows_of(ids)
+        if rows is None:
+            self.positions.append(np.arange(start, start + batch.num_rows, dtype=np.int64))
+            return self.validator.validate_arrays(batch, start, label)
+        self.positions.append(rows + start)
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # one run (sorted tables): a view
+            mine = batch.slice(int(rows[0]), len(rows))
+        else:
+            mine = batch.take(pa.array(rows))
+        arrays, findings = self.validator.validate_arrays(mine, 0, label)
+        numbers = rows + (start + 1)  # 1-based row numbers of the table, by position in part
+        return arrays, [
+            f if f.rows is None else f._replace(rows=numbers[f.rows - 1]) for f in findings
+        ]
+
+    def row_positions(self) -> np.ndarray | None:
+        """0-based table positions of the rows yielded (None: all rows, in order)."""
+        if self.part is None:
+            return None
+        if not self.positions:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate(self.positions)
+
+
+def _row_groups_outside(file: Path, part: CustomerRange) -> set[int]:
+    """Row groups of a parquet file that cannot hold rows of `part` (by their statistics)."""
+    meta = pq.ParquetFile(file).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if "customer_id" not in names:
+        return set() if part.first else set(range(meta.num_row_groups))
+    column = names.index("customer_id")
+    outside = set()
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            continue
+        if not part.may_hold(stats.min, stats.max, bool(stats.null_count)):
+            outside.add(group)
+    return outside
+
+
+def _warn_extra(table: str, extra: Iterable[str]) -> None:
+    # A file without a header row would list its first data row here, personal data
+    # included: name only how many columns are ignored, and only the declared-looking
+    # ones (identifier-shaped names) by name.
+    extra = list(extra)
+    shown = [n for n in extra if _IDENTIFIER.match(n)][:10]
+    hidden = len(extra) - len(shown)
+    listed = ", ".join(shown) + (f" and {hidden} more" if hidden else "")
+    warnings.warn(
+        f"{table}: ignoring columns not in the contract: {listed}",
+        ExtraColumnsWarning,
+        stacklevel=4,
+    )
+
+
+def warn_extra_columns(data_dir: Path | str, names: Iterable[str]) -> None:
+    """The extra-columns warning of each table in `names` (for a client whose workers read)."""
+    for name in names:
+        source = locate_table(data_dir, name)
+        declared = set(TABLES[name].column_names)
+        extra: dict[str, None] = {}
+        for file in source.files:
+            extra.update(
+                (n, None)
+                for n in _file_columns(source, file)
+                if n not in declared and not _PANDAS_INDEX.match(n)
+            )
+        if extra:
+            _warn_extra(name, extra)
 
 
 def _load(
@@ -631,14 +760,21 @@ def _load(
     log: ProblemLog,
     batch_rows: int,
     unread_personal: bool = False,
+    part: CustomerRange | None = None,
 ) -> pd.DataFrame:
-    """A whole table as a canonical frame (0-based RangeIndex), the whole-table rules checked."""
-    table = _load_arrow(source, specs, customer_ids, log, batch_rows, unread_personal)
+    """A whole table as a canonical frame (0-based RangeIndex; of a partition: its rows'
+    positions in the table), the whole-table rules checked."""
+    table, positions = _load_arrow_at(
+        source, specs, customer_ids, log, batch_rows, unread_personal, part
+    )
     if len(table) == 0:
         return empty_frame(TABLES[source.table], table.column_names)
-    return canonical_frame(
+    frame = canonical_frame(
         {c: table[c].combine_chunks() for c in table.column_names}, 0, len(table)
     )
+    if positions is not None:
+        frame.index = pd.Index(positions)
+    return frame
 
 
 def _one_column(parts: list[pa.Array]) -> pa.Array:
@@ -656,24 +792,42 @@ def _load_arrow(
     log: ProblemLog,
     batch_rows: int,
     unread_personal: bool = False,
+    part: CustomerRange | None = None,
 ) -> pa.Table:
     """`_load` kept in arrow: the canonical columns of every batch as one table (dictionary
     text with one dictionary per column), with no pandas frame unless a whole-table rule may
     be broken and must say where."""
-    scan = _Scan(source, specs, customer_ids, log, batch_rows, unread_personal)
+    return _load_arrow_at(source, specs, customer_ids, log, batch_rows, unread_personal, part)[0]
+
+
+def _load_arrow_at(
+    source: TableSource,
+    specs: Specs,
+    customer_ids: pa.Array | IdSet | None,
+    log: ProblemLog,
+    batch_rows: int,
+    unread_personal: bool = False,
+    part: CustomerRange | None = None,
+) -> tuple[pa.Table, np.ndarray | None]:
+    """`_load_arrow` and the 0-based table positions of its rows (None: all, in order)."""
+    scan = _Scan(source, specs, customer_ids, log, batch_rows, unread_personal, part)
     parts: dict[str, list[pa.Array]] = {c: [] for c in scan.columns}
     for arrays in scan.arrays():
         for c in scan.columns:
             parts[c].append(arrays[c])
+    positions = scan.row_positions()
     if not parts or not next(iter(parts.values())):
         empty = empty_frame(scan.schema, scan.columns)
-        return pa.Table.from_pandas(empty, preserve_index=False)
+        return pa.Table.from_pandas(empty, preserve_index=False), positions
     table = pa.table({c: _one_column(parts.pop(c)) for c in scan.columns})
     wanted = [c for c in scan.validator.whole_columns if c in scan.columns]
     keys = table.select(wanted)
 
     def frame() -> pd.DataFrame:
-        return canonical_frame({c: table[c].combine_chunks() for c in scan.columns}, 0, len(table))
+        whole = canonical_frame({c: table[c].combine_chunks() for c in scan.columns}, 0, len(table))
+        if positions is not None:  # the whole-table rules name rows by the frame's index
+            whole.index = pd.Index(positions)
+        return whole
 
     log.extend(source.table, scan.validator.check_whole(frame, keys))
-    return table
+    return table, positions

@@ -17,8 +17,8 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import duckdb
@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from suitability.data import io
 from suitability.data.contracts import ContractError, IdSet, canonical_frame
+from suitability.data.partitions import CustomerRange
 from suitability.data.schema import EVENTS
 from suitability.features.encoding import encode_arrow
 from suitability.features.kernel import (
@@ -65,8 +66,12 @@ class BuildSummary:
     events: int
     #: Wall seconds per stage: load_and_validate (customers, questionnaires, tags), events
     #: (read and validate, while earlier chunks compute on other threads), compute (waiting
-    #: for chunk results: what did not overlap), write.
+    #: for chunk results: what did not overlap), write. On a cluster: the partitions' seconds
+    #: summed over the workers, and `partitions` and `write` of the client's wall time.
     seconds: dict[str, float]
+    #: On a cluster: the number of partitions and each worker's peak resident memory (MiB).
+    partitions: int = 1
+    worker_peak_mib: dict[str, float] = field(default_factory=dict)
 
 
 def parse_as_of(text: str) -> list[pd.Timestamp]:
@@ -143,6 +148,7 @@ def build_features(
     label_queries: LabelQueries | None = None,
     chunk_customers: int | None = None,
     progress: Progress | None = None,
+    cluster: object | None = None,
 ) -> BuildSummary:
     """Validate the raw tables of `data_dir` and write features for every customer registered at
     each as-of time to `out_path` (parquet or csv by extension), atomically.
@@ -150,7 +156,9 @@ def build_features(
     Training tables ask for more: `queries` (customer_id, as_of and any label columns, which are
     passed through) replaces the as-of grid, and `label_queries(queries, events)` may drop and
     label each chunk's queries from that chunk's validated events (all of them, past and
-    future), in the same single pass over the events."""
+    future), in the same single pass over the events. `cluster`: a `distributed.Client`; the
+    customers are then cut into partitions computed on its workers (the same rows, the same
+    problems reported)."""
     data_dir, out_path = check_paths(data_dir, out_path)
     if queries is None and not as_of:
         raise AsOfError("no as-of dates given")
@@ -159,16 +167,164 @@ def build_features(
         if missing:
             raise ValueError(f"queries lack columns {sorted(missing)}")
         queries = queries.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
+    if cluster is not None:
+        from suitability.features.distributed import build_on_cluster
+
+        return build_on_cluster(
+            cluster,
+            data_dir,
+            as_of,
+            out_path,
+            specs,
+            queries=queries,
+            label_queries=label_queries,
+            chunk_customers=chunk_customers,
+            progress=progress,
+        )
+    # Scratch space beside the output, so the final rename stays on one file system.
+    with tempfile.TemporaryDirectory(prefix=".features-", dir=out_path.parent) as tmp:
+        sink = FileSink(Path(tmp) / ("features" + out_path.suffix))
+        try:
+            computed = compute_features_of(
+                data_dir,
+                as_of,
+                specs,
+                sink,
+                scratch=Path(tmp),
+                csv=out_path.suffix == ".csv",
+                queries=queries,
+                label_queries=label_queries,
+                chunk_customers=chunk_customers,
+                progress=progress,
+            )
+        finally:
+            sink.close()
+        if computed.rows == 0:
+            sink.write_empty(computed.empty, specs)
+        os.replace(sink.path, out_path)
+    return BuildSummary(
+        out_path=out_path,
+        rows=computed.rows,
+        customers=computed.customers,
+        as_of=list(as_of),
+        events=computed.events,
+        seconds=computed.seconds,
+    )
+
+
+@dataclass
+class Computed:
+    """What `compute_features_of` did: rows passed to the sink, customers, events read, wall
+    seconds per stage (see `BuildSummary`), and an empty feature frame of the output's columns
+    when no row was produced (to write the schema)."""
+
+    rows: int
+    customers: int
+    events: int
+    seconds: dict[str, float]
+    empty: pd.DataFrame | None = None
+
+
+class Sink:
+    """Where `compute_features_of` sends each chunk's rows, in customer order."""
+
+    rows = 0
+
+    def write(self, result: pd.DataFrame | pa.Table) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget everything written (the events turned out unsorted: computed again)."""
+        raise NotImplementedError
+
+
+class FileSink(Sink):
+    """Rows appended to one parquet or CSV file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._parts = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, result: pd.DataFrame | pa.Table) -> None:
+        if isinstance(result, pd.DataFrame):
+            result.to_csv(self.path, mode="a", header=(self._parts == 0), index=False)
+        else:
+            self._writer = self._writer or _parquet_writer(self.path, result.schema)
+            self._writer.write_table(result)
+        self.rows += len(result)
+        self._parts += 1
+
+    def reset(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.rows = self._parts = 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_empty(self, empty: pd.DataFrame | None, specs: Specs) -> None:
+        """The file of no rows: the schema alone (parquet) or the header (CSV)."""
+        self.close()
+        if self.path.suffix == ".parquet":
+            assert empty is not None
+            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self.path)
+        else:
+            header = ",".join(["customer_id", "as_of", *specs.feature_names])
+            self.path.write_text(header + "\n", encoding="utf-8")
+
+
+class ListSink(Sink):
+    """Rows kept in memory, in order (a partition computed on a cluster worker)."""
+
+    def __init__(self) -> None:
+        self.results: list[pd.DataFrame | pa.Table] = []
+        self.rows = 0
+
+    def write(self, result: pd.DataFrame | pa.Table) -> None:
+        self.results.append(result)
+        self.rows += len(result)
+
+    def reset(self) -> None:
+        self.results, self.rows = [], 0
+
+
+def compute_features_of(
+    data_dir: Path,
+    as_of: Sequence[pd.Timestamp],
+    specs: Specs,
+    sink: Sink,
+    *,
+    scratch: Path,
+    csv: bool,
+    queries: pd.DataFrame | None = None,
+    label_queries: LabelQueries | None = None,
+    chunk_customers: int | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    part: CustomerRange | None = None,
+) -> Computed:
+    """Validate the tables and send every chunk's feature rows to `sink`, in customer order
+    (pandas frames when `csv`, arrow tables otherwise). `queries` must be sorted by customer
+    and time. `scratch`: a folder of the caller's for staging unsorted events. `threads`:
+    threads computing chunks while this one reads (default: the setting); 0 does everything on
+    this thread, as a cluster worker's task should (its worker runs other tasks). `part`: only the
+    customers of that partition (and their facts); problems still name rows of whole tables."""
     seconds = dict.fromkeys(("load_and_validate", "events", "compute", "write"), 0.0)
     began = time.perf_counter()
     try:
         # Personal data is not read: no feature uses it (its type is still checked).
-        loaded = io.load_tables(data_dir, specs, tables=("customers",), unread_personal=True)
+        loaded = io.load_tables(
+            data_dir, specs, tables=("customers",), unread_personal=True, part=part
+        )
     except ContractError:
         loaded = None
     if loaded is None:
         # One error for the problems of every table read whole, as always.
-        io.load_tables(data_dir, specs, tables=_SIDE_TABLES, unread_personal=True)
+        io.load_tables(data_dir, specs, tables=_SIDE_TABLES, unread_personal=True, part=part)
         raise AssertionError("customers failed their contract, then passed it")
     customers = loaded["customers"].sort_values("customer_id", kind="stable", ignore_index=True)
     ids = customers["customer_id"]
@@ -186,6 +342,7 @@ def build_features(
             arrow=_SIDE_TABLES[1:],
             unread_personal=True,
             customer_ids=coder.customers,
+            part=part,
         )
         side = (
             _ByCustomer(tables["questionnaire_responses"], coder.customers),
@@ -199,7 +356,9 @@ def build_features(
     per_customer = len(as_of) if queries is None else max(1, len(queries) // max(1, len(ids)))
     per_chunk = max(1, min(chunk_customers, _QUERY_BUDGET // per_customer))
     chunks = [customers.iloc[i : i + per_chunk] for i in range(0, len(customers), per_chunk)]
-    threads = max(1, min(settings.feature_threads, len(chunks)))
+    if threads is None:
+        threads = settings.feature_threads
+    threads = 0 if threads == 0 else max(1, min(threads, len(chunks)))
 
     def compute(chunk: pd.DataFrame, events: EventArrays) -> pd.DataFrame | pa.Table:
         """One chunk's feature rows (runs on a worker thread)."""
@@ -220,122 +379,113 @@ def build_features(
         if len(extra):
             frame = pd.concat([frame, chunk_queries[list(extra)].reset_index(drop=True)], axis=1)
         # Converted here, on the worker thread; a CSV is written from the frame.
-        return (
-            frame
-            if out_path.suffix == ".csv"
-            else pa.Table.from_pandas(frame, preserve_index=False)
-        )
+        return frame if csv else pa.Table.from_pandas(frame, preserve_index=False)
 
-    # Scratch space beside the output, so the final rename stays on one file system.
-    with tempfile.TemporaryDirectory(prefix=".features-", dir=out_path.parent) as tmp:
-        part = Path(tmp) / ("features" + out_path.suffix)
+    def write_all(events: Iterator[EventArrays]) -> None:
+        """Compute every chunk (`threads` at a time, in order) and write it."""
+        written = 0
+        pending: deque[Future[pd.DataFrame | pa.Table]] = deque()
 
-        def write_all(events: Iterator[EventArrays]) -> int:
-            """Compute every chunk (`threads` at a time, in order) and write it."""
-            rows = written = 0
-            writer: pq.ParquetWriter | None = None
-            pending: deque[Future[pd.DataFrame | pa.Table]] = deque()
+        def write_next() -> None:
+            nonlocal written
+            began = time.perf_counter()
+            result = pending.popleft().result()
+            seconds["compute"] += time.perf_counter() - began  # waited for, not overlapped
+            began = time.perf_counter()
+            sink.write(result)
+            written += 1
+            seconds["write"] += time.perf_counter() - began
+            if progress:
+                progress(written, len(chunks))
 
-            def write_next() -> None:
-                nonlocal rows, written, writer
-                began = time.perf_counter()
-                result = pending.popleft().result()
-                seconds["compute"] += time.perf_counter() - began  # waited for, not overlapped
-                began = time.perf_counter()
-                if isinstance(result, pd.DataFrame):
-                    result.to_csv(part, mode="a", header=(written == 0), index=False)
-                else:
-                    writer = writer or _parquet_writer(part, result.schema)
-                    writer.write_table(result)
-                rows += len(result)
-                written += 1
-                seconds["write"] += time.perf_counter() - began
-                if progress:
-                    progress(written, len(chunks))
-
-            with ThreadPoolExecutor(threads, thread_name_prefix="features") as pool:
-                try:
-                    for chunk in chunks:
-                        began = time.perf_counter()
-                        chunk_events = next(events)
-                        seconds["events"] += time.perf_counter() - began
-                        pending.append(pool.submit(compute, chunk, chunk_events))
-                        while len(pending) > threads:
-                            write_next()
-                    began = time.perf_counter()
-                    for _ in events:  # the rest of the stream: validation must see every row
-                        pass
-                    seconds["events"] += time.perf_counter() - began
-                    while pending:
-                        write_next()
-                finally:
-                    for future in pending:
-                        future.cancel()
-                    if writer is not None:
-                        writer.close()
-            return rows
-
-        with ThreadPoolExecutor(1, thread_name_prefix="load") as loader:
-            side = loader.submit(load_side_tables)
+        with _executor(threads, "features") as pool:
             try:
-                try:
-                    # One pass when the events arrive sorted by customer (as generated or
-                    # exported per customer): validate, cut into chunks and compute as the
-                    # batches stream by.
-                    counted = _Counted(
-                        coder(a) for a in io.iter_event_arrays(data_dir, specs, coder.customers)
-                    )
-                    rows = write_all(_event_chunks(counted, per_chunk, len(chunks)))
-                    n_events = counted.rows
-                except _Unsorted:
-                    part.unlink(missing_ok=True)
-                    seconds.update(events=0.0, compute=0.0, write=0.0)
+                for chunk in chunks:
                     began = time.perf_counter()
-                    source, n_events = io.stage_events(data_dir, specs, ids, Path(tmp))
+                    chunk_events = next(events)
                     seconds["events"] += time.perf_counter() - began
-                    with duckdb.connect() as con:
-                        rows = write_all(
-                            event_arrays(
-                                _events_between(
-                                    con, source, c["customer_id"].iloc[0], c["customer_id"].iloc[-1]
-                                ),
-                                pd.Index(c["customer_id"]),
-                                specs,
-                            )
-                            for c in chunks
+                    began = time.perf_counter()
+                    pending.append(pool.submit(compute, chunk, chunk_events))
+                    seconds["compute"] += time.perf_counter() - began  # (inline: all of it)
+                    while len(pending) > max(threads, 1):
+                        write_next()
+                began = time.perf_counter()
+                for _ in events:  # the rest of the stream: validation must see every row
+                    pass
+                seconds["events"] += time.perf_counter() - began
+                while pending:
+                    write_next()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    with _executor(min(threads, 1), "load") as loader:
+        side = loader.submit(load_side_tables)
+        try:
+            try:
+                # One pass when the events arrive sorted by customer (as generated or
+                # exported per customer): validate, cut into chunks and compute as the
+                # batches stream by.
+                counted = _Counted(
+                    coder(a)
+                    for a in io.iter_event_arrays(data_dir, specs, coder.customers, part=part)
+                )
+                write_all(_event_chunks(counted, per_chunk, len(chunks)))
+                n_events = counted.rows
+            except _Unsorted:
+                sink.reset()
+                seconds.update(events=0.0, compute=0.0, write=0.0)
+                began = time.perf_counter()
+                source, n_events = io.stage_events(data_dir, specs, ids, scratch, part=part)
+                seconds["events"] += time.perf_counter() - began
+                with duckdb.connect() as con:
+                    write_all(
+                        event_arrays(
+                            _events_between(
+                                con, source, c["customer_id"].iloc[0], c["customer_id"].iloc[-1]
+                            ),
+                            pd.Index(c["customer_id"]),
+                            specs,
                         )
-            except Exception:
-                # A problem in the questionnaires or tags comes first, as when they were
-                # checked before the events.
-                error = side.exception()
-                if error is not None:
-                    raise error from None
-                raise
-            questionnaire, tags = side.result()
-        if rows == 0 and out_path.suffix == ".parquet":
-            empty = compute_features(
-                FeatureInputs(
-                    customers.iloc[:0],
-                    questionnaire.frame.iloc[:0],
-                    io.empty_frame(EVENTS),
-                    tags.frame.iloc[:0],
-                ),
-                _queries(customers.iloc[:0], as_of),
-                specs,
-            )
-            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), part)
-        elif rows == 0:
-            header = ",".join(["customer_id", "as_of", *specs.feature_names])
-            part.write_text(header + "\n", encoding="utf-8")
-        os.replace(part, out_path)
-    return BuildSummary(
-        out_path=out_path,
-        rows=rows,
-        customers=len(customers),
-        as_of=list(as_of),
-        events=n_events,
-        seconds=seconds,
-    )
+                        for c in chunks
+                    )
+        except Exception:
+            # A problem in the questionnaires or tags comes first, as when they were
+            # checked before the events.
+            error = side.exception()
+            if error is not None:
+                raise error from None
+            raise
+        questionnaire, tags = side.result()
+    empty = None
+    if sink.rows == 0:
+        empty = compute_features(
+            FeatureInputs(
+                customers.iloc[:0],
+                questionnaire.frame.iloc[:0],
+                io.empty_frame(EVENTS),
+                tags.frame.iloc[:0],
+            ),
+            _queries(customers.iloc[:0], as_of),
+            specs,
+        )
+    return Computed(sink.rows, len(customers), n_events, seconds, empty)
+
+
+class _Inline(Executor):
+    """Runs each submitted call at once, on the caller's thread."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _executor(threads: int, name: str) -> Executor:
+    return _Inline() if threads == 0 else ThreadPoolExecutor(threads, thread_name_prefix=name)
 
 
 def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:

@@ -140,17 +140,25 @@ def build_training_table(
     scratch: Path | str,
     *,
     progress: Progress | None = None,
+    cluster: object | None = None,
 ) -> TrainingTable:
     """Features and labels for `spec`'s model from the raw tables of `data_dir`; ground-truth
     columns (`truth_*`) are joined when the folder has them (synthetic data). `scratch` is a
-    folder the caller owns (the features are staged there)."""
+    folder the caller owns (the features are staged there). `cluster`: a `distributed.Client`
+    whose workers build the features and labels, partition by partition."""
     out = Path(scratch) / "features.parquet"
     if spec.name == "risk-level":
         reviews = io.load_table(data_dir, "risk_reviews", specs)
         if len(reviews) == 0:
             raise NoTrainingRows(f"{data_dir}: risk_reviews is empty, so no risk-level labels")
         summary = build_features(
-            data_dir, [], out, specs, queries=review_queries(reviews), progress=progress
+            data_dir,
+            [],
+            out,
+            specs,
+            queries=review_queries(reviews),
+            progress=progress,
+            cluster=cluster,
         )
         snapshots: list[pd.Timestamp] = []
     else:
@@ -170,6 +178,7 @@ def build_training_table(
             specs,
             label_queries=churn_labeller(spec.labels, specs),
             progress=progress,
+            cluster=cluster,
         )
     frame = pd.read_parquet(out)
     if len(frame) == 0:

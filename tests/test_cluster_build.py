@@ -1,0 +1,248 @@
+"""The batch commands on a Dask cluster of two worker processes give what one process gives:
+the same feature and training tables (bit for bit, same row order), the same problem reports
+(every rule of the broken-table corpus, row numbers included), and a lost worker is survived or
+reported with nothing written."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+import contract_corpus
+from suitability import cluster
+from suitability.cli import app
+from suitability.data.contracts import ContractError
+from suitability.data.io import validate_folder
+from suitability.data.synth import generate
+from suitability.features.builder import build_features
+from suitability.features.distributed import validate_on_cluster
+from suitability.models.spec import load_model_spec
+from suitability.models.training_table import build_training_table
+from suitability.settings import get_settings
+
+pytestmark = pytest.mark.slow
+
+AS_OF = [pd.Timestamp("2025-09-01"), pd.Timestamp("2026-03-01")]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with cluster.connect(cluster.ClusterSpec(local_workers=2)) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def small_partitions(monkeypatch):
+    """About 150 customers a partition, so that a small world has many."""
+    monkeypatch.setenv("SUITABILITY_CLUSTER_PARTITION_CUSTOMERS", "150")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world") / "data"
+    generate(out, 900, 5)
+    return out
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    left, right = pq.read_table(a), pq.read_table(b)
+    assert left.schema.equals(right.schema)
+    assert left.equals(right)  # values bit for bit (NaN where NaN), rows in the same order
+
+
+def test_features_on_the_cluster_are_the_single_process_features(client, world, specs, tmp_path):
+    one = build_features(world, AS_OF, tmp_path / "one.parquet", specs)
+    many = build_features(world, AS_OF, tmp_path / "many.parquet", specs, cluster=client)
+    assert many.partitions >= 6 and len(many.worker_peak_mib) == 2
+    assert (many.rows, many.customers, many.events) == (one.rows, one.customers, one.events)
+    _same_tables(tmp_path / "one.parquet", tmp_path / "many.parquet")
+    # CSV too, byte for byte
+    build_features(world, AS_OF, tmp_path / "one.csv", specs)
+    build_features(world, AS_OF, tmp_path / "many.csv", specs, cluster=client)
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "many.csv").read_bytes()
+
+
+@pytest.mark.parametrize("model", ["churn", "risk-level"])
+def test_training_tables_on_the_cluster_are_the_single_process_tables(
+    client, world, specs, tmp_path, model
+):
+    spec = load_model_spec(model, specs)
+    one = build_training_table(spec, world, specs, tmp_path).frame
+    many = build_training_table(spec, world, specs, tmp_path, cluster=client).frame
+    assert len(one) > 500
+    pd.testing.assert_frame_equal(one, many, check_exact=True)
+
+
+def test_unsorted_events_in_parts_give_the_same_features(client, world, specs, tmp_path):
+    """Events in shuffled parts: no row group can be skipped, and each partition stages its
+    events through DuckDB as one process does."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for entry in world.iterdir():
+        if entry.name != "events":
+            os.symlink(entry, data / entry.name)
+    events = pq.read_table(world / "events").to_pandas()
+    shuffled = events.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    (data / "events").mkdir()
+    for i, start in enumerate(range(0, len(shuffled), 20_000)):
+        shuffled.iloc[start : start + 20_000].to_parquet(data / "events" / f"part-{i:03d}.parquet")
+    build_features(data, AS_OF[:1], tmp_path / "one.parquet", specs)
+    build_features(data, AS_OF[:1], tmp_path / "many.parquet", specs, cluster=client)
+    _same_tables(tmp_path / "one.parquet", tmp_path / "many.parquet")
+
+
+def test_every_broken_table_is_reported_as_one_process_reports_it(
+    client, specs, monkeypatch, tmp_path
+):
+    """The broken-table corpus (every rule; parquet, CSV and parts folders read two rows at a
+    time), checked partition by partition: the same message, problems, rows and counts."""
+    single = contract_corpus.reports(specs)
+
+    def on_cluster(folder, specs, *, batch_rows):
+        return validate_on_cluster(client, folder, specs, batch_rows=batch_rows)
+
+    monkeypatch.setattr(contract_corpus, "validate_folder", on_cluster)
+    monkeypatch.setenv("SUITABILITY_CLUSTER_PARTITION_CUSTOMERS", "50")  # (tiny tables: 1 each)
+    get_settings.cache_clear()
+    distributed = contract_corpus.reports(specs)
+    assert sorted(single) == sorted(distributed)
+    for case, want in single.items():
+        assert want["message"], case
+        assert distributed[case] == want, case
+
+
+def test_a_broken_build_reports_what_one_process_reports_and_writes_nothing(
+    client, specs, tmp_path
+):
+    for name, tables in contract_corpus.cases(specs):
+        if name.startswith(("risk_reviews", "products")):
+            continue  # tables the features do not read
+        folder = tmp_path / name.replace("/", "_").replace(" ", "_")
+        contract_corpus.write_tables(folder, tables)
+        errors = []
+        for c in (None, client):
+            out = tmp_path / "features.parquet"
+            with pytest.raises(ContractError) as caught:
+                build_features(folder, AS_OF, out, specs, cluster=c)
+            assert not out.exists()
+            errors.append(caught.value)
+        one, many = errors
+        assert str(many) == str(one), name
+        assert (many.total, many.counts) == (one.total, one.counts), name
+
+
+def test_a_clean_folder_validates_with_the_same_counts(client, world, specs):
+    assert validate_on_cluster(client, world, specs) == validate_folder(world, specs)
+
+
+class _KillOnce:
+    """Churn labelling that kills its own worker process the first time it runs (a marker file
+    remembers), as a machine lost mid-build would."""
+
+    def __init__(self, inner, marker: Path) -> None:
+        self.inner, self.marker = inner, marker
+
+    def __call__(self, *args):
+        if not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(*args)
+
+
+def test_a_worker_killed_mid_build_is_survived(client, world, specs, tmp_path):
+    from suitability.models.training_table import churn_labeller
+
+    spec = load_model_spec("churn", specs)
+    label = churn_labeller(spec.labels, specs)
+    marker = tmp_path / "killed"
+    build_features(world, AS_OF, tmp_path / "one.parquet", specs, label_queries=label)
+    summary = build_features(
+        world,
+        AS_OF,
+        tmp_path / "many.parquet",
+        specs,
+        label_queries=_KillOnce(label, marker),
+        cluster=client,
+    )
+    assert marker.exists()  # a worker did die mid-partition
+    assert summary.rows > 0
+    _same_tables(tmp_path / "one.parquet", tmp_path / "many.parquet")
+
+
+class _AlwaysKill:
+    def __call__(self, *args):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_partition_that_keeps_killing_its_worker_is_reported_and_nothing_is_written(
+    world, specs, tmp_path
+):
+    out = tmp_path / "features.parquet"
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        cluster.connect(cluster.ClusterSpec(local_workers=2)) as c,
+        pytest.raises(cluster.ClusterError, match="lost with its worker too often"),
+    ):
+        build_features(world, AS_OF, out, specs, label_queries=_AlwaysKill(), cluster=c)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".features-")]
+
+
+def _build(world: Path, out: Path) -> list[str]:
+    return ["features", "build", "--data", str(world), "--as-of", "2026-03-01", "--out", str(out)]
+
+
+def test_the_command_line_runs_on_a_local_cluster(world, tmp_path):
+    out = tmp_path / "features.parquet"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [*_build(world, out), "--cluster", "local:2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 worker(s)" in result.output
+    single = tmp_path / "single.parquet"
+    runner.invoke(app, _build(world, single))
+    _same_tables(single, out)
+
+
+@pytest.mark.parametrize("switch", ["local:0", "two workers"])
+def test_a_bad_cluster_switch_is_one_line_and_exit_2(world, tmp_path, switch):
+    out = tmp_path / "f.parquet"
+    result = CliRunner().invoke(
+        app,
+        [*_build(world, out), "--cluster", switch],
+    )
+    assert result.exit_code == 2
+    assert "--cluster" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_ids_are_routed_to_exactly_one_partition():
+    import pyarrow as pa
+
+    from suitability.data.partitions import plan_ranges, sorted_customer_ids
+
+    ids = sorted_customer_ids(pa.array([f"C{i:05d}" for i in range(1000)] + ["Z", "a", "é"]))
+    parts = plan_ranges(ids, 97)
+    probe = pa.array(["", "A", "C00000", "C00500", "C99999", "Z", "a", "é", "zzz", None])
+    hits = np.zeros(len(probe), dtype=int)
+    for part in parts:
+        rows = part.rows_of(probe)
+        hits[np.arange(len(probe)) if rows is None else rows] += 1
+        encoded = part.rows_of(probe.dictionary_encode())
+        assert np.array_equal(rows, encoded)
+    assert (hits == 1).all()
+    assert parts[0].rows_of(pa.array([1, 2])) is None  # not text: all to the first partition
+    assert len(parts[1].rows_of(pa.array([1, 2]))) == 0
