@@ -55,6 +55,13 @@ def world(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def large_world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("large") / "data"
+    generate(out, 4000, 5)
+    return out
+
+
 def _same_tables(a: Path, b: Path) -> None:
     left, right = pq.read_table(a), pq.read_table(b)
     assert left.schema.equals(right.schema)
@@ -246,3 +253,103 @@ def test_ids_are_routed_to_exactly_one_partition():
     assert (hits == 1).all()
     assert parts[0].rows_of(pa.array([1, 2])) is None  # not text: all to the first partition
     assert len(parts[1].rows_of(pa.array([1, 2]))) == 0
+
+
+@pytest.mark.parametrize("model", ["churn", "risk-level"])
+def test_batch_explanations_on_the_cluster_are_the_single_process_ones(
+    client, world, specs, tmp_path, monkeypatch, model
+):
+    from suitability.explain import batch
+    from suitability.models.train import train_on_features
+
+    spec = load_model_spec(model, specs)
+    table = build_training_table(spec, world, specs, tmp_path).frame
+    spec = spec.model_copy(
+        update={"params": {**spec.params, "learning_rate": 0.2}, "early_stopping_rounds": 20}
+    )
+    trained = train_on_features(table, spec, specs).model
+    source = tmp_path / "features.parquet"
+    n = min(len(table), 2_500)
+    table.head(n).to_parquet(source, index=False, row_group_size=n // 8)
+    # Ranges of rows that cut row groups and batches
+    monkeypatch.setattr(batch, "CLUSTER_ROWS", n // 4 + 1)
+    one = batch.explain_table(trained, source, tmp_path / "one.parquet", batch_rows=n // 10)
+    seen: list[tuple[int, int]] = []
+    many = batch.explain_table(
+        trained,
+        source,
+        tmp_path / "many.parquet",
+        batch_rows=n // 10,
+        cluster=client,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert one == many == n > 500
+    assert seen[-1] == (4, 4)  # four ranges of rows
+    _same_tables(tmp_path / "one.parquet", tmp_path / "many.parquet")
+
+
+def test_the_shared_stopping_rule_stops_where_lightgbm_early_stopping_stops():
+    """The callback every worker runs picks the round `lgb.early_stopping` picks, in one
+    process, on the same data."""
+    import lightgbm as lgb
+
+    from suitability.models.distributed import SameStopOnEveryWorker
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6_000, 8)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(scale=1.5, size=len(x)) > 0).astype(np.int8)
+    xt, yt, xv, yv = x[:4_000], y[:4_000], x[4_000:], y[4_000:]
+    params = {"objective": "binary", "learning_rate": 0.3, "verbosity": -1, "seed": 1}
+    train = lgb.Dataset(xt, yt, params=params)
+    valid = lgb.Dataset(xv, yv, reference=train)
+    theirs = lgb.train(
+        {**params, "metric": "binary_logloss"},
+        train,
+        500,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(15, verbose=False)],
+    )
+    ours = lgb.train(
+        {**params, "metric": "None"},
+        lgb.Dataset(xt, yt, params=params),
+        500,
+        callbacks=[SameStopOnEveryWorker(xv, yv, 15)],
+    )
+    assert 1 < theirs.best_iteration < 500
+    assert ours.best_iteration == theirs.best_iteration
+    assert ours.current_iteration() == theirs.current_iteration()
+
+
+@pytest.mark.parametrize(("model", "metric"), [("churn", "roc_auc"), ("risk-level", "qwk")])
+def test_training_on_the_cluster_matches_one_process_within_tolerance(
+    client, world, large_world, specs, tmp_path, model, metric
+):
+    """Data-parallel LightGBM bins features and bags rows per worker, so its model is not the
+    one-process model bit for bit. The stated tolerance: on the same split, its test metric
+    lies within the range one-process training spans over five LightGBM seeds, widened by
+    their standard deviation (at least 0.01): the cluster changes the model no more than a
+    seed does."""
+    from suitability.models.train import train_on_features
+
+    spec = load_model_spec(model, specs)
+    # The risk level has a row per review: a larger world, for a test split worth scoring
+    data = world if model == "churn" else large_world
+    table = build_training_table(spec, data, specs, tmp_path).frame
+    spec = spec.model_copy(
+        update={"params": {**spec.params, "learning_rate": 0.2}, "early_stopping_rounds": 20}
+    )
+    one = train_on_features(table, spec, specs)
+    seeds = [one.metrics["test"][metric]]
+    for seed in range(1, 5):
+        reseeded = spec.model_copy(update={"params": {**spec.params, "seed": seed}})
+        seeds.append(train_on_features(table, reseeded, specs).metrics["test"][metric])
+    many = train_on_features(table, spec, specs, cluster=client)
+    assert many.params["trainer"] == "lightgbm.dask" and many.params["cluster_workers"] == 2
+    assert one.params["trainer"] == "lightgbm"
+    assert many.split.boundaries == one.split.boundaries  # the same split
+    got = many.metrics["test"][metric]
+    print(f"{model}: {metric} cluster {got:.4f}, one process over seeds {np.round(seeds, 4)}")
+    margin = max(0.01, float(np.std(seeds)))
+    assert min(seeds) - margin <= got <= max(seeds) + margin
+    # Stopped early by the shared rule, not at the round limit
+    assert all(0 < i < spec.max_rounds for i in many.model.best_iterations)

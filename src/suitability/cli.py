@@ -531,6 +531,7 @@ def train(
     ] = None,
     experiment: ExperimentOption = None,
     as_json: JsonFlag = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Train, evaluate against baselines, log to MLflow and register as @challenger."""
     from suitability import tracking
@@ -555,21 +556,24 @@ def train(
         specs = load_specs()
         spec = load_model_spec(model.value, specs, experiment=experiment)
         uri = tracking.use_store()
-        with _progress() as bar:
+        if data is not None and not data.is_dir():
+            raise ValueError(f"--data {data}: no such folder")
+        with _on_cluster(cluster) as client, _progress() as bar:
             fit = _track(bar, f"training {spec.name}")
             if data is not None:
-                if not data.is_dir():
-                    raise ValueError(f"--data {data}: no such folder")
                 result = sources.train_from_data(
                     spec,
                     data,
                     specs,
                     build_progress=_track(bar, "building features"),
                     fit_progress=fit,
+                    cluster=client,
                 )
                 source = {"mode": "data", "path": str(data.resolve())}
             elif features is not None:
-                result = sources.train_from_features(spec, features, specs, fit_progress=fit)
+                result = sources.train_from_features(
+                    spec, features, specs, fit_progress=fit, cluster=client
+                )
                 source = {"mode": "features", "path": str(features.resolve())}
             else:
                 assert table is not None and target is not None and id_column is not None
@@ -580,6 +584,7 @@ def train(
                     id_column=id_column,
                     time_column=time_column,
                     fit_progress=fit,
+                    cluster=client,
                 )
                 source = {
                     "mode": "table",
@@ -863,9 +868,11 @@ def explain(
     risk_model: RiskModelOption = "risk-level@champion",
     churn_model: ChurnModelOption = "churn@champion",
     as_json: JsonFlag = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Explain both models' answers for one customer (--data, --customer), or stream SHAP
-    contributions for a whole feature table (--features, --out)."""
+    contributions for a whole feature table (--features, --out; --cluster to spread it over a
+    Dask cluster's workers)."""
     from suitability.specs import load_specs
 
     with _user_errors():
@@ -880,9 +887,13 @@ def explain(
                 raise ValueError("--features needs --out (a parquet file)")
             tracking.use_store()
             explainer = tracking.load_explainer(model, specs)
-            with _progress() as bar:
+            with _on_cluster(cluster) as client, _progress() as bar:
                 rows = explain_table(
-                    explainer.model, features, out, progress=_track(bar, "explaining")
+                    explainer.model,
+                    features,
+                    out,
+                    progress=_track(bar, "explaining"),
+                    cluster=client,
                 )
             console.print(
                 f"explained {rows:,} rows with {escape(explainer.ref.name)} "

@@ -178,6 +178,20 @@ def dashboard_link(client: object) -> str | None:
     return str(link) if link else None
 
 
+def _quiet_stdout() -> object:
+    """A worker plugin (also run by workers that restart): the worker process's stdout (file
+    descriptor 1) goes to /dev/null."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietStdout(WorkerPlugin):
+        def setup(self, worker: object) -> None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.close(null)
+
+    return QuietStdout()
+
+
 def _local_worker_environment() -> dict[str, object]:
     """Dask's environment for new worker processes less `MALLOC_TRIM_THRESHOLD_`: setting it
     turns off glibc's adaptive mmap threshold, so every large array the kernel allocates is a
@@ -211,6 +225,9 @@ def connect(spec: ClusterSpec) -> Iterator[object]:
                 )
             )
             client = stack.enter_context(Client(cluster))
+            # Worker processes here share this terminal: what libraries print on the workers'
+            # stdout (LightGBM's network set-up) stays off it; their logs still reach stderr.
+            client.register_plugin(_quiet_stdout(), name="suitability-quiet-stdout")
         else:
             try:
                 client = stack.enter_context(

@@ -4,7 +4,7 @@ each batch's predictions and SHAP contributions before reading the next."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,31 +47,40 @@ def explain_table(
     *,
     batch_rows: int = BATCH_ROWS,
     progress: Callable[[int, int], None] | None = None,
+    cluster: object | None = None,
 ) -> int:
     """Explain every row of the parquet feature table `source` into parquet `out` (written
     to a temporary file and renamed at the end, so a failure leaves nothing half-written).
-    Returns the number of rows."""
+    Returns the number of rows. `cluster`: a `distributed.Client`; ranges of rows are then
+    explained on its workers (which must be able to read `source`) and written here in
+    order: the same file contents."""
     if source.suffix.lower() != ".parquet":
         raise ValueError(f"{source}: batch explanations read a parquet feature table")
     model.layout.check(pd.DataFrame(columns=pq.read_schema(source).names))
-    reader = pq.ParquetFile(source)
-    total = reader.metadata.num_rows
+    total = pq.ParquetFile(source).metadata.num_rows
+    if total == 0:
+        raise ValueError(f"{source} has no rows")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     writer: pq.ParquetWriter | None = None
     done = 0
-    try:
-        for batch in reader.iter_batches(batch_size=batch_rows):
-            frame = batch.to_pandas()
-            table = pa.Table.from_pandas(explain_batch(model, frame), preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            done += len(frame)
-            if progress:
-                progress(done, total)
+
+    def write(table: pa.Table) -> None:
+        nonlocal writer, done
         if writer is None:
-            raise ValueError(f"{source} has no rows")
+            writer = pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table)
+        done += table.num_rows
+
+    try:
+        if cluster is None:
+            for table in _explained_rows(model, source, 0, total, batch_rows):
+                write(table)
+                if progress:
+                    progress(done, total)
+        else:
+            _explain_on_cluster(cluster, model, source, total, batch_rows, write, progress)
+        assert writer is not None
         writer.close()
         writer = None
         os.replace(tmp, out)
@@ -80,3 +89,67 @@ def explain_table(
             writer.close()
         tmp.unlink(missing_ok=True)
     return done
+
+
+#: Rows a cluster task explains (a few of `BATCH_ROWS` batches).
+CLUSTER_ROWS = 100_000
+
+
+def _explain_on_cluster(
+    client: object,
+    model: OrdinalLGBM | BinaryLGBM,
+    source: Path,
+    total: int,
+    batch_rows: int,
+    write: Callable[[pa.Table], None],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Ranges of `CLUSTER_ROWS` rows explained on the workers, handed to `write` in order."""
+    from suitability import cluster as dask_cluster
+
+    dask_cluster.check_workers(client)
+    # The model travels once, as a task's result: it is made again if its worker is lost.
+    shared = client.submit(_same, model, pure=False)  # type: ignore[attr-defined]
+    ranges = [(s, min(s + CLUSTER_ROWS, total)) for s in range(0, total, CLUSTER_ROWS)]
+    futures = [
+        client.submit(_explain_range, shared, str(source), a, b, batch_rows, pure=False)  # type: ignore[attr-defined]
+        for a, b in ranges
+    ]
+    dask_cluster.run_in_order(
+        client, futures, lambda _, tables: [write(t) for t in tables], progress
+    )
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _explain_range(
+    model: OrdinalLGBM | BinaryLGBM, source: str, start: int, stop: int, batch_rows: int
+) -> list[pa.Table]:
+    """Rows start … stop - 1 explained (on a worker)."""
+    return list(_explained_rows(model, Path(source), start, stop, batch_rows))
+
+
+def _explained_rows(
+    model: OrdinalLGBM | BinaryLGBM, source: Path, start: int, stop: int, batch_rows: int
+) -> Iterator[pa.Table]:
+    """`explain_batch` of rows start … stop - 1 of a parquet file, at most `batch_rows` at a
+    time, reading only the row groups that hold them."""
+    reader = pq.ParquetFile(source)
+    meta = reader.metadata
+    groups, position, offset = [], None, 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if offset < stop and offset + n > start:
+            groups.append(g)
+            position = offset if position is None else position
+        offset += n
+    if position is None:
+        return
+    for batch in reader.iter_batches(batch_size=batch_rows, row_groups=groups):
+        lo, hi = max(start, position), min(stop, position + batch.num_rows)
+        position += batch.num_rows
+        if hi > lo:
+            frame = batch.slice(lo - (position - batch.num_rows), hi - lo).to_pandas()
+            yield pa.Table.from_pandas(explain_batch(model, frame), preserve_index=False)

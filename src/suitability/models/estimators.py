@@ -304,13 +304,38 @@ class OrdinalLGBM:
         x_valid: pd.DataFrame,
         y_valid: np.ndarray,
         progress: Progress | None = None,
+        cluster: object | None = None,
     ) -> OrdinalLGBM:
         """Fit one booster per cut; y are level codes 0..K-1. The cuts share one binned
-        training set (the float32 matrices are freed once binned)."""
-        first = _booster_params(self.params, self.monotone, self.layout, self.seed)
-        train, valid = _datasets(x_train, x_valid, self.layout, first)
+        training set (the float32 matrices are freed once binned); on a `cluster`, one set of
+        row blocks on the workers (`lightgbm.dask`)."""
         cuts = len(self.classes) - 1
         self.boosters = []
+        if cluster is not None:
+            from suitability.models.distributed import ClusterRows, fit_booster_on_cluster
+
+            rows = ClusterRows(cluster, self.layout.matrix(x_train, np.float32))
+            x_valid32 = self.layout.matrix(x_valid, np.float32)
+            for k in range(cuts):
+                params = _booster_params(self.params, self.monotone, self.layout, self.seed + k)
+                self.boosters.append(
+                    fit_booster_on_cluster(
+                        rows,
+                        (y_train > k).astype(np.int8),
+                        x_valid32,
+                        (y_valid > k).astype(np.int8),
+                        params,
+                        self.max_rounds,
+                        self.early_stopping_rounds,
+                        self.layout.names,
+                        self.layout.categorical_indices,
+                    )
+                )
+                if progress:
+                    progress(k + 1, cuts)
+            return self
+        first = _booster_params(self.params, self.monotone, self.layout, self.seed)
+        train, valid = _datasets(x_train, x_valid, self.layout, first)
         for k in range(cuts):
             params = _booster_params(self.params, self.monotone, self.layout, self.seed + k)
             self.boosters.append(
@@ -412,13 +437,31 @@ class BinaryLGBM:
         x_valid: pd.DataFrame,
         y_valid: np.ndarray,
         progress: Progress | None = None,
+        cluster: object | None = None,
     ) -> BinaryLGBM:
+        """Fit, early-stopped on the validation split, then calibrate on it; on a `cluster`,
+        the booster trains on its workers (`lightgbm.dask`) and calibrates here."""
         params = _booster_params(self.params, self.monotone, self.layout, self.seed)
-        train, valid = _datasets(x_train, x_valid, self.layout, params)
-        self.booster = _fit_booster(
-            train, y_train, valid, y_valid, params, self.max_rounds, self.early_stopping_rounds
-        )
-        del train, valid
+        if cluster is not None:
+            from suitability.models.distributed import ClusterRows, fit_booster_on_cluster
+
+            self.booster = fit_booster_on_cluster(
+                ClusterRows(cluster, self.layout.matrix(x_train, np.float32)),
+                y_train,
+                self.layout.matrix(x_valid, np.float32),
+                y_valid,
+                params,
+                self.max_rounds,
+                self.early_stopping_rounds,
+                self.layout.names,
+                self.layout.categorical_indices,
+            )
+        else:
+            train, valid = _datasets(x_train, x_valid, self.layout, params)
+            self.booster = _fit_booster(
+                train, y_train, valid, y_valid, params, self.max_rounds, self.early_stopping_rounds
+            )
+            del train, valid
         # Calibrated on what predictions read (float64), as served.
         raw = self._raw(self.layout.matrix(x_valid))
         if self.calibration == "sigmoid":

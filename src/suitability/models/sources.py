@@ -73,18 +73,33 @@ def train_from_data(
     *,
     build_progress: Progress | None = None,
     fit_progress: Progress | None = None,
+    cluster: object | None = None,
 ) -> TrainingResult:
-    """Build the training table from raw tables, then train."""
+    """Build the training table from raw tables, then train (both on `cluster` when given)."""
     with tempfile.TemporaryDirectory(prefix="suitability-train-") as scratch:
-        table = build_training_table(spec, data_dir, specs, scratch, progress=build_progress)
-    return train_on_features(table.frame, spec, specs, mode="data", progress=fit_progress)
+        table = build_training_table(
+            spec, data_dir, specs, scratch, progress=build_progress, cluster=cluster
+        )
+    return train_on_features(
+        table.frame, spec, specs, mode="data", progress=fit_progress, cluster=cluster
+    )
 
 
 def train_from_features(
-    spec: ModelSpec, path: Path | str, specs: Specs, *, fit_progress: Progress | None = None
+    spec: ModelSpec,
+    path: Path | str,
+    specs: Specs,
+    *,
+    fit_progress: Progress | None = None,
+    cluster: object | None = None,
 ) -> TrainingResult:
     return train_on_features(
-        read_feature_table(path), spec, specs, mode="features", progress=fit_progress
+        read_feature_table(path),
+        spec,
+        specs,
+        mode="features",
+        progress=fit_progress,
+        cluster=cluster,
     )
 
 
@@ -96,6 +111,7 @@ def train_from_flat_table(
     id_column: str,
     time_column: str | None = None,
     fit_progress: Progress | None = None,
+    cluster: object | None = None,
 ) -> TrainingResult:
     """Flat-table mode: any CSV/parquet with a target and an id column."""
     frame = read_flat_table(path)
@@ -114,4 +130,6 @@ def train_from_flat_table(
         source=str(path),
     )
     spec = spec.model_copy(update={"label": target})
-    return train_on_flat_table(flat, spec, id_column=id_column, progress=fit_progress)
+    return train_on_flat_table(
+        flat, spec, id_column=id_column, progress=fit_progress, cluster=cluster
+    )

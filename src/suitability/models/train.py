@@ -31,6 +31,8 @@ from suitability.specs import Specs
 Mode = Literal["data", "features", "table"]
 FittedModel = OrdinalLGBM | BinaryLGBM
 BEST_POSSIBLE = "best_possible"
+#: Training rows the baselines see when the model trains on a cluster (a seeded sample).
+BASELINE_ROWS = 500_000
 
 
 @dataclass
@@ -131,9 +133,11 @@ def train_on_features(
     *,
     mode: Mode = "features",
     progress: Progress | None = None,
+    cluster: object | None = None,
 ) -> TrainingResult:
     """Train on a built-in training table (`customer_id`, `as_of`, catalogue features, the
-    spec's label, optional `truth_*`), split out of time and by customer."""
+    spec's label, optional `truth_*`), split out of time and by customer. `cluster`: a
+    `distributed.Client` whose workers train the boosters (`lightgbm.dask`)."""
     info = feature_info(spec, specs)
     names = list(info["name"])
     needed = [ID_COLUMN, TIME_COLUMN, spec.label, *names]
@@ -162,12 +166,29 @@ def train_on_features(
     )
     truth = _truth(table, spec, classes)
     return _fit_and_evaluate(
-        table, y, classes, split, layout, info, spec, truth, mode, ID_COLUMN, TIME_COLUMN, progress
+        table,
+        y,
+        classes,
+        split,
+        layout,
+        info,
+        spec,
+        truth,
+        mode,
+        ID_COLUMN,
+        TIME_COLUMN,
+        progress,
+        cluster,
     )
 
 
 def train_on_flat_table(
-    flat: FlatTable, spec: ModelSpec, *, id_column: str, progress: Progress | None = None
+    flat: FlatTable,
+    spec: ModelSpec,
+    *,
+    id_column: str,
+    progress: Progress | None = None,
+    cluster: object | None = None,
 ) -> TrainingResult:
     """Train on a user's prepared flat table: split by time or stratified at random, ids seen
     in an earlier split dropped (with a warning) from later ones, no monotone constraints (the
@@ -231,6 +252,7 @@ def train_on_flat_table(
         id_column,
         time_column,
         progress,
+        cluster,
     )
     result.warnings = warnings + result.warnings
     result.params["flat.dropped_columns"] = len(flat.dropped)
@@ -262,6 +284,7 @@ def _fit_and_evaluate(
     id_column: str,
     time_column: str | None,
     progress: Progress | None,
+    cluster: object | None = None,
 ) -> TrainingResult:
     seconds: dict[str, float] = {}
     train, valid, test = (split.rows(s) for s in ("train", "validation", "test"))
@@ -293,7 +316,12 @@ def _fit_and_evaluate(
             seed=spec.split.seed,
         )
     began = time.perf_counter()
-    model.fit(x_train, y[train], x_valid, y[valid], progress=progress)
+    workers = 0
+    if cluster is not None:
+        from suitability.cluster import check_workers
+
+        workers = check_workers(cluster)
+    model.fit(x_train, y[train], x_valid, y[valid], progress=progress, cluster=cluster)
     seconds["fit"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -316,8 +344,15 @@ def _fit_and_evaluate(
         candidates["questionnaire_band"] = QuestionnaireBandBaseline(k)
     if spec.task == "binary" and "days_since_invest" in table.columns and mode != "table":
         candidates["recency"] = RecencyBaseline()
+    # On a cluster the baselines are fitted here, on at most BASELINE_ROWS training rows (a
+    # seeded sample): they need the rows in one process.
+    fit_rows = np.arange(len(train))
+    if cluster is not None and len(train) > BASELINE_ROWS:
+        rng = np.random.default_rng(spec.split.seed)
+        fit_rows = np.sort(rng.choice(len(train), BASELINE_ROWS, replace=False))
+    x_fit, y_fit = x_train.iloc[fit_rows], y[train][fit_rows]
     for name, baseline in candidates.items():
-        baseline.fit(x_train, y[train])
+        baseline.fit(x_fit, y_fit)
         p = baseline.predict_proba(x_test)
         predictions[name] = p
         if isinstance(baseline, QuestionnaireBandBaseline):
@@ -342,6 +377,10 @@ def _fit_and_evaluate(
         "calibration": spec.calibration if spec.task == "binary" else "none",
         "n_features": len(layout.names),
         "best_iterations": ",".join(str(i) for i in model.best_iterations),
+        # Where the boosters were trained: this process, or a Dask cluster's workers.
+        "trainer": "lightgbm.dask" if cluster is not None else "lightgbm",
+        "cluster_workers": workers,
+        "baseline_rows": len(fit_rows),
         **{f"lgb.{key}": value for key, value in spec.params.items()},
     }
     return TrainingResult(

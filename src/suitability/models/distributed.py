@@ -1,0 +1,139 @@
+"""LightGBM boosters trained on a Dask cluster (`lightgbm.dask`, data-parallel), stopped early
+exactly as one process stops them.
+
+`lightgbm.dask` gives each worker only its own rows of an evaluation set, so LightGBM's early
+stopping would stop the workers at different rounds (and hang the network). Here every worker
+holds the whole validation matrix in a callback that scores each new tree on it, the same way
+on every worker (the trees are the same on every worker in data-parallel training), so they
+all stop at the same round: the round after which the validation log loss has not improved for
+`early_stopping_rounds` rounds, and the booster keeps the best one, as `lgb.early_stopping` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import lightgbm as lgb
+import numpy as np
+
+
+class SameStopOnEveryWorker:
+    """A LightGBM callback: validation log loss of the running raw score, early stopping on it
+    (`patience` rounds without improvement; the best round is kept)."""
+
+    order = 30  # where lgb.early_stopping runs
+    before_iteration = False
+
+    def __init__(self, x_valid: np.ndarray, y_valid: np.ndarray, patience: int) -> None:
+        self.x_valid = x_valid
+        self.y_valid = np.asarray(y_valid, dtype=np.float64)
+        self.patience = patience
+        self.raw = np.zeros(len(x_valid))
+        self.best_loss = np.inf
+        self.best_iteration = -1
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        i = env.iteration
+        # The tree of round i alone (the first tree holds the boost-from-average start).
+        self.raw += env.model.predict(
+            self.x_valid, raw_score=True, start_iteration=i, num_iteration=1
+        )
+        y, s = self.y_valid, self.raw
+        loss = float(np.mean(y * np.logaddexp(0.0, -s) + (1.0 - y) * np.logaddexp(0.0, s)))
+        if loss < self.best_loss:
+            self.best_loss, self.best_iteration = loss, i
+        last = i == env.end_iteration - 1
+        if i - self.best_iteration >= self.patience or last:
+            score = [("validation", "binary_logloss", self.best_loss, False)]
+            raise lgb.callback.EarlyStopException(self.best_iteration, score)
+
+
+class ClusterRows:
+    """A training matrix spread over the workers as a Dask array of row blocks, scattered once
+    and shared by every booster fitted on it (the ordinal model's cuts change only labels)."""
+
+    def __init__(self, client: object, x: np.ndarray, blocks_per_worker: int = 1) -> None:
+        import dask.array as da
+
+        workers = list(client.scheduler_info()["workers"])  # type: ignore[attr-defined]
+        n_blocks = max(1, min(len(x), len(workers) * blocks_per_worker))
+        self.bounds = np.linspace(0, len(x), n_blocks + 1).astype(int)
+        self.client = client
+        # One block per worker, placed explicitly (lightgbm.dask trains where the blocks are).
+        self.blocks = [
+            client.scatter(  # type: ignore[attr-defined]
+                x[a:b], workers=[workers[i % len(workers)]], hash=False
+            )
+            for i, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:], strict=True))
+        ]
+        self.workers = workers
+        self.x = da.concatenate(
+            [
+                da.from_delayed(block, shape=(b - a, x.shape[1]), dtype=x.dtype)
+                for block, a, b in zip(self.blocks, self.bounds[:-1], self.bounds[1:], strict=True)
+            ]
+        )
+
+    def labels(self, y: np.ndarray) -> object:
+        """`y` as a Dask array of the same row blocks, on the same workers."""
+        import dask.array as da
+
+        parts = []
+        for i, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:], strict=True)):
+            block = self.client.scatter(  # type: ignore[attr-defined]
+                np.ascontiguousarray(y[a:b]),
+                workers=[self.workers[i % len(self.workers)]],
+                hash=False,
+            )
+            parts.append(da.from_delayed(block, shape=(b - a,), dtype=y.dtype))
+        return da.concatenate(parts)
+
+
+def fit_booster_on_cluster(
+    rows: ClusterRows,
+    y_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    params: Mapping[str, object],
+    max_rounds: int,
+    early_stopping_rounds: int,
+    feature_names: Sequence[str],
+    categorical: Sequence[int],
+) -> lgb.Booster:
+    """One binary LightGBM trained data-parallel on the workers holding `rows`, early-stopped
+    on the validation log loss (`SameStopOnEveryWorker`); a plain booster, as `lgb.train`
+    returns it."""
+    from lightgbm.dask import DaskLGBMClassifier
+
+    # Native parameters; the metric is the callback's (LightGBM evaluates nothing itself).
+    native = {k: v for k, v in params.items() if k not in ("metric", "num_threads")}
+    model = DaskLGBMClassifier(client=rows.client, n_estimators=max_rounds, **native, metric="None")
+    rows.client.run(_quiet_lightgbm)  # type: ignore[attr-defined]
+    _quiet_lightgbm()
+    model.fit(
+        rows.x,
+        rows.labels(np.asarray(y_train, dtype=np.int8)),
+        feature_name=list(feature_names),
+        categorical_feature=list(categorical),
+        callbacks=[SameStopOnEveryWorker(x_valid, y_valid, early_stopping_rounds)],
+    )
+    booster = model.booster_
+    if booster.best_iteration <= 0:  # (stopped by the callback: always set; kept safe)
+        booster.best_iteration = booster.current_iteration()
+    return booster
+
+
+class _WarningsOnly(logging.Logger):
+    """LightGBM's log (its C++ side included) at WARNING: the network set-up's "Listening…",
+    "Connected to rank…" lines are not for the user's terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("lightgbm", logging.WARNING)
+        self.addHandler(logging.StreamHandler())
+        # lightgbm.dask sets each worker's threads to its Dask threads, as intended.
+        self.addFilter(lambda record: "Parameter n_jobs will be ignored" not in record.getMessage())
+
+
+def _quiet_lightgbm() -> None:
+    lgb.register_logger(_WarningsOnly())
