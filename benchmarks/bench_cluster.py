@@ -44,7 +44,9 @@ def _child(method: str, data: Path, as_of: str, out: str) -> None:
     specs = load_specs()
     began = time.perf_counter()
     startup = 0.0
+    worker_cpu: dict[str, float] = {}
     if method == "single":
+        cpu = _cpu_seconds()
         summary = build_features(data, [pd.Timestamp(as_of)], out, specs)
         workers: dict[str, float] = {}
         wall = time.perf_counter() - began
@@ -52,9 +54,14 @@ def _child(method: str, data: Path, as_of: str, out: str) -> None:
         with cluster.connect(cluster.parse_cluster(method)) as client:
             started = time.perf_counter()
             startup = started - began
+            before = client.run(_cpu_seconds)
+            cpu = _cpu_seconds()
             summary = build_features(data, [pd.Timestamp(as_of)], out, specs, cluster=client)
             wall = time.perf_counter() - started
             workers = summary.worker_peak_mib
+            after = client.run(_cpu_seconds)
+            worker_cpu = {w: after[w] - before.get(w, 0.0) for w in after}
+    client_cpu = _cpu_seconds() - cpu
     print(
         json.dumps(
             {
@@ -67,9 +74,17 @@ def _child(method: str, data: Path, as_of: str, out: str) -> None:
                 "seconds": summary.seconds,
                 "client_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "worker_peak_mib": workers,
+                "client_cpu_s": client_cpu,
+                "worker_cpu_s": worker_cpu,
             }
         )
     )
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _train_child(method: str, table: str) -> None:
@@ -165,6 +180,8 @@ def main() -> None:
             )
     summary = {}
     for method, got in runs.items():
+        if not got:
+            continue
         walls = [g["wall"] for g in got]
         peaks = [max(g["worker_peak_mib"].values(), default=0.0) for g in got]
         per_part = [
@@ -182,14 +199,23 @@ def main() -> None:
             "client_peak_mib": statistics.median(g["client_peak_mib"] for g in got),
             "worker_peak_mib": statistics.median(peaks),
             "seconds_per_partition_per_worker": statistics.median(per_part) if per_part else None,
+            "client_cpu_s": statistics.median(g["client_cpu_s"] for g in got),
+            "worker_cpu_s": statistics.median(sum(g["worker_cpu_s"].values()) for g in got),
         }
     base = summary.get("local:1", {}).get("wall")
+    if summary:
+        _print_features(summary, base)
+    _train_table(args, methods, runs, summary)
+
+
+def _print_features(summary: dict, base: float | None) -> None:
     print(
         "| method | partitions | median wall (s) | runs (s) | cluster start (s) | events/s "
         "| speed-up vs local:1 "
-        "| client peak RSS (MiB) | peak RSS per worker (MiB) | worker-seconds per partition |"
+        "| client peak RSS (MiB) | peak RSS per worker (MiB) | worker-seconds per partition "
+        "| CPU s: client | CPU s: workers |"
     )
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for method, s in summary.items():
         ratio = f"{base / s['wall']:.2f}×" if base else "–"
         per = s["seconds_per_partition_per_worker"]
@@ -198,8 +224,12 @@ def main() -> None:
             f"{', '.join(f'{w:.1f}' for w in s['walls'])} | {s['startup']:.1f} | "
             f"{s['events'] / s['wall']:,.0f} | "
             f"{ratio} | {s['client_peak_mib']:,.0f} | "
-            f"{s['worker_peak_mib']:,.0f} | {'–' if per is None else f'{per:.1f}'} |"
+            f"{s['worker_peak_mib']:,.0f} | {'–' if per is None else f'{per:.1f}'} | "
+            f"{s['client_cpu_s']:.1f} | {s['worker_cpu_s']:.1f} |"
         )
+
+
+def _train_table(args: argparse.Namespace, methods: list[str], runs: dict, summary: dict) -> None:
     trained: dict[str, list[dict]] = {m: [] for m in methods}
     for r in range(args.train_runs):
         for method in methods:

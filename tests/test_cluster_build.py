@@ -293,7 +293,7 @@ def test_the_shared_stopping_rule_stops_where_lightgbm_early_stopping_stops():
     process, on the same data."""
     import lightgbm as lgb
 
-    from suitability.models.distributed import SameStopOnEveryWorker
+    from suitability.models.distributed import stop_on_validation
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(6_000, 8)).astype(np.float32)
@@ -310,10 +310,10 @@ def test_the_shared_stopping_rule_stops_where_lightgbm_early_stopping_stops():
         callbacks=[lgb.early_stopping(15, verbose=False)],
     )
     ours = lgb.train(
-        {**params, "metric": "None"},
+        {**params, "metric": "binary_logloss"},
         lgb.Dataset(xt, yt, params=params),
         500,
-        callbacks=[SameStopOnEveryWorker(xv, yv, 15)],
+        callbacks=stop_on_validation(xv, yv, 15),
     )
     assert 1 < theirs.best_iteration < 500
     assert ours.best_iteration == theirs.best_iteration

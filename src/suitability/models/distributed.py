@@ -3,10 +3,11 @@ exactly as one process stops them.
 
 `lightgbm.dask` gives each worker only its own rows of an evaluation set, so LightGBM's early
 stopping would stop the workers at different rounds (and hang the network). Here every worker
-holds the whole validation matrix in a callback that scores each new tree on it, the same way
-on every worker (the trees are the same on every worker in data-parallel training), so they
-all stop at the same round: the round after which the validation log loss has not improved for
-`early_stopping_rounds` rounds, and the booster keeps the best one, as `lgb.early_stopping` does.
+holds the whole validation set, added to its booster by a callback and scored by LightGBM as
+trees are added, the same on every worker (the trees are the same on every worker in
+data-parallel training), so they all stop at the same round: the round after which the
+validation log loss has not improved for `early_stopping_rounds` rounds, and the booster keeps
+the best one, as `lgb.early_stopping` does.
 """
 
 from __future__ import annotations
@@ -18,35 +19,63 @@ import lightgbm as lgb
 import numpy as np
 
 
+class AddValidation:
+    """A LightGBM callback, before the first round: the whole validation set joins the booster,
+    binned with the training set's (shared) bins, so LightGBM keeps its scores as trees are
+    added and evaluates it every round, as it does the validation set of one process."""
+
+    order = 0
+    before_iteration = True
+
+    def __init__(self, x_valid: np.ndarray, y_valid: np.ndarray) -> None:
+        self.x_valid: np.ndarray | None = x_valid
+        self.y_valid = np.asarray(y_valid, dtype=np.int8)
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        if self.x_valid is None:
+            return
+        booster = env.model
+        train = booster.train_set
+        booster.add_valid(
+            lgb.Dataset(
+                self.x_valid, label=self.y_valid, reference=train, params=train.get_params()
+            ),
+            _VALID,
+        )
+        self.x_valid = None  # binned now
+
+
 class SameStopOnEveryWorker:
-    """A LightGBM callback: validation log loss of the running raw score, early stopping on it
-    (`patience` rounds without improvement; the best round is kept)."""
+    """A LightGBM callback: early stopping on the validation log loss that `AddValidation`'s
+    set gives (`patience` rounds without improvement; the best round is kept), the rule of
+    `lgb.early_stopping`."""
 
     order = 30  # where lgb.early_stopping runs
     before_iteration = False
 
-    def __init__(self, x_valid: np.ndarray, y_valid: np.ndarray, patience: int) -> None:
-        self.x_valid = x_valid
-        self.y_valid = np.asarray(y_valid, dtype=np.float64)
+    def __init__(self, patience: int) -> None:
         self.patience = patience
-        self.raw = np.zeros(len(x_valid))
         self.best_loss = np.inf
         self.best_iteration = -1
 
     def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        # (entries are tuples or EvalResult records: dataset, metric, value, …)
+        loss = next(float(r[2]) for r in env.model.eval_valid() if r[0] == _VALID)
         i = env.iteration
-        # The tree of round i alone (the first tree holds the boost-from-average start).
-        self.raw += env.model.predict(
-            self.x_valid, raw_score=True, start_iteration=i, num_iteration=1
-        )
-        y, s = self.y_valid, self.raw
-        loss = float(np.mean(y * np.logaddexp(0.0, -s) + (1.0 - y) * np.logaddexp(0.0, s)))
         if loss < self.best_loss:
             self.best_loss, self.best_iteration = loss, i
         last = i == env.end_iteration - 1
         if i - self.best_iteration >= self.patience or last:
-            score = [("validation", "binary_logloss", self.best_loss, False)]
+            score = [(_VALID, "binary_logloss", self.best_loss, False)]
             raise lgb.callback.EarlyStopException(self.best_iteration, score)
+
+
+def stop_on_validation(x_valid: np.ndarray, y_valid: np.ndarray, patience: int) -> list[object]:
+    """The callbacks that stop every worker at the same round (see the module's docstring)."""
+    return [AddValidation(x_valid, y_valid), SameStopOnEveryWorker(patience)]
+
+
+_VALID = "validation"
 
 
 class ClusterRows:
@@ -106,9 +135,12 @@ def fit_booster_on_cluster(
     returns it."""
     from lightgbm.dask import DaskLGBMClassifier
 
-    # Native parameters; the metric is the callback's (LightGBM evaluates nothing itself).
+    # Native parameters (the log loss is the metric the callbacks read); lightgbm.dask sets
+    # each worker's threads to its Dask threads.
     native = {k: v for k, v in params.items() if k not in ("metric", "num_threads")}
-    model = DaskLGBMClassifier(client=rows.client, n_estimators=max_rounds, **native, metric="None")
+    model = DaskLGBMClassifier(
+        client=rows.client, n_estimators=max_rounds, **native, metric="binary_logloss"
+    )
     rows.client.run(_quiet_lightgbm)  # type: ignore[attr-defined]
     _quiet_lightgbm()
     model.fit(
@@ -116,7 +148,7 @@ def fit_booster_on_cluster(
         rows.labels(np.asarray(y_train, dtype=np.int8)),
         feature_name=list(feature_names),
         categorical_feature=list(categorical),
-        callbacks=[SameStopOnEveryWorker(x_valid, y_valid, early_stopping_rounds)],
+        callbacks=stop_on_validation(x_valid, y_valid, early_stopping_rounds),
     )
     booster = model.booster_
     if booster.best_iteration <= 0:  # (stopped by the callback: always set; kept safe)
