@@ -81,17 +81,24 @@ def test_a_local_cluster_is_checked_and_a_worker_with_other_code_is_refused():
 
 
 @pytest.mark.slow
-def test_progress_follows_the_tasks_and_a_failing_task_raises_its_error():
+def test_results_come_in_order_progress_as_tasks_finish_and_a_failing_task_raises():
     import operator
+    import time
 
     calls: list[tuple[int, int]] = []
+    got: list[tuple[int, object]] = []
     with cluster.connect(ClusterSpec(local_workers=2)) as client:
-        futures = [client.submit(operator.mul, i, 10, pure=False) for i in range(5)]
-        got = cluster.gather_with_progress(
-            client, futures, lambda done, total: calls.append((done, total))
+        # The first task finishes last: its result still comes first.
+        slow = client.submit(lambda: time.sleep(1.0) or 0, pure=False)
+        futures = [slow, *(client.submit(operator.mul, i, 10, pure=False) for i in range(1, 5))]
+        cluster.run_in_order(
+            client,
+            futures,
+            lambda i, result: got.append((i, result)),
+            lambda done, total: calls.append((done, total)),
         )
-        assert got == [0, 10, 20, 30, 40]  # in the futures' order, whatever finished first
+        assert got == [(0, 0), (1, 10), (2, 20), (3, 30), (4, 40)]
         assert calls == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
         failing = [client.submit(operator.truediv, 1, d, pure=False) for d in (1, 0, 2)]
         with pytest.raises(ZeroDivisionError):
-            cluster.gather_with_progress(client, failing)
+            cluster.run_in_order(client, failing, lambda i, result: None)

@@ -106,29 +106,6 @@ def check_workers(client: object) -> int:
     return len(seen)
 
 
-def gather_with_progress(
-    client: object, futures: Sequence[object], progress: Callable[[int, int], None] | None = None
-) -> list[object]:
-    """The results of `futures` in their order, calling `progress(done, total)` as each task
-    finishes on the cluster (what a Rich bar shows). A failed task raises its error here,
-    after the other futures are cancelled: nothing keeps running for a result no one reads."""
-    from distributed import as_completed
-
-    total = len(futures)
-    done = 0
-    try:
-        for future in as_completed(futures):
-            if future.status == "error":  # type: ignore[attr-defined]
-                future.result()  # type: ignore[attr-defined]  # raises the task's error
-            done += 1
-            if progress:
-                progress(done, total)
-    except BaseException:
-        client.cancel(list(futures))  # type: ignore[attr-defined]
-        raise
-    return client.gather(list(futures))  # type: ignore[attr-defined]
-
-
 def run_in_order(
     client: object,
     futures: Sequence[object],

@@ -73,7 +73,12 @@ def partitions_of(data_dir: Path, workers: int) -> list[CustomerRange]:
     """The customer ranges of a data folder: `SUITABILITY_CLUSTER_PARTITION_CUSTOMERS`
     customers each (default 100,000), and at least two per worker so that a slow or lost
     partition does not hold up the others."""
-    ids = sorted_customer_ids(io.read_customer_ids(data_dir))
+    try:
+        ids = sorted_customer_ids(io.read_customer_ids(data_dir))
+    except ContractError:
+        # No usable customer ids to cut at: one partition, which reports the problems as one
+        # process does.
+        return [CustomerRange(0, 1)]
     return plan_ranges(ids, get_settings().cluster_partition_customers, 2 * max(1, workers))
 
 

@@ -346,11 +346,11 @@ def _fit_and_evaluate(
         candidates["recency"] = RecencyBaseline()
     # On a cluster the baselines are fitted here, on at most BASELINE_ROWS training rows (a
     # seeded sample): they need the rows in one process.
-    fit_rows = np.arange(len(train))
+    x_fit, y_fit = x_train, y[train]  # (no copy unless sampled)
     if cluster is not None and len(train) > BASELINE_ROWS:
         rng = np.random.default_rng(spec.split.seed)
         fit_rows = np.sort(rng.choice(len(train), BASELINE_ROWS, replace=False))
-    x_fit, y_fit = x_train.iloc[fit_rows], y[train][fit_rows]
+        x_fit, y_fit = x_train.iloc[fit_rows], y_fit[fit_rows]
     for name, baseline in candidates.items():
         baseline.fit(x_fit, y_fit)
         p = baseline.predict_proba(x_test)
@@ -380,7 +380,7 @@ def _fit_and_evaluate(
         # Where the boosters were trained: this process, or a Dask cluster's workers.
         "trainer": "lightgbm.dask" if cluster is not None else "lightgbm",
         "cluster_workers": workers,
-        "baseline_rows": len(fit_rows),
+        "baseline_rows": len(y_fit),
         **{f"lgb.{key}": value for key, value in spec.params.items()},
     }
     return TrainingResult(
