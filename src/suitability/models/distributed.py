@@ -13,6 +13,7 @@ the best one, as `lgb.early_stopping` does.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 
 import lightgbm as lgb
@@ -143,13 +144,17 @@ def fit_booster_on_cluster(
     )
     rows.client.run(_quiet_lightgbm)  # type: ignore[attr-defined]
     _quiet_lightgbm()
-    model.fit(
-        rows.x,
-        rows.labels(np.asarray(y_train, dtype=np.int8)),
-        feature_name=list(feature_names),
-        categorical_feature=list(categorical),
-        callbacks=stop_on_validation(x_valid, y_valid, early_stopping_rounds),
-    )
+    with warnings.catch_warnings():
+        # The validation set travels in the callbacks, once to each worker, on purpose: Dask
+        # warns of the large task it makes.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        model.fit(
+            rows.x,
+            rows.labels(np.asarray(y_train, dtype=np.int8)),
+            feature_name=list(feature_names),
+            categorical_feature=list(categorical),
+            callbacks=stop_on_validation(x_valid, y_valid, early_stopping_rounds),
+        )
     booster = model.booster_
     if booster.best_iteration <= 0:  # (stopped by the callback: always set; kept safe)
         booster.best_iteration = booster.current_iteration()
