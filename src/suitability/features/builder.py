@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -225,17 +226,18 @@ class Computed:
     empty: pd.DataFrame | None = None
 
 
-class Sink:
+class Sink(ABC):
     """Where `compute_features_of` sends each chunk's rows, in customer order."""
 
     rows = 0
 
+    @abstractmethod
     def write(self, result: pd.DataFrame | pa.Table) -> None:
-        raise NotImplementedError
+        """Take one chunk's rows (a frame for CSV output, an arrow table otherwise)."""
 
+    @abstractmethod
     def reset(self) -> None:
         """Forget everything written (the events turned out unsorted: computed again)."""
-        raise NotImplementedError
 
 
 class FileSink(Sink):
