@@ -353,3 +353,45 @@ def test_training_on_the_cluster_matches_one_process_within_tolerance(
     assert min(seeds) - margin <= got <= max(seeds) + margin
     # Stopped early by the shared rule, not at the round limit
     assert all(0 < i < spec.max_rounds for i in many.model.best_iterations)
+
+
+class _KillSecondRank:
+    """A LightGBM callback that kills the worker process of the second machine at round 5."""
+
+    order = 5
+    before_iteration = False
+
+    def __call__(self, env) -> None:
+        machines = str(env.params.get("machines", ""))
+        ports = [m.rsplit(":", 1)[1] for m in machines.split(",") if ":" in m]
+        second = len(ports) > 1 and str(env.params.get("local_listen_port")) == ports[1]
+        if env.iteration == 5 and second:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_lost_while_training_is_one_clear_error(specs, monkeypatch):
+    """LightGBM's network training cannot go on without a worker: the command says so (a
+    `ClusterError`, one line and exit 2 in the CLI) instead of a Dask traceback or a hang."""
+    from suitability.models import distributed
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20_000, 5)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(size=len(x)) > 0).astype(np.int8)
+    stop = distributed.stop_on_validation
+    monkeypatch.setattr(
+        distributed, "stop_on_validation", lambda *a: [*stop(*a), _KillSecondRank()]
+    )
+    with cluster.connect(cluster.ClusterSpec(local_workers=2)) as c:
+        rows = distributed.ClusterRows(c, x)
+        with pytest.raises(cluster.ClusterError, match="a worker was lost while LightGBM"):
+            distributed.fit_booster_on_cluster(
+                rows,
+                y,
+                x[:2_000],
+                y[:2_000],
+                {"objective": "binary", "verbosity": -1},
+                300,
+                20,
+                [f"f{i}" for i in range(5)],
+                [],
+            )

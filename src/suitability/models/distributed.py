@@ -144,17 +144,29 @@ def fit_booster_on_cluster(
     )
     rows.client.run(_quiet_lightgbm)  # type: ignore[attr-defined]
     _quiet_lightgbm()
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+
+    from suitability.cluster import ClusterError
+
     with warnings.catch_warnings():
         # The validation set travels in the callbacks, once to each worker, on purpose: Dask
         # warns of the large task it makes.
         warnings.filterwarnings("ignore", message="Sending large graph")
-        model.fit(
-            rows.x,
-            rows.labels(np.asarray(y_train, dtype=np.int8)),
-            feature_name=list(feature_names),
-            categorical_feature=list(categorical),
-            callbacks=stop_on_validation(x_valid, y_valid, early_stopping_rounds),
-        )
+        try:
+            model.fit(
+                rows.x,
+                rows.labels(np.asarray(y_train, dtype=np.int8)),
+                feature_name=list(feature_names),
+                categorical_feature=list(categorical),
+                callbacks=stop_on_validation(x_valid, y_valid, early_stopping_rounds),
+            )
+        except (KilledWorker, FutureCancelledError) as exc:
+            # LightGBM's network training needs every worker it started with: no retry.
+            raise ClusterError(
+                f"a worker was lost while LightGBM trained on the cluster ({type(exc).__name__}); "
+                "nothing was logged or registered. Run the command again"
+            ) from None
     booster = model.booster_
     if booster.best_iteration <= 0:  # (stopped by the callback: always set; kept safe)
         booster.best_iteration = booster.current_iteration()
