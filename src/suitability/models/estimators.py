@@ -262,6 +262,47 @@ def _fit_booster(
     )
 
 
+def _booster_fitter(
+    x_train: pd.DataFrame,
+    x_valid: pd.DataFrame,
+    layout: FeatureLayout,
+    params: Mapping[str, object],
+    max_rounds: int,
+    early_stopping_rounds: int,
+    cluster: object | None = None,
+) -> Callable[[np.ndarray, np.ndarray, Mapping[str, object]], lgb.Booster]:
+    """`fit(y_train, y_valid, params)` -> one early-stopped binary booster on these rows, for
+    any number of label sets (the ordinal model's cuts): here on sets binned once with `params`
+    (`_datasets`), or on a `cluster` on row blocks placed on its workers once
+    (`lightgbm.dask`)."""
+    if cluster is not None:
+        from suitability.models.distributed import ClusterRows, fit_booster_on_cluster
+
+        rows = ClusterRows(cluster, layout.matrix(x_train, np.float32))
+        x_valid32 = layout.matrix(x_valid, np.float32)
+
+        def on_cluster(y_t: np.ndarray, y_v: np.ndarray, p: Mapping[str, object]) -> lgb.Booster:
+            return fit_booster_on_cluster(
+                rows,
+                y_t,
+                x_valid32,
+                y_v,
+                p,
+                max_rounds,
+                early_stopping_rounds,
+                layout.names,
+                layout.categorical_indices,
+            )
+
+        return on_cluster
+    train, valid = _datasets(x_train, x_valid, layout, params)
+
+    def here(y_t: np.ndarray, y_v: np.ndarray, p: Mapping[str, object]) -> lgb.Booster:
+        return _fit_booster(train, y_t, valid, y_v, p, max_rounds, early_stopping_rounds)
+
+    return here
+
+
 class OrdinalLGBM:
     """Ordered categories C1 < … < CK as K-1 cumulative binary LightGBMs, P(level > k), each
     with the same monotone constraints, so a feature constrained upwards can only shift the
@@ -310,44 +351,21 @@ class OrdinalLGBM:
         training set (the float32 matrices are freed once binned); on a `cluster`, one set of
         row blocks on the workers (`lightgbm.dask`)."""
         cuts = len(self.classes) - 1
-        self.boosters = []
-        if cluster is not None:
-            from suitability.models.distributed import ClusterRows, fit_booster_on_cluster
-
-            rows = ClusterRows(cluster, self.layout.matrix(x_train, np.float32))
-            x_valid32 = self.layout.matrix(x_valid, np.float32)
-            for k in range(cuts):
-                params = _booster_params(self.params, self.monotone, self.layout, self.seed + k)
-                self.boosters.append(
-                    fit_booster_on_cluster(
-                        rows,
-                        (y_train > k).astype(np.int8),
-                        x_valid32,
-                        (y_valid > k).astype(np.int8),
-                        params,
-                        self.max_rounds,
-                        self.early_stopping_rounds,
-                        self.layout.names,
-                        self.layout.categorical_indices,
-                    )
-                )
-                if progress:
-                    progress(k + 1, cuts)
-            return self
         first = _booster_params(self.params, self.monotone, self.layout, self.seed)
-        train, valid = _datasets(x_train, x_valid, self.layout, first)
+        fit = _booster_fitter(
+            x_train,
+            x_valid,
+            self.layout,
+            first,
+            self.max_rounds,
+            self.early_stopping_rounds,
+            cluster,
+        )
+        self.boosters = []
         for k in range(cuts):
             params = _booster_params(self.params, self.monotone, self.layout, self.seed + k)
             self.boosters.append(
-                _fit_booster(
-                    train,
-                    (y_train > k).astype(np.int8),
-                    valid,
-                    (y_valid > k).astype(np.int8),
-                    params,
-                    self.max_rounds,
-                    self.early_stopping_rounds,
-                )
+                fit((y_train > k).astype(np.int8), (y_valid > k).astype(np.int8), params)
             )
             if progress:
                 progress(k + 1, cuts)
@@ -442,26 +460,17 @@ class BinaryLGBM:
         """Fit, early-stopped on the validation split, then calibrate on it; on a `cluster`,
         the booster trains on its workers (`lightgbm.dask`) and calibrates here."""
         params = _booster_params(self.params, self.monotone, self.layout, self.seed)
-        if cluster is not None:
-            from suitability.models.distributed import ClusterRows, fit_booster_on_cluster
-
-            self.booster = fit_booster_on_cluster(
-                ClusterRows(cluster, self.layout.matrix(x_train, np.float32)),
-                y_train,
-                self.layout.matrix(x_valid, np.float32),
-                y_valid,
-                params,
-                self.max_rounds,
-                self.early_stopping_rounds,
-                self.layout.names,
-                self.layout.categorical_indices,
-            )
-        else:
-            train, valid = _datasets(x_train, x_valid, self.layout, params)
-            self.booster = _fit_booster(
-                train, y_train, valid, y_valid, params, self.max_rounds, self.early_stopping_rounds
-            )
-            del train, valid
+        fit = _booster_fitter(
+            x_train,
+            x_valid,
+            self.layout,
+            params,
+            self.max_rounds,
+            self.early_stopping_rounds,
+            cluster,
+        )
+        self.booster = fit(y_train, y_valid, params)
+        del fit  # (frees the binned sets)
         # Calibrated on what predictions read (float64), as served.
         raw = self._raw(self.layout.matrix(x_valid))
         if self.calibration == "sigmoid":
