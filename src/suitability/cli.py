@@ -276,21 +276,27 @@ def data_synth(
 @data_app.command("validate")
 def data_validate(
     data: Annotated[
-        Path, typer.Option("--data", help="Folder with the raw tables (parquet or CSV).")
+        str,
+        typer.Option(
+            "--data",
+            help="Folder with the raw tables (parquet or CSV): a path, or an fsspec URL the "
+            "workers can read too (s3://bucket/world).",
+        ),
     ],
     cluster: ClusterOption = None,
 ) -> None:
     """Check every raw table against its data contract; lists every problem found."""
     from suitability.data import io
+    from suitability.data.storage import locate
     from suitability.specs import load_specs
 
     with _user_errors():
-        if not Path(data).is_dir():
+        if not locate(data).is_dir():
             raise ValueError(f"--data {data}: no such folder")
         specs = load_specs()
         with _on_cluster(cluster) as client:
             if client is None:
-                counts = io.validate_folder(Path(data), specs)
+                counts = io.validate_folder(data, specs)
             else:
                 from suitability.features.distributed import validate_on_cluster
 
@@ -310,7 +316,12 @@ def data_validate(
 @features_app.command("build")
 def features_build(
     data: Annotated[
-        Path, typer.Option("--data", help="Folder with the raw tables (parquet or CSV).")
+        str,
+        typer.Option(
+            "--data",
+            help="Folder with the raw tables (parquet or CSV): a path, or an fsspec URL the "
+            "workers can read too (s3://bucket/world).",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Feature table to write (.parquet or .csv).")],
     as_of: Annotated[
@@ -405,7 +416,12 @@ def features_list(
 def features_training_table(
     model: Annotated[ModelName, typer.Argument(help="Which model's table: risk-level or churn.")],
     data: Annotated[
-        Path, typer.Option("--data", help="Folder with the raw tables (parquet or CSV).")
+        str,
+        typer.Option(
+            "--data",
+            help="Folder with the raw tables (parquet or CSV): a path, or an fsspec URL the "
+            "workers can read too (s3://bucket/world).",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Table to write (.parquet or .csv).")],
     experiment: ExperimentOption = None,
@@ -501,14 +517,19 @@ def _print_result(result: TrainingResult, logged: LoggedRun | None) -> None:
 def train(
     model: Annotated[ModelName, typer.Argument(help="risk-level or churn.")],
     data: Annotated[
-        Path | None,
-        typer.Option("--data", help="Raw tables folder: build features and labels, then train."),
+        str | None,
+        typer.Option(
+            "--data",
+            help="Raw tables folder (a path or an fsspec URL): build features and labels, "
+            "then train.",
+        ),
     ] = None,
     features: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--features",
-            help="Prebuilt training table (from `suitability features training-table`).",
+            help="Prebuilt training table (from `suitability features training-table`); a "
+            "path or an fsspec URL.",
         ),
     ] = None,
     table: Annotated[
@@ -535,6 +556,7 @@ def train(
 ) -> None:
     """Train, evaluate against baselines, log to MLflow and register as @challenger."""
     from suitability import tracking
+    from suitability.data.storage import locate
     from suitability.models import sources
     from suitability.models.spec import load_model_spec
     from suitability.specs import load_specs
@@ -556,7 +578,7 @@ def train(
         specs = load_specs()
         spec = load_model_spec(model.value, specs, experiment=experiment)
         uri = tracking.use_store()
-        if data is not None and not data.is_dir():
+        if data is not None and not locate(data).is_dir():
             raise ValueError(f"--data {data}: no such folder")
         with _on_cluster(cluster) as client, _progress() as bar:
             fit = _track(bar, f"training {spec.name}")
@@ -569,12 +591,12 @@ def train(
                     fit_progress=fit,
                     cluster=client,
                 )
-                source = {"mode": "data", "path": str(data.resolve())}
+                source = {"mode": "data", "path": locate(data).absolute()}
             elif features is not None:
                 result = sources.train_from_features(
                     spec, features, specs, fit_progress=fit, cluster=client
                 )
-                source = {"mode": "features", "path": str(features.resolve())}
+                source = {"mode": "features", "path": locate(features).absolute()}
             else:
                 assert table is not None and target is not None and id_column is not None
                 result = sources.train_from_flat_table(
@@ -851,10 +873,11 @@ def explain(
     ] = None,
     as_of: AsOfOption = None,
     features: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--features",
-            help="Batch mode: a parquet feature table to explain row by row (with --out).",
+            help="Batch mode: a parquet feature table to explain row by row (with --out); a "
+            "path or an fsspec URL.",
         ),
     ] = None,
     out: Annotated[

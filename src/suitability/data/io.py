@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from pyarrow.fs import FileType
 
 from suitability.data.contracts import (
     RULE_MISSING_COLUMN,
@@ -39,6 +40,7 @@ from suitability.data.contracts import (
 from suitability.data.contracts import to_canonical as _to_canonical
 from suitability.data.partitions import CustomerRange
 from suitability.data.schema import TABLES, TableSchema
+from suitability.data.storage import Location, locate, short_error
 from suitability.specs import Specs
 
 __all__ = [
@@ -67,6 +69,9 @@ TABLE_NAMES: tuple[str, ...] = tuple(TABLES)
 #: array.
 CustomerIds = pa.Array | pa.ChunkedArray | pd.Series | pd.Index | np.ndarray | Collection[str]
 
+#: A data folder: a local path or an fsspec URL (`suitability.data.storage`).
+DataDir = Path | str | Location
+
 _CSV_BLOCK_BYTES = 16 << 20
 _PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
@@ -79,23 +84,26 @@ class TableSource:
 
     table: str
     format: Literal["parquet", "csv"]
-    files: tuple[Path, ...]
-    path: Path
+    files: tuple[Location, ...]
+    path: Location
+    folder: bool = False
 
-    def label(self, file: Path) -> str:
+    def label(self, file: Location) -> str:
         """How a file is named in messages: the part name when the table is a folder."""
-        return file.name if len(self.files) > 1 or self.path.is_dir() else ""
+        return file.name if len(self.files) > 1 or self.folder else ""
 
 
-def locate_table(data_dir: Path | str, name: str) -> TableSource:
-    """Find table `name` in `data_dir`: exactly one of `<name>.parquet`, `<name>.csv` or a folder
-    `<name>/` of `*.parquet` parts. Raises `MissingTableError` naming the paths looked for when
-    there is none, or more than one."""
+def locate_table(data_dir: DataDir, name: str) -> TableSource:
+    """Find table `name` in `data_dir` (a local folder or an fsspec URL): exactly one of
+    `<name>.parquet`, `<name>.csv` or a folder `<name>/` of `*.parquet` parts. Raises
+    `MissingTableError` naming the paths looked for when there is none, or more than one."""
     if name not in TABLES:
         raise ValueError(f"unknown table {name!r}; the tables are {', '.join(TABLE_NAMES)}")
-    root = Path(data_dir)
+    root = locate(data_dir)
     single, text, folder = root / f"{name}.parquet", root / f"{name}.csv", root / name
-    found = [p for p in (single, text) if p.is_file()] + ([folder] if folder.is_dir() else [])
+    held = root.children()  # one listing, not three look-ups (each a request on a store)
+    found = [p for p in (single, text) if held.get(p.name) == FileType.File]
+    found += [folder] if held.get(folder.name) == FileType.Directory else []
     if not found:
         rule = f"table not found: looked for {single}, {text} and {folder}/*.parquet"
         raise MissingTableError([Problem(name, None, None, rule)])
@@ -107,17 +115,15 @@ def locate_table(data_dir: Path | str, name: str) -> TableSource:
         return TableSource(name, "csv", (path,), path)
     if path == single:
         return TableSource(name, "parquet", (path,), path)
-    parts = tuple(
-        sorted(p for p in folder.glob("*.parquet") if p.is_file() and p.name[0] not in "._")
-    )
+    parts = tuple(folder.files(".parquet"))
     if not parts:
         raise MissingTableError(
             [Problem(name, None, None, f"folder {folder} has no *.parquet parts")]
         )
-    return TableSource(name, "parquet", parts, path)
+    return TableSource(name, "parquet", parts, path, folder=True)
 
 
-def read_customer_ids(data_dir: Path | str, part: CustomerRange | None = None) -> pa.Array:
+def read_customer_ids(data_dir: DataDir, part: CustomerRange | None = None) -> pa.Array:
     """The distinct, non-null customer ids of the customers table (only that column is read),
     for the reference checks of the other tables; `part`: those of one partition."""
     source = locate_table(data_dir, "customers")
@@ -141,7 +147,7 @@ def read_customer_ids(data_dir: Path | str, part: CustomerRange | None = None) -
 BUNDLE_TABLES = ("customers", "questionnaire_responses", "events", "interview_tags")
 
 
-def read_customer_records(data_dir: Path | str, customer_id: str) -> dict[str, list[dict]]:
+def read_customer_records(data_dir: DataDir, customer_id: str) -> dict[str, list[dict]]:
     """One customer's raw rows of each bundle table (customers, questionnaire responses, events,
     interview tags) as plain records, unvalidated: the caller validates them as a bundle, the
     way the service does. Each table is scanned once, a batch at a time. Raises `ValueError`
@@ -163,14 +169,14 @@ def read_customer_records(data_dir: Path | str, customer_id: str) -> dict[str, l
                     rows.extend(hits.to_pylist())
         out[name] = rows
     if not out["customers"]:
-        raise ValueError(f"customer {customer_id!r} is not in {Path(data_dir) / 'customers'}")
+        raise ValueError(f"customer {customer_id!r} is not in {locate(data_dir) / 'customers'}")
     if len(out["customers"]) > 1:
         raise ValueError(f"customer {customer_id!r} appears {len(out['customers'])} times")
     return out
 
 
 def iter_events(
-    data_dir: Path | str,
+    data_dir: DataDir,
     specs: Specs,
     customer_ids: CustomerIds | None = None,
     *,
@@ -194,7 +200,7 @@ def iter_events(
 
 
 def iter_event_arrays(
-    data_dir: Path | str,
+    data_dir: DataDir,
     specs: Specs,
     customer_ids: CustomerIds | IdSet | None = None,
     *,
@@ -214,7 +220,7 @@ def iter_event_arrays(
     log.raise_if_any()
 
 
-def event_time_range(data_dir: Path | str) -> tuple[pd.Timestamp, pd.Timestamp]:
+def event_time_range(data_dir: DataDir) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last event time in the events table. Only that column is read and nothing is
     validated (the caller's builder validates every row); unparseable CSV times are skipped."""
     source = locate_table(data_dir, "events")
@@ -239,7 +245,7 @@ def event_time_range(data_dir: Path | str) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def load_table(
-    data_dir: Path | str,
+    data_dir: DataDir,
     name: str,
     specs: Specs,
     customer_ids: CustomerIds | None = None,
@@ -262,7 +268,7 @@ def load_table(
 
 
 def load_tables(
-    data_dir: Path | str,
+    data_dir: DataDir,
     specs: Specs,
     tables: Iterable[str] = TABLE_NAMES,
     *,
@@ -303,7 +309,7 @@ def load_tables(
 
 
 def validate_folder(
-    data_dir: Path | str,
+    data_dir: DataDir,
     specs: Specs,
     *,
     batch_rows: int = BATCH_ROWS,
@@ -338,7 +344,7 @@ def validate_folder(
 
 
 def stage_events(
-    data_dir: Path | str,
+    data_dir: DataDir,
     specs: Specs,
     customer_ids: CustomerIds | None,
     out_dir: Path | str,
@@ -350,16 +356,17 @@ def stage_events(
     `out_dir/events/` (a scratch folder the caller owns and removes). Returns a DuckDB table
     expression reading them and the number of events. Raises `ContractError` before the caller
     can use a partial copy. `part`: the events of one customer partition (the expression may
-    read others: select by customer)."""
+    read others: select by customer). Files behind a URL are always copied: DuckDB reads
+    local files only."""
     source = locate_table(data_dir, "events")
-    if _natively_typed(source):
+    if source.path.local and _natively_typed(source):
         # Stored types already match the contract, so DuckDB's casts are exact: validate by
         # streaming and let the caller read the files themselves, without writing a copy.
         rows = sum(
             len(f)
             for f in iter_events(data_dir, specs, customer_ids, batch_rows=batch_rows, part=part)
         )
-        files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in source.files)
+        files = ", ".join("'" + f.path.replace("'", "''") + "'" for f in source.files)
         return f"read_parquet([{files}])", rows
     folder = Path(out_dir) / "events"
     folder.mkdir(parents=True, exist_ok=False)
@@ -390,7 +397,7 @@ def _natively_typed(source: TableSource) -> bool:
     }
     table = TABLES[source.table]
     for file in source.files:
-        stored = pq.ParquetFile(file).schema_arrow
+        stored = file.parquet().schema_arrow
         for column in table.columns:
             if column.name not in stored.names:
                 if column.optional:
@@ -427,7 +434,7 @@ def _table_names(tables: Iterable[str]) -> list[str]:
     return sorted(names, key=TABLE_NAMES.index)
 
 
-def locate_tables(data_dir: Path | str, names: Sequence[str]) -> dict[str, TableSource]:
+def locate_tables(data_dir: DataDir, names: Sequence[str]) -> dict[str, TableSource]:
     """Sources of `names` (and of customers when another table refers to it), raising one
     `MissingTableError` that names every missing table."""
     needed = list(names)
@@ -446,7 +453,7 @@ def locate_tables(data_dir: Path | str, names: Sequence[str]) -> dict[str, Table
 
 
 def _reference_ids(
-    data_dir: Path | str, ids: CustomerIds | IdSet | None, part: CustomerRange | None = None
+    data_dir: DataDir, ids: CustomerIds | IdSet | None, part: CustomerRange | None = None
 ) -> pa.Array | IdSet:
     """The ids the reference checks use: those given (an `IdSet` as it is), else the customers
     table's (of one partition: its rows can only name those)."""
@@ -474,21 +481,21 @@ def _arrow_schema(table: TableSchema) -> pa.Schema:
     return pa.Schema.from_pandas(frame, preserve_index=False)
 
 
-def _file_columns(source: TableSource, file: Path) -> list[str]:
+def _file_columns(source: TableSource, file: Location) -> list[str]:
     """Column names stored in one file (its header, for CSV)."""
     try:
         if source.format == "parquet":
-            return list(pq.ParquetFile(file).schema_arrow.names)
-        with file.open(encoding="utf-8-sig", newline="") as handle:
+            return list(file.parquet().schema_arrow.names)
+        with file.text_reader("utf-8-sig") as handle:
             return next(csv.reader(handle), [])
     except (OSError, pa.ArrowException, UnicodeDecodeError, csv.Error) as exc:
-        rule = f"cannot read {file.name}: {_short(exc)}"
+        rule = f"cannot read {file.name}: {short_error(exc)}"
         raise ContractError([Problem(source.table, None, None, rule)]) from None
 
 
 def _read_batches(
     source: TableSource,
-    file: Path,
+    file: Location,
     columns: Sequence[str],
     batch_rows: int,
     *,
@@ -507,7 +514,7 @@ def _read_batches(
                 for c in schema.columns
                 if encoded and c.type == "string" and not c.pii and c.name in columns
             ]
-            yield from pq.ParquetFile(file, read_dictionary=text).iter_batches(
+            yield from file.parquet(read_dictionary=text).iter_batches(
                 batch_size=batch_rows,
                 row_groups=row_groups,
                 columns=list(columns),
@@ -521,15 +528,15 @@ def _read_batches(
     except pa.ArrowInvalid as exc:
         if source.format == "csv" and "CSV parse error" in str(exc):
             raise ContractError([_malformed_csv_row(source.table, file, columns)]) from None
-        rule = f"cannot read {file.name}: {_short(exc)}"
+        rule = f"cannot read {file.name}: {short_error(exc)}"
         raise ContractError([Problem(source.table, None, None, rule)]) from None
 
 
 def _open_csv(
-    file: Path, columns: Sequence[str], use_threads: bool, handler: object = None
+    file: Location, columns: Sequence[str], use_threads: bool, handler: object = None
 ) -> pacsv.CSVStreamingReader:
     return pacsv.open_csv(
-        file,
+        file.input_stream(),
         read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=use_threads),
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=handler),
         convert_options=pacsv.ConvertOptions(
@@ -542,7 +549,7 @@ def _open_csv(
     )
 
 
-def _malformed_csv_row(table: str, file: Path, columns: Sequence[str]) -> Problem:
+def _malformed_csv_row(table: str, file: Location, columns: Sequence[str]) -> Problem:
     """The first row with the wrong number of fields, found by a single-threaded re-read
     (which numbers rows); its text is never echoed, as it may hold personal data."""
     found: list[tuple[int | None, int, int]] = []
@@ -562,11 +569,6 @@ def _malformed_csv_row(table: str, file: Path, columns: Sequence[str]) -> Proble
     rule = f"malformed CSV row: {actual} fields where the header has {expected}; reading stopped"
     # pyarrow numbers rows counting the header as row 1.
     return Problem(table, None, None if number is None else number - 1, rule)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
 
 
 class _Scan:
@@ -601,11 +603,11 @@ class _Scan:
         self.validator = TableValidator(self.schema, specs, customer_ids, self.columns)
         self.rows = 0
 
-    def _check_unread(self, file: Path, label: str) -> None:
+    def _check_unread(self, file: Location, label: str) -> None:
         """The type rule of the columns not read, from the file's own schema."""
         if self.source.format != "parquet" or not self.unread:
             return
-        stored = pq.ParquetFile(file).schema_arrow
+        stored = file.parquet().schema_arrow
         for name in self.unread:
             if name not in stored.names:
                 continue
@@ -653,7 +655,7 @@ class _Scan:
                         self.log.add(p.table, Finding(p.column, p.rule, rows))
                 return
 
-    def _batches(self, file: Path, wanted: list[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
+    def _batches(self, file: Location, wanted: list[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
         """The file's batches with the table position of their first row; in a partition,
         parquet row groups whose customer-id statistics lie outside it are skipped unread."""
         skip: set[int] = set()
@@ -664,7 +666,7 @@ class _Scan:
                 self.rows += batch.num_rows
                 yield batch, self.rows - batch.num_rows
             return
-        meta = pq.ParquetFile(file).metadata
+        meta = file.parquet().metadata
         for group in range(meta.num_row_groups):
             if group in skip:
                 self.rows += meta.row_group(group).num_rows
@@ -705,9 +707,9 @@ class _Scan:
         return np.concatenate(self.positions)
 
 
-def _row_groups_outside(file: Path, part: CustomerRange) -> set[int]:
+def _row_groups_outside(file: Location, part: CustomerRange) -> set[int]:
     """Row groups of a parquet file that cannot hold rows of `part` (by their statistics)."""
-    meta = pq.ParquetFile(file).metadata
+    meta = file.parquet().metadata
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     if "customer_id" not in names:
         return set() if part.first else set(range(meta.num_row_groups))
@@ -737,7 +739,7 @@ def _warn_extra(table: str, extra: Iterable[str]) -> None:
     )
 
 
-def warn_extra_columns(data_dir: Path | str, names: Iterable[str]) -> None:
+def warn_extra_columns(data_dir: DataDir, names: Iterable[str]) -> None:
     """The extra-columns warning of each table in `names` (for a client whose workers read)."""
     for name in names:
         source = locate_table(data_dir, name)

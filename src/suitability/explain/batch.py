@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from suitability.data.storage import Location, locate, short_error
 from suitability.explain.contributions import explain_frame
 from suitability.explain.importance import primary_output
 from suitability.models.estimators import BinaryLGBM, OrdinalLGBM
@@ -42,22 +43,30 @@ def explain_batch(model: OrdinalLGBM | BinaryLGBM, frame: pd.DataFrame) -> pd.Da
 
 def explain_table(
     model: OrdinalLGBM | BinaryLGBM,
-    source: Path,
+    source: Path | str | Location,
     out: Path,
     *,
     batch_rows: int = BATCH_ROWS,
     progress: Callable[[int, int], None] | None = None,
     cluster: object | None = None,
 ) -> int:
-    """Explain every row of the parquet feature table `source` into parquet `out` (written
+    """Explain every row of the parquet feature table `source` (a local path or an fsspec URL)
+    into parquet `out` (written
     to a temporary file and renamed at the end, so a failure leaves nothing half-written).
     Returns the number of rows. `cluster`: a `distributed.Client`; ranges of rows are then
     explained on its workers (which must be able to read `source`) and written here in
     order: the same file contents."""
+    source = locate(source)
     if source.suffix.lower() != ".parquet":
         raise ValueError(f"{source}: batch explanations read a parquet feature table")
-    model.layout.check(pd.DataFrame(columns=pq.read_schema(source).names))
-    total = pq.ParquetFile(source).metadata.num_rows
+    if not source.is_file():
+        raise ValueError(f"{source}: no such file")
+    try:
+        meta = source.parquet()
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"{source}: not a readable parquet file ({short_error(exc)})") from None
+    model.layout.check(pd.DataFrame(columns=meta.schema_arrow.names))
+    total = meta.metadata.num_rows
     if total == 0:
         raise ValueError(f"{source} has no rows")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +107,7 @@ CLUSTER_ROWS = 100_000
 def _explain_on_cluster(
     client: object,
     model: OrdinalLGBM | BinaryLGBM,
-    source: Path,
+    source: Location,
     total: int,
     batch_rows: int,
     write: Callable[[pa.Table], None],
@@ -112,7 +121,7 @@ def _explain_on_cluster(
     shared = client.submit(_same, model, pure=False)  # type: ignore[attr-defined]
     ranges = [(s, min(s + CLUSTER_ROWS, total)) for s in range(0, total, CLUSTER_ROWS)]
     futures = [
-        client.submit(_explain_range, shared, str(source), a, b, batch_rows, pure=False)  # type: ignore[attr-defined]
+        client.submit(_explain_range, shared, source, a, b, batch_rows, pure=False)  # type: ignore[attr-defined]
         for a, b in ranges
     ]
     dask_cluster.run_in_order(
@@ -125,18 +134,18 @@ def _same(value: object) -> object:
 
 
 def _explain_range(
-    model: OrdinalLGBM | BinaryLGBM, source: str, start: int, stop: int, batch_rows: int
+    model: OrdinalLGBM | BinaryLGBM, source: Location, start: int, stop: int, batch_rows: int
 ) -> list[pa.Table]:
     """Rows start … stop - 1 explained (on a worker)."""
-    return list(_explained_rows(model, Path(source), start, stop, batch_rows))
+    return list(_explained_rows(model, source, start, stop, batch_rows))
 
 
 def _explained_rows(
-    model: OrdinalLGBM | BinaryLGBM, source: Path, start: int, stop: int, batch_rows: int
+    model: OrdinalLGBM | BinaryLGBM, source: Location, start: int, stop: int, batch_rows: int
 ) -> Iterator[pa.Table]:
     """`explain_batch` of rows start … stop - 1 of a parquet file, at most `batch_rows` at a
     time, reading only the row groups that hold them."""
-    reader = pq.ParquetFile(source)
+    reader = source.parquet()
     meta = reader.metadata
     groups, position, offset = [], None, 0
     for g in range(meta.num_row_groups):

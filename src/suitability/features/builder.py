@@ -32,6 +32,7 @@ from suitability.data import io
 from suitability.data.contracts import ContractError, IdSet, canonical_frame
 from suitability.data.partitions import CustomerRange
 from suitability.data.schema import EVENTS
+from suitability.data.storage import Location, locate
 from suitability.features.encoding import encode_arrow
 from suitability.features.kernel import (
     EventArrays,
@@ -119,10 +120,10 @@ def _events_between(con: duckdb.DuckDBPyConnection, source: str, lo: str, hi: st
     return io.canonical_or_raise(table, EVENTS)
 
 
-def check_paths(data_dir: Path | str, out_path: Path | str) -> tuple[Path, Path]:
-    """Fail fast, before any work, on an output that cannot be written or a data folder that
-    lacks a table the features need."""
-    data_dir, out_path = Path(data_dir), Path(out_path)
+def check_paths(data_dir: io.DataDir, out_path: Path | str) -> tuple[Location, Path]:
+    """Fail fast, before any work, on an output that cannot be written or a data folder (local
+    or an fsspec URL) that lacks a table the features need."""
+    data_dir, out_path = locate(data_dir), Path(out_path)
     if out_path.suffix not in {".parquet", ".csv"}:
         raise ValueError(f"--out {out_path}: use a .parquet or .csv file name")
     if out_path.is_dir():
@@ -131,7 +132,7 @@ def check_paths(data_dir: Path | str, out_path: Path | str) -> tuple[Path, Path]
         raise ValueError(f"--out {out_path}: folder {out_path.parent} does not exist")
     if not data_dir.is_dir():
         raise ValueError(f"--data {data_dir}: no such folder")
-    if out_path.resolve().is_relative_to(data_dir.resolve()):
+    if data_dir.local and out_path.resolve().is_relative_to(data_dir.local_path().resolve()):
         raise ValueError(
             f"--out {out_path}: is inside the data folder {data_dir}; write it elsewhere"
         )
@@ -140,7 +141,7 @@ def check_paths(data_dir: Path | str, out_path: Path | str) -> tuple[Path, Path]
 
 
 def build_features(
-    data_dir: Path | str,
+    data_dir: io.DataDir,
     as_of: Sequence[pd.Timestamp],
     out_path: Path | str,
     specs: Specs,
@@ -295,7 +296,7 @@ class ListSink(Sink):
 
 
 def compute_features_of(
-    data_dir: Path,
+    data_dir: io.DataDir,
     as_of: Sequence[pd.Timestamp],
     specs: Specs,
     sink: Sink,

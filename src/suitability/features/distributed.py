@@ -30,6 +30,7 @@ from suitability.data.partitions import (
     plan_ranges,
     sorted_customer_ids,
 )
+from suitability.data.storage import locate
 from suitability.features.builder import (
     _SIDE_TABLES,
     _TABLES_USED,
@@ -69,7 +70,7 @@ class _PartResult:
     empty: pd.DataFrame | None = None
 
 
-def partitions_of(data_dir: Path, workers: int) -> list[CustomerRange]:
+def partitions_of(data_dir: io.DataDir, workers: int) -> list[CustomerRange]:
     """The customer ranges of a data folder: `SUITABILITY_CLUSTER_PARTITION_CUSTOMERS`
     customers each (default 100,000), and at least two per worker so that a slow or lost
     partition does not hold up the others."""
@@ -84,7 +85,7 @@ def partitions_of(data_dir: Path, workers: int) -> list[CustomerRange]:
 
 def build_on_cluster(
     client: object,
-    data_dir: Path,
+    data_dir: io.DataDir,
     as_of: Sequence[pd.Timestamp],
     out_path: Path,
     specs: Specs,
@@ -107,7 +108,7 @@ def build_on_cluster(
     futures = [
         client.submit(  # type: ignore[attr-defined]
             _compute_partition,
-            str(data_dir),
+            locate(data_dir),  # (pickles as its URL; opened again on the worker)
             list(as_of),
             specs,
             part,
@@ -172,7 +173,7 @@ def build_on_cluster(
 
 def validate_on_cluster(
     client: object,
-    data_dir: Path,
+    data_dir: io.DataDir,
     specs: Specs,
     progress: Progress | None = None,
     *,
@@ -187,7 +188,7 @@ def validate_on_cluster(
     futures = [
         client.submit(  # type: ignore[attr-defined]
             _validate_partition,
-            str(data_dir),
+            locate(data_dir),  # (pickles as its URL; opened again on the worker)
             specs,
             part,
             batch_rows,
@@ -267,7 +268,7 @@ def _stage_of(log: ProblemLog) -> int:
 
 
 def _compute_partition(
-    data_dir: str,
+    data_dir: io.DataDir,
     as_of: list[pd.Timestamp],
     specs: Specs,
     part: CustomerRange,
@@ -287,7 +288,7 @@ def _compute_partition(
         warnings.simplefilter("ignore", ExtraColumnsWarning)  # the client warned once
         try:
             computed = compute_features_of(
-                Path(data_dir),
+                data_dir,
                 as_of,
                 specs,
                 sink,
@@ -318,13 +319,13 @@ def _compute_partition(
 
 
 def _validate_partition(
-    data_dir: str, specs: Specs, part: CustomerRange, batch_rows: int
+    data_dir: io.DataDir, specs: Specs, part: CustomerRange, batch_rows: int
 ) -> dict[str, int] | ProblemLog:
     """One partition's row counts per table, or its problems."""
     _one_core_per_thread()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtraColumnsWarning)
         try:
-            return io.validate_folder(Path(data_dir), specs, batch_rows=batch_rows, part=part)
+            return io.validate_folder(data_dir, specs, batch_rows=batch_rows, part=part)
         except ContractError as exc:
             return _log_of(exc)

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from suitability.data.io import DataDir
+from suitability.data.storage import locate
 from suitability.features.builder import Progress
 from suitability.models.flat import prepare_flat_table, read_flat_table
 from suitability.models.spec import ModelSpec
@@ -18,26 +20,28 @@ from suitability.specs import C_LEVELS, Specs
 
 
 def read_feature_table(path: Path | str) -> pd.DataFrame:
-    """A training table written by `suitability features training-table` (parquet or CSV)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--features {path}: no such file")
-    if path.suffix == ".parquet":
+    """A training table written by `suitability features training-table` (parquet or CSV; a
+    local path or an fsspec URL)."""
+    place = locate(path)
+    if not place.is_file():
+        raise ValueError(f"--features {place}: no such file")
+    if place.suffix == ".parquet":
         try:
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(place.path, filesystem=place.fs)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise ValueError(f"--features {path}: not a readable parquet file ({exc})") from None
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path)
+            raise ValueError(f"--features {place}: not a readable parquet file ({exc})") from None
+    elif place.suffix == ".csv":
+        with place.input_stream() as handle:
+            frame = pd.read_csv(handle)
     else:
-        raise ValueError(f"--features {path}: use a .parquet or .csv file")
+        raise ValueError(f"--features {place}: use a .parquet or .csv file")
     if TIME_COLUMN in frame.columns:
         parsed = pd.to_datetime(frame[TIME_COLUMN], errors="coerce", format="ISO8601")
         bad = parsed.isna() & frame[TIME_COLUMN].notna()
         if bad.any() or frame[TIME_COLUMN].isna().any():
             rows = (np.flatnonzero(bad | frame[TIME_COLUMN].isna()) + 1)[:10].tolist()
             raise ValueError(
-                f"--features {path}: column {TIME_COLUMN!r} has "
+                f"--features {place}: column {TIME_COLUMN!r} has "
                 f"{int((bad | frame[TIME_COLUMN].isna()).sum())} value(s) that are not times "
                 f"(rows {rows}; row 1 is the first data row)"
             )
@@ -68,7 +72,7 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
 
 def train_from_data(
     spec: ModelSpec,
-    data_dir: Path | str,
+    data_dir: DataDir,
     specs: Specs,
     *,
     build_progress: Progress | None = None,

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from suitability.data import io
+from suitability.data.storage import Location, locate
 from suitability.features.builder import LabelQueries, Progress, build_features
 from suitability.features.kernel import EventArrays
 from suitability.models.spec import ChurnLabelSpec, ModelSpec
@@ -135,7 +135,7 @@ def _ceil_seconds(times: pd.Series) -> np.ndarray:
 
 def build_training_table(
     spec: ModelSpec,
-    data_dir: Path | str,
+    data_dir: io.DataDir,
     specs: Specs,
     scratch: Path | str,
     *,
@@ -183,13 +183,13 @@ def build_training_table(
     frame = pd.read_parquet(out)
     if len(frame) == 0:
         raise NoTrainingRows(f"{data_dir}: no {spec.name} training rows (no active investors?)")
-    truth = Path(data_dir) / "ground_truth"
+    truth = locate(data_dir) / "ground_truth"
     if truth.is_dir():
         frame = attach_truth(frame, read_truth(truth, spec, frame[ID_COLUMN]), spec)
     return TrainingTable(frame, spec.label, snapshots, summary.events)
 
 
-def read_truth(folder: Path, spec: ModelSpec, customers: pd.Series) -> pd.DataFrame:
+def read_truth(folder: Location, spec: ModelSpec, customers: pd.Series) -> pd.DataFrame:
     """The ground-truth rows `attach_truth` needs, read a part at a time (memory bounded by a
     part, not by the world): the model's columns only, the given customers only, and for the
     risk level only each customer's first row."""
@@ -199,9 +199,9 @@ def read_truth(folder: Path, spec: ModelSpec, customers: pd.Series) -> pd.DataFr
         columns = ["customer_id", "snapshot", "p_churn"]
     wanted = pa.array(pd.unique(customers.astype(str)), type=pa.string())
     frames = []
-    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else [folder]
+    parts = folder.files(".parquet") if folder.is_dir() else [folder]
     for part in parts:
-        table = pq.read_table(part, columns=columns)
+        table = part.parquet().read(columns=columns)
         table = table.filter(pc.is_in(pc.cast(table["customer_id"], pa.string()), value_set=wanted))
         frame = table.to_pandas()
         if spec.name == "risk-level":
