@@ -28,7 +28,11 @@ bench: install ## Run the benchmarks at full scale (1M customers / 1M training r
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/bench_train.py
 
-lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+bench-install: install ## Add the benchmark-only peers (FLAML, for benchmarks/bench_peers.py) to .venv
+	$(BIN)/pip install --quiet --disable-pip-version-check -r benchmarks/requirements-bench.lock
 
-.PHONY: help install demo test bench lock
+lock: ## Re-resolve requirements.lock and benchmarks/requirements-bench.lock (needs uv)
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 -o benchmarks/requirements-bench.lock
+
+.PHONY: help install demo test bench bench-install lock

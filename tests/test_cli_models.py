@@ -208,6 +208,10 @@ def test_demo_trains_registers_and_promotes_both_models(tmp_path, monkeypatch):
         _ok(["train", "churn", "--features", str(out / "churn_training.parquet"), "--json"])
     )
     assert run["version"] == 2
+    # The demo trained from --data, this from --features: the same table, split and labels,
+    # so the two compare (the demo's printed next step, `promote churn`, is not refused).
+    promoted = _last_json(_ok(["promote", "churn", "--json"]))
+    assert promoted["challenger_version"] == 2 and promoted["champion_version"] == 1
     _fails(["demo", "--out", str(out), "--customers", "2500"], 2, "already holds data")
 
 
@@ -245,3 +249,54 @@ def test_experiment_cannot_undo_the_churn_embargo(store, tmp_path):
 def test_an_unusable_tracking_uri_is_a_message(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://nowhere")
     _fails(["models", "list"], 2, "error:")
+
+
+def test_a_flat_table_model_scores_raw_rows_through_stock_mlflow(store, tmp_path):
+    """Trained on a CSV, the registered model takes that CSV as stock pandas reads it (ints,
+    floats with NaN for blanks, text numbers with thousands separators, id, target and an
+    extra column), rows of it in which a blank-holding column has no blank (so it reads as int),
+    and `evaluate --table` on the file gives the metrics of those same probabilities."""
+    import mlflow
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    frame = _telco_like(seed=3)
+    frame["tenure"] = frame["tenure"].astype(int)  # an integer column in the file
+    dependents = np.arange(len(frame)) % 4
+    blanks = np.arange(len(frame)) % 50 == 0  # written as empty fields; whole numbers otherwise
+    frame["Dependents"] = pd.array(np.where(blanks, None, dependents), dtype="Int64")
+    path = tmp_path / "telco.csv"
+    frame.to_csv(path, index=False)
+    _ok(["train", "churn", "--table", str(path), "--target", "Churn", "--id", "customerID"])
+
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    model = mlflow.pyfunc.load_model("models:/suitability-churn-table/1")
+    read = pd.read_csv(path)
+    assert read["tenure"].dtype.kind == "i" and read["Dependents"].dtype.kind == "f"
+    assert read["TotalCharges"].dtype.kind not in "if"  # "1,234.50" and " ": text
+    p = model.predict(read)["p_churn"].to_numpy()
+    # the same rows read as text (what `evaluate --table` reads) give the same probabilities
+    from suitability.models.flat import read_flat_table
+
+    assert np.array_equal(model.predict(read_flat_table(path))["p_churn"].to_numpy(), p)
+    # a few rows without blanks: Dependents reads as int64 now; an extra column is ignored
+    rows = frame.iloc[1:40].drop(columns=["Churn"]).assign(NewColumn="x")
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    new = pd.read_csv(tmp_path / "new.csv")
+    assert new["Dependents"].dtype.kind == "i"
+    assert np.allclose(model.predict(new)["p_churn"].to_numpy(), p[1:40], rtol=0, atol=1e-12)
+    # the signature lists the raw columns; the model's metadata says how each was read
+    schema = model.metadata.get_input_schema()
+    assert set(schema.required_input_names()) >= {"tenure", "TotalCharges", "Dependents"}
+    assert {"customerID", "Churn", "Comment"} <= set(schema.input_names())
+    described = {c["name"]: c for c in model.metadata.metadata["raw_columns"]}
+    assert described["tenure"]["read_as"] == "string"  # read_flat_table reads CSV as text
+    assert described["Contract"]["use"] == "category" and described["Comment"]["use"] == "ignored"
+
+    report = _last_json(_ok(["evaluate", "churn-table@1", "--table", str(path), "--json"]))
+    y = (read["Churn"] == "Yes").to_numpy()
+    assert report["data"] == "given table" and report["rows"] == len(read)
+    assert report["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert report["metrics"]["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-9)
+    # a raw table without the target, and a feature-table model given --table: messages
+    _fails(["evaluate", "churn-table@1", "--table", str(tmp_path / "new.csv")], 2, "'Churn'")

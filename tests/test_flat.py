@@ -3,11 +3,14 @@ on tiny inline tables shaped like the public Telco churn CSV."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suitability.models.flat import (
     FlatTableError,
@@ -411,3 +414,124 @@ def test_assign_ids_without_overlap_changes_nothing() -> None:
 
     assert new_split.tolist() == split.tolist()
     assert (crossed_ids, dropped_rows) == (0, 0)
+
+
+# --- the preprocessor: raw rows, whatever the reader gave ----------------------------------------
+
+
+def _as_pandas_reads_it(frame: pd.DataFrame, tmp: Path) -> pd.DataFrame:
+    """The frame written as CSV and read back by a stock `pd.read_csv` (ints, floats with NaN
+    for blanks, text), as a user scoring a file would."""
+    path = tmp / "rows.csv"
+    frame.to_csv(path, index=False)
+    return pd.read_csv(path)
+
+
+def test_the_preprocessor_gives_the_training_matrix_from_raw_rows(tmp_path) -> None:
+    flat = _prepare(_telco())
+    pre = flat.preprocessor
+    pd.testing.assert_frame_equal(pre.transform(_telco()), flat.features)
+    # as stock pandas reads the same file: tenure as int64, SeniorCitizen as int64, paperless
+    # as bool, TotalCharges as text (the typo), blanks as NaN
+    read = _as_pandas_reads_it(_telco(), tmp_path)
+    assert read["tenure"].dtype.kind == "i"
+    pd.testing.assert_frame_equal(pre.transform(read), flat.features)
+    # and from the prepared matrix itself (what the logged test split holds)
+    pd.testing.assert_frame_equal(pre.transform(flat.features), flat.features)
+
+
+def test_the_preprocessor_scores_new_rows_one_at_a_time_and_shuffled() -> None:
+    raw = _telco()
+    flat = _prepare(raw)
+    pre = flat.preprocessor
+    order = np.random.default_rng(0).permutation(N_ROWS)
+    shuffled = pre.transform(raw.iloc[order])
+    pd.testing.assert_frame_equal(shuffled, flat.features.iloc[order].reset_index(drop=True))
+    for row in (0, 3, 5, 7):  # a blank, a thousands separator, a typo: each alone in a frame
+        one = pre.transform(raw.iloc[[row]])
+        pd.testing.assert_frame_equal(one, flat.features.iloc[[row]].reset_index(drop=True))
+
+
+def test_unseen_categories_are_missing_and_extra_columns_ignored() -> None:
+    flat = _prepare(_telco())
+    new = _telco().head(3).drop(columns=["Churn", "customerID"])
+    new["InternetService"] = ["Satellite", "DSL", " dsl "]
+    new["something_new"] = [1, 2, 3]
+    out = flat.preprocessor.transform(new)
+    assert list(out.columns) == list(flat.features.columns)
+    assert out["InternetService"].isna().tolist() == [True, False, True]  # case kept, as trained
+
+
+def test_a_missing_feature_column_is_named() -> None:
+    flat = _prepare(_telco())
+    with pytest.raises(FlatTableError, match=r"rows.csv: lacks the column\(s\).*'tenure'"):
+        flat.preprocessor.transform(_telco().drop(columns=["tenure"]), source="rows.csv")
+
+
+def test_raw_target_values_map_to_the_training_classes() -> None:
+    flat = _prepare(_telco())
+    pre = flat.preprocessor
+    assert pre.target_codes(pd.Series(["Yes", "no", " YES", "No"], name="Churn")).tolist() == [
+        1,
+        0,
+        1,
+        0,
+    ]
+    assert pre.target_codes(pd.Series([1, 0, 1], name="Churn")).tolist() == [1, 0, 1]
+    with pytest.raises(FlatTableError, match=r"target 'Churn' has values the model does not know"):
+        pre.target_codes(pd.Series(["Yes", "maybe"], name="Churn"))
+    ordinal = _prepare(
+        pd.DataFrame({"id": list("abcdef"), "x": [1, 2, 3, 4, 5, 6], "y": [1, 2, 3, 1, 2, 3]}),
+        target="y",
+        id_column="id",
+        task="ordinal",
+    )
+    codes = ordinal.preprocessor.target_codes(pd.Series([3.0, 1.0, "2"], name="y"))
+    assert codes.tolist() == [2, 0, 1]
+
+
+#: Values of each kind of column a user's table holds (hypothesis draws rows from them).
+_RAW_VALUES = {
+    "ints": st.integers(-5, 50),
+    "floats": st.one_of(st.none(), st.floats(-1e6, 1e6).map(lambda v: round(v, 3))),
+    "text_numbers": st.sampled_from(["1,234.5", " 7 ", "", "NA", "3.25", "-2", "10", "n/a", "abc"]),
+    "booleans": st.sampled_from(["True", "false", "", "TRUE"]),
+    "categories": st.sampled_from(["A", "b", " c", "", "null", "1"]),
+    "mixed": st.sampled_from([1, "x", 2.5, None, "2", True]),
+}
+
+
+@st.composite
+def _raw_tables(draw: st.DrawFn) -> tuple[pd.DataFrame, list[int]]:
+    n = draw(st.integers(3, 50))
+    kinds = draw(st.lists(st.sampled_from(sorted(_RAW_VALUES)), min_size=1, max_size=6))
+    frame = pd.DataFrame(
+        {
+            f"{kind}_{j}": draw(st.lists(_RAW_VALUES[kind], min_size=n, max_size=n))
+            for j, kind in enumerate(kinds)
+        }
+    )
+    frame["id"] = [f"c{i}" for i in range(n)]
+    frame["target"] = np.where(np.arange(n) % 3 == 0, "yes", "no")
+    rows = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True))
+    return frame, rows
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_raw_tables())
+def test_property_transform_of_raw_rows_is_the_prepared_matrix(table) -> None:
+    """Any table of these column kinds: the preprocessor gives the training matrix from the
+    table as it was, as stock pandas reads it back from CSV, and from any rows of it in any
+    order (the same rows of the matrix)."""
+    frame, rows = table
+    try:
+        flat = _prepare(frame, target="target", id_column="id")
+    except FlatTableError:
+        return  # every column dropped: there is no model to feed
+    pre = flat.preprocessor
+    pd.testing.assert_frame_equal(pre.transform(frame), flat.features)
+    read = pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+    pd.testing.assert_frame_equal(pre.transform(read), flat.features)
+    pd.testing.assert_frame_equal(
+        pre.transform(frame.iloc[rows]), flat.features.iloc[rows].reset_index(drop=True)
+    )

@@ -252,6 +252,73 @@ def test_cumulative_probabilities_never_go_negative_and_median_is_monotone():
     assert (median_level(shifted) >= median_level(proba)).all()
 
 
+def test_ordinal_calibration_keeps_every_level_and_lowers_the_log_loss(tables, specs):
+    """The cumulative-logit calibration fitted on validation: the same levels row by row (so
+    the same QWK and decisions), a lower validation log loss, non-negative slopes and weights
+    (the ordering kept), and the record of before and after."""
+    spec = load_model_spec("risk-level", specs)
+    spec = spec.model_copy(
+        update={"params": {**spec.params, "learning_rate": 0.15}, "early_stopping_rounds": 30}
+    )
+    table = tables["risk-level"]
+    plain = train_on_features(table, spec.model_copy(update={"calibration": "none"}), specs)
+    calibrated = train_on_features(
+        table, spec.model_copy(update={"calibration": "cumulative_logit"}), specs
+    )
+    model = calibrated.model
+    slopes, weights, _ = model.calibrator
+    assert plain.calibration is None and (slopes >= 0).all() and (weights >= 0).all()
+    test = calibrated.rows("test")
+    assert (model.predict_frame(test)["level"] == plain.model.predict_frame(test)["level"]).all()
+    before = model.predict_proba(test, calibrated=False)
+    assert np.array_equal(before, plain.model.predict_proba(test))
+    assert not np.allclose(model.predict_proba(test), before)  # it did change probabilities
+    assert calibrated.metrics["test"]["qwk"] == plain.metrics["test"]["qwk"]
+    assert calibrated.metrics["validation"]["log_loss"] < plain.metrics["validation"]["log_loss"]
+    assert calibrated.calibration["test_before"] == plain.metrics["test"]
+    assert calibrated.calibration["test_after"] == calibrated.metrics["test"]
+
+
+def test_the_median_is_kept_with_the_least_pull():
+    """`with_median_of` on random distributions: the median of `own` always, the fitted
+    distribution unchanged where its median already agrees, and elsewhere a mixture."""
+    from suitability.models.estimators import with_median_of
+
+    rng = np.random.default_rng(3)
+    fitted, own = rng.dirichlet(np.ones(5), 5000), rng.dirichlet(np.ones(5), 5000)
+    kept = with_median_of(fitted, own)
+    assert (median_level(kept) == median_level(own)).all()
+    agree = median_level(fitted) == median_level(own)
+    assert np.array_equal(kept[agree], fitted[agree])
+    assert np.allclose(kept.sum(axis=1), 1) and (kept >= 0).all()
+    # the pull is the least that keeps the median: a little less would lose it
+    pull = np.array([_pull_of(k, f, o) for k, f, o in zip(kept, fitted, own, strict=True)])
+    moved = ~agree & (pull < 1)
+    less = (1 - pull[moved] * 0.999)[:, None] * fitted[moved] + (pull[moved] * 0.999)[
+        :, None
+    ] * own[moved]
+    assert (median_level(less) != median_level(own[moved])).all()
+
+
+def _pull_of(kept: np.ndarray, fitted: np.ndarray, own: np.ndarray) -> float:
+    """λ with kept = (1-λ)·fitted + λ·own."""
+    differ = np.abs(own - fitted)
+    k = int(np.argmax(differ))
+    return float((kept[k] - fitted[k]) / (own[k] - fitted[k]))
+
+
+def test_calibration_must_suit_the_task(specs):
+    spec = load_model_spec("risk-level", specs)
+    with pytest.raises(
+        ValueError,
+        match="calibration 'sigmoid' does not apply to ordinal models; use none or cumulative_logit",
+    ):
+        spec.model_validate({**spec.model_dump(), "calibration": "sigmoid"})
+    churn = load_model_spec("churn", specs)
+    with pytest.raises(ValueError, match="'cumulative_logit' does not apply to binary models"):
+        churn.model_validate({**churn.model_dump(), "calibration": "cumulative_logit"})
+
+
 def test_models_beat_their_baselines_and_report_best_possible(trained):
     risk, churn = trained["risk-level"], trained["churn"]
     assert risk.metrics["test"]["qwk"] > risk.baselines["questionnaire_band"]["qwk"]

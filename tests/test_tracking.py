@@ -296,6 +296,7 @@ def test_logged_test_split_holds_ids_label_and_features(
         "id_column": "cid",
         "time_column": None,
         "primary_metric": "roc_auc",
+        "target": "churned",  # a flat-table model: its raw table's target, for --table
     }
     assert list(frame.columns) == ["cid", good.label_column, *good.model.feature_names]
     assert list(frame["cid"]) == list(good.rows("test")["cid"])
@@ -326,6 +327,9 @@ def test_a_new_version_is_the_challenger(life: dict[str, object]) -> None:
     assert version.tags["mode"] == "table"
     assert float(version.tags["primary_value"]) > 0.75
     assert "Platt" in MlflowClient().get_registered_model(NAME).description
+    # the logged model links to its registered version (MLflow's UI: not "Not registered")
+    logged = MlflowClient().get_logged_model(version.source.removeprefix("models:/"))
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [{"name": NAME, "version": 1}]
 
 
 def test_first_promotion_makes_the_challenger_champion(life: dict[str, object]) -> None:
@@ -334,8 +338,9 @@ def test_first_promotion_makes_the_challenger_champion(life: dict[str, object]) 
     assert decision.promoted and not decision.forced
     assert decision.challenger_version == 1 and decision.champion_version is None
     assert decision.champion_value is None and decision.by == "bob"
-    assert life["aliases_after_promotion"] == {"champion": 1}
-    assert "no challenger; train one first" in str(life["nothing_to_promote"])
+    # @challenger stays on the newest version: it names the latest candidate after a promotion
+    assert life["aliases_after_promotion"] == {"champion": 1, "challenger": 1}
+    assert "the challenger, version 1, is already the champion" in str(life["nothing_to_promote"])
     tags = MlflowClient().get_model_version(NAME, "1").tags
     assert tags["promoted_by"] == "bob" and tags["replaced_version"] == "none"
 
@@ -354,7 +359,7 @@ def test_forcing_needs_a_reason_and_is_recorded(life: dict[str, object]) -> None
     decision = life["forced"]
     assert isinstance(decision, tracking.Promotion)
     assert decision.promoted and decision.forced and decision.champion_version == 1
-    assert life["aliases_after_forced"] == {"champion": 2}
+    assert life["aliases_after_forced"] == {"champion": 2, "challenger": 2}
     tags = MlflowClient().get_model_version(NAME, "2").tags
     assert tags["promoted_by"] == "alice"
     assert tags["promotion_reason"] == "simpler model for the pilot"
@@ -464,7 +469,8 @@ def test_integer_counts_pass_the_signature(store: Path, good: TrainingResult) ->
     """The feature builder gives counts as int64 and categories as `category`: both must pass
     MLflow's schema enforcement."""
     table = good.table.assign(c=good.table["c"].astype("int64"))
-    counted = dataclasses.replace(good, table=table)
+    # (as a feature-table model: without the raw-row preprocessor of a user's table)
+    counted = dataclasses.replace(good, table=table, preprocessor=None, raw_example=None)
     logged = tracking.log_training(counted, source=SOURCE, register=False)
     model = mlflow.pyfunc.load_model(logged.model_uri)
     inputs = {c.name: c.type for c in model.metadata.get_input_schema().inputs}

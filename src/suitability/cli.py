@@ -645,23 +645,37 @@ def evaluate(
         ),
     ],
     features: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--features",
             help="A labelled training table the version did not train on, e.g. newer data "
-            "(default: the version's own test split).",
+            "(default: the version's own test split); a path or an fsspec URL.",
+        ),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            "--table",
+            help="For a model trained with `train --table`: rows of such a table as they are "
+            "(CSV or parquet, with its target column).",
         ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Score a registered model version on its logged test split or on a training table."""
+    """Score a registered model version on its logged test split, a training table, or (a
+    model trained on a user's table) raw rows of that kind of table."""
     from suitability import tracking
+    from suitability.models.flat import read_flat_table
     from suitability.models.sources import read_feature_table
 
     with _user_errors():
+        if features is not None and table is not None:
+            raise ValueError("give at most one of --features FILE and --table FILE")
         tracking.use_store()
         frame = read_feature_table(features) if features is not None else None
-        report = tracking.evaluate_version(model, frame)
+        if table is not None:
+            frame = read_flat_table(table)
+        report = tracking.evaluate_version(model, frame, raw=table is not None)
     table = Table(title=escape(f"{report['name']} version {report['version']}"))
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -1131,6 +1145,8 @@ def demo(
         f"mlflow ui --backend-store-uri {uri}",
         f"MLFLOW_TRACKING_URI={uri} suitability models list",
         f"MLFLOW_TRACKING_URI={uri} suitability train churn --features {results[-1][2]}",
+        f"MLFLOW_TRACKING_URI={uri} suitability evaluate suitability-churn@challenger",
+        f"MLFLOW_TRACKING_URI={uri} suitability promote churn",
         f"MLFLOW_TRACKING_URI={uri} suitability explain --data {data_dir} --customer "
         f"{written_customer(written)} --lang en",
     ):

@@ -7,8 +7,10 @@ at a store (a local SQLite file by default, `MLFLOW_TRACKING_URI` for a team ser
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
+import io
 import json
 import logging
 import math
@@ -58,6 +60,7 @@ from suitability.explain.assessment import Explainer, ModelRef
 from suitability.models import metrics as m
 from suitability.models import plots
 from suitability.models.estimators import median_level
+from suitability.models.flat import FlatPreprocessor, FlatTableError
 from suitability.models.portable import (
     PortableModelError,
     load_portable,
@@ -101,6 +104,8 @@ CHALLENGER = "challenger"
 PROMOTIONS_EXPERIMENT = "suitability-promotions"
 REGISTERED_PREFIX = "suitability-"
 TEST_SPLIT_ARTIFACT = "evaluation/test.parquet"
+#: Ordinal calibration: its fitted numbers, test metrics before and after.
+CALIBRATION_ARTIFACT = "evaluation/calibration.json"
 EXPLANATIONS_DIR = "explanations"
 #: Run artifacts holding the model in forms that execute no code (`models/portable.py`).
 PORTABLE_DIR = "portable"
@@ -349,10 +354,13 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
 
 class SuitabilityModel(mlflow.pyfunc.PythonModel):
     """A fitted `OrdinalLGBM` or `BinaryLGBM` as an MLflow pyfunc: feature DataFrame in, its
-    `predict_frame` out (`p_C1..p_C5, level, expected_level` or `p_<model>`)."""
+    `predict_frame` out (`p_C1..p_C5, level, expected_level` or `p_<model>`). A model trained
+    on a user's table carries its `FlatPreprocessor` and takes that table's raw rows, as any
+    reader gives them (`pd.read_csv`, parquet, text)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, preprocessor: FlatPreprocessor | None = None) -> None:
         self.model = model
+        self.preprocessor = preprocessor
 
     # The pandas hint tells MLflow not to infer a schema from hints; the logged signature rules.
     def predict(
@@ -360,7 +368,29 @@ class SuitabilityModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
+        preprocessor = getattr(self, "preprocessor", None)  # (versions logged before it)
+        if preprocessor is not None:
+            model_input = preprocessor.transform(model_input, source="model input")
         return self.model.predict_frame(model_input)
+
+
+def _raw_signature(result: TrainingResult) -> tuple[ModelSignature, pd.DataFrame]:
+    """The input schema of a flat-table model: the user's raw columns, each `Any` (a column a
+    reader gives as long today comes as double when a blank appears, or as text; MLflow refuses
+    each of those against the other), required when the model uses it; the id, target, time and
+    dropped columns are listed as optional, so passing the file as read is accepted. How each
+    column was read at training and what it became is in the model's metadata
+    (`raw_columns`)."""
+    assert result.preprocessor is not None and result.raw_example is not None
+    columns = [
+        ColSpec(AnyType(), c.name, required=c.use != "ignored") for c in result.preprocessor.columns
+    ]
+    example = result.raw_example
+    features = result.preprocessor.transform(example)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        outputs = infer_signature(features, result.model.predict_frame(features)).outputs
+    return ModelSignature(inputs=Schema(columns), outputs=outputs), example
 
 
 def _model_signature(result: TrainingResult) -> tuple[ModelSignature, pd.DataFrame]:
@@ -457,17 +487,24 @@ def log_training(
             _log_plots(result)
             _log_test_split(result)
             _log_explanations(result)
-            signature, example = _model_signature(result)
+            raw = result.preprocessor is not None
+            signature, example = (_raw_signature if raw else _model_signature)(result)
+            metadata: dict[str, Any] = {"suitability_version": __version__, "task": spec.task}
+            if result.preprocessor is not None:
+                metadata.update(
+                    input="raw rows of the table it was trained on",
+                    raw_columns=result.preprocessor.describe(),
+                )
             with warnings.catch_warnings():
                 # MLflow's own use of APIs pandas deprecates: nothing our users can act on.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 info = mlflow.pyfunc.log_model(
                     name=_MODEL_NAME,
-                    python_model=SuitabilityModel(result.model),
+                    python_model=SuitabilityModel(result.model, result.preprocessor),
                     signature=signature,
                     input_example=example,
                     pip_requirements=_pip_requirements(),
-                    metadata={"suitability_version": __version__, "task": spec.task},
+                    metadata=metadata,
                 )
             portable_sha256 = _log_portable(result)
         name, version, model_uri = spec.registered_name, None, info.model_uri
@@ -555,6 +592,8 @@ def _run_metrics(result: TrainingResult) -> dict[str, float]:
         (f"{BEST_POSSIBLE}_test_", result.best),
         ("ratio_to_best_", result.ratios),
     ]
+    if result.calibration is not None:  # the same model before its calibration
+        groups.append(("uncalibrated_test_", result.calibration["test_before"]))
     out: dict[str, float] = {}
     for prefix, values in groups:
         for key, value in (values or {}).items():
@@ -663,6 +702,8 @@ def _log_plots(result: TrainingResult) -> None:
             {"labels": list(result.classes), "rows_true_columns_predicted": matrix.tolist()},
             "evaluation/confusion_matrix.json",
         )
+        if result.calibration is not None:
+            mlflow.log_dict(_finite_tree(result.calibration), CALIBRATION_ARTIFACT)
     else:
         curves = {
             label: (y, np.asarray(p, dtype=np.float64))
@@ -703,6 +744,8 @@ def _log_test_split(result: TrainingResult) -> None:
         "time_column": result.time_column,
         "primary_metric": result.spec.primary_metric,
     }
+    if result.preprocessor is not None:  # the raw table's target, for `evaluate --table`
+        labels["target"] = result.preprocessor.column("target")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "test.parquet"
         result.rows("test")[columns].reset_index(drop=True).to_parquet(path, index=False)
@@ -790,20 +833,22 @@ def _register(
             raise
         client.create_registered_model(name, description=spec.description)
     metric, value = result.primary
-    version = client.create_model_version(
-        name,
-        source=info.model_uri,
-        run_id=run_id,
-        model_id=info.model_id,
-        tags={
-            "run_id": run_id,
-            "primary_metric": metric,
-            "primary_value": repr(float(value)),
-            "mode": result.mode,
-            "suitability.version": __version__,
-            PORTABLE_SHA256_TAG: portable_sha256,
-        },
-    )
+    # `mlflow.register_model` also links the logged model to its version (the logged model's
+    # page then shows it instead of "Not registered"); its own "Created version" line on
+    # stderr is left out: the CLI says what was registered.
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(
+            info.model_uri,
+            name,
+            tags={
+                "run_id": run_id,
+                "primary_metric": metric,
+                "primary_value": repr(float(value)),
+                "mode": result.mode,
+                "suitability.version": __version__,
+                PORTABLE_SHA256_TAG: portable_sha256,
+            },
+        )
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     return int(version.version)
 
@@ -813,9 +858,9 @@ def _register(
 
 #: Run params that decide which customers a run trained on and what its labels mean. Two runs
 #: that agree on them split customers into the same groups, so the champion never trained on a
-#: customer in the challenger's test split.
+#: customer in the challenger's test split. How the table was handed in (`--data` builds the
+#: same training table `--features` reads) is not among them.
 _SPLIT_PARAMS = (
-    "mode",
     "split.method",
     "split.seed",
     "split.validation_customer_share",
@@ -897,17 +942,25 @@ def load_test_split(run_id: str) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def _schema_names(loaded: Any) -> list[str]:
+    """The columns a model requires."""
     schema = loaded.metadata.get_input_schema()
-    return list(schema.input_names()) if schema is not None else []
+    return list(schema.required_input_names()) if schema is not None else []
+
+
+def _preprocessor(loaded: Any) -> FlatPreprocessor | None:
+    """The raw-row preprocessor of a flat-table model (None: the model takes features)."""
+    return getattr(loaded.unwrap_python_model(), "preprocessor", None)
 
 
 def _conform(frame: pd.DataFrame, loaded: Any) -> pd.DataFrame:
     """The model's columns of `frame`, with whole numbers cast where the signature wants the
     other numeric type (a CSV's integer column for a `double` feature, and back), which MLflow's
-    enforcement refuses although nothing is lost."""
+    enforcement refuses although nothing is lost. A raw-row model takes the columns as read."""
     schema = loaded.metadata.get_input_schema()
     if schema is None:
         return frame
+    if _preprocessor(loaded) is not None:
+        return frame[[c for c in schema.input_names() if c in frame.columns]]
     out = frame[list(schema.input_names())].copy()
     for spec in schema.inputs:
         column = out[spec.name]
@@ -924,16 +977,26 @@ def _score(
     loaded: Any, frame: pd.DataFrame, labels: Mapping[str, Any], who: str
 ) -> dict[str, float]:
     """Metrics of a loaded pyfunc on `frame` (which holds the label column)."""
-    label = labels["label"]
+    label, target = labels["label"], labels.get("target")
+    preprocessor = _preprocessor(loaded)
+    if preprocessor is not None and target in frame.columns:
+        label = target  # a raw table: its own target column, spelled as in training
     if label not in frame.columns:
-        raise ValueError(f"the table has no label column {label!r} to evaluate {who} against")
+        wanted = f"{label!r}" + (f" (or {target!r})" if target else "")
+        raise ValueError(f"the table has no label column {wanted} to evaluate {who} against")
     missing = [c for c in _schema_names(loaded) if c not in frame.columns]
     if missing:
         shown = ", ".join(missing[:10]) + (
             f" … ({len(missing)} in all)" if len(missing) > 10 else ""
         )
         raise ValueError(f"{who} needs feature columns the table lacks: {shown}")
-    y = label_codes(frame[label], list(labels["classes"]), label)
+    if preprocessor is not None:
+        try:
+            y = preprocessor.target_codes(frame[label].rename(label), source="the table")
+        except FlatTableError as error:
+            raise ValueError(str(error)) from None
+    else:
+        y = label_codes(frame[label], list(labels["classes"]), label)
     try:
         # Only the model's columns: MLflow warns about every extra one (ids, label).
         predictions = loaded.predict(_conform(frame, loaded))
@@ -983,6 +1046,17 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
+def _finite_tree(value: Any) -> Any:
+    """Nested dicts and lists with NaN as None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_tree(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return _finite(float(value))
+    return value
+
+
 def promote(
     name: str, *, force: bool = False, reason: str | None = None, by: str | None = None
 ) -> Promotion:
@@ -990,7 +1064,8 @@ def promote(
     primary metric on the challenger's own test split (both versions score the same rows), or
     unconditionally with `force` (which needs a `reason`). Every decision, promoted or not, is
     recorded as a run in the `suitability-promotions` experiment; a promotion also tags the
-    version and moves the `challenger` alias off it."""
+    version. `challenger` stays on the newest trained version (after a promotion, the same as
+    `champion`), so `NAME@challenger` always names the latest candidate."""
     reason = (reason or "").strip() or None
     if force and reason is None:
         raise ValueError("a forced promotion needs a reason (--reason '...'), for the audit trail")
@@ -1004,7 +1079,10 @@ def promote(
         challenger = aliases[CHALLENGER]
         champion = aliases.get(CHAMPION)
         if champion == challenger:
-            raise ValueError(f"{name} version {challenger} is already the champion")
+            raise ValueError(
+                f"{name}: the challenger, version {challenger}, is already the champion; "
+                "train a new challenger first"
+            )
         run_id = _version(client, name, challenger).run_id
         frame, labels = load_test_split(run_id)
         metric = labels["primary_metric"]
@@ -1046,7 +1124,6 @@ def promote(
         )
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, str(challenger))
-            client.delete_registered_model_alias(name, CHALLENGER)
             tags = {
                 "promoted_at": at,
                 "promoted_by": by,
@@ -1255,10 +1332,13 @@ def _version_of(client: MlflowClient, uri: str) -> ModelVersion:
     return client.get_model_version(name, rest)
 
 
-def evaluate_version(ref: str, frame: pd.DataFrame | None = None) -> dict[str, Any]:
+def evaluate_version(
+    ref: str, frame: pd.DataFrame | None = None, *, raw: bool = False
+) -> dict[str, Any]:
     """Metrics of a registered version (see `resolve_model`) on `frame`, a table with the
     label column and the model's features, or by default on the version's own logged test
-    split."""
+    split. `raw`: `frame` is rows of a user's table as read, for a model trained on such a
+    table (`train --table`)."""
     name, uri = resolve_model(ref)
     client = MlflowClient()
     with _store_errors():
@@ -1267,7 +1347,13 @@ def evaluate_version(ref: str, frame: pd.DataFrame | None = None) -> dict[str, A
         data = "logged test split" if frame is None else "given table"
         table = test if frame is None else frame
         who = f"{name} version {version.version}"
-        metrics = _score(mlflow.pyfunc.load_model(uri), table, labels, who)
+        loaded = mlflow.pyfunc.load_model(uri)
+        if raw and _preprocessor(loaded) is None:
+            raise ValueError(
+                f"{who} was trained on a feature table, not on a user's table (train --table); "
+                "evaluate it with --features"
+            )
+        metrics = _score(loaded, table, labels, who)
     metric = labels["primary_metric"]
     return {
         "name": name,
@@ -1411,7 +1497,11 @@ def dossier_data(ref: str) -> DossierData:
                     continue
                 for file in sorted(Path(local).glob("*.png")):
                     images[f"{folder_name}/{file.name}"] = file.read_bytes()
-            for path in ("evaluation/confusion_matrix.json", "evaluation/calibration_curves.json"):
+            for path in (
+                "evaluation/confusion_matrix.json",
+                "evaluation/calibration_curves.json",
+                CALIBRATION_ARTIFACT,
+            ):
                 value = _artifact_json(run_id, path, folder)
                 if value is not None:
                     artifacts[path] = value

@@ -7,7 +7,8 @@ Every model gets one shape, whatever its kind:
 - binary (churn): one output, the booster's log-odds before calibration (the calibration is a
   monotone map, so it never flips a contribution's direction);
 - multiclass: one output per class;
-- ordinal (risk level): one output per cut, `C2+` = log-odds of P(level ≥ C2), …, `C5+`, plus
+- ordinal (risk level): one output per cut, `C2+` = log-odds of P(level ≥ C2) before the
+  calibration (which weighs the cut scores by w ≥ 0: no direction changes), …, `C5+`, plus
   `level_score`, their sum. Under proportional odds every cut shares one latent score, so the sum
   is that score (times K-1) and ranks customers by risk appetite; its contributions say what
   pushed the category up or down.

@@ -141,6 +141,13 @@ _T: dict[str, tuple[str, str]] = {
         "Confusion matrix (rows: confirmed, columns: predicted)",
     ),
     "calibration": ("校准", "Calibration"),
+    "before_calibration": ("校准前", "Before calibration"),
+    "after": ("校准后", "After"),
+    "ordinal_calibration": (
+        "概率校准（在验证集上拟合的累积 logit 模型）：预测等级不变，只调整各等级的概率",
+        "Probability calibration (a cumulative-logit model fitted on the validation split): "
+        "the predicted levels are unchanged, only the level probabilities",
+    ),
     "slices_section": ("分人群指标与公平性", "Metrics by slice and fairness"),
     "gaps": ("人群间差距（样本≥30的组）", "Gaps between groups (groups of 30 or more)"),
     "group": ("组", "Group"),
@@ -689,6 +696,18 @@ def model_dossier(
                 numeric=[True] * len(classes),
             )
         )
+        calibrated = data.artifacts.get("evaluation/calibration.json")
+        if calibrated:
+            before, after = calibrated["test_before"], calibrated["test_after"]
+            shown = [k for k in ("log_loss", "ece", "brier", "qwk") if k in before and k in after]
+            metric_blocks.append(
+                Table(
+                    columns=[t("metric", lang), t("before_calibration", lang), t("after", lang)],
+                    rows=[[term(k, lang), _fmt(before[k], 4), _fmt(after[k], 4)] for k in shown],
+                    caption=t("ordinal_calibration", lang),
+                    numeric=[False, True, True],
+                )
+            )
         matrix = data.artifacts.get("evaluation/confusion_matrix.json")
         if matrix:
             metric_blocks.append(

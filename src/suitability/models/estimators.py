@@ -14,6 +14,8 @@ from typing import Literal
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
@@ -307,7 +309,19 @@ class OrdinalLGBM:
     """Ordered categories C1 < … < CK as K-1 cumulative binary LightGBMs, P(level > k), each
     with the same monotone constraints, so a feature constrained upwards can only shift the
     whole distribution upwards. The predicted level is the distribution's median, which (unlike
-    the most probable level) keeps that guarantee."""
+    the most probable level) keeps that guarantee.
+
+    `calibration="cumulative_logit"`: a second, small model of the cuts on the validation
+    split, P(level > k) = σ(a_k · score_k + w · scores + θ_k) with a, w ≥ 0 (fitted for minimum
+    log loss, starting from a = 1, w = 0, θ = 0: the uncalibrated model, so it is never worse
+    on validation). It corrects what the cuts, trained apart and on earlier rows, get wrong
+    together (their levels' frequencies in the period the model scores, their confidence);
+    a, w ≥ 0 keep the ordering: a feature that raises the cut scores raises the calibrated
+    distribution. Where that distribution's median would differ from the model's own, it is
+    pulled back toward the model's distribution just far enough to keep the model's median:
+    the predicted levels, the QWK and every decision stay exactly those of the uncalibrated
+    model; only the probabilities change.
+    """
 
     task: Literal["ordinal"] = "ordinal"
 
@@ -320,7 +334,12 @@ class OrdinalLGBM:
         max_rounds: int,
         early_stopping_rounds: int,
         seed: int = 7,
+        calibration: Literal["none", "cumulative_logit"] = "none",
     ) -> None:
+        if calibration not in ("none", "cumulative_logit"):
+            raise ValueError(
+                f"calibration must be 'none' or 'cumulative_logit', not {calibration!r}"
+            )
         self.layout = layout
         self.classes = tuple(classes)
         self.params = dict(params)
@@ -328,7 +347,10 @@ class OrdinalLGBM:
         self.max_rounds = max_rounds
         self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
+        self.calibration = calibration
         self.boosters: list[lgb.Booster] = []
+        # The calibration's own-score slopes a, shared weights w and thresholds θ (per cut).
+        self.calibrator: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -369,18 +391,38 @@ class OrdinalLGBM:
             )
             if progress:
                 progress(k + 1, cuts)
+        self.calibrator = None
+        if self.calibration == "cumulative_logit":
+            scores = self._scores(self.layout.matrix(x_valid))
+            self.calibrator = fit_cumulative_logit(scores, np.asarray(y_valid))
         return self
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.proba_of_matrix(self.layout.matrix(frame))
-
-    def proba_of_matrix(self, x: np.ndarray) -> np.ndarray:
-        """`predict_proba` of a matrix from `layout.matrix` (built once, used twice when a
-        prediction is also explained)."""
-        above = np.column_stack(
-            [predict_booster(b, x, num_iteration=b.best_iteration) for b in self.boosters]
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        """Each cut's raw score (log-odds of P(level > k)), one column per cut."""
+        return np.column_stack(
+            [
+                predict_booster(b, x, raw_score=True, num_iteration=b.best_iteration)
+                for b in self.boosters
+            ]
         )
-        return cumulative_to_proba(above)
+
+    def predict_proba(self, frame: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+        return self.proba_of_matrix(self.layout.matrix(frame), calibrated=calibrated)
+
+    def proba_of_matrix(self, x: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """`predict_proba` of a matrix from `layout.matrix` (built once, used twice when a
+        prediction is also explained). `calibrated=False`: the boosters' own distribution."""
+        calibrator = getattr(self, "calibrator", None)  # (models pickled before it)
+        if calibrator is None or not calibrated:
+            above = np.column_stack(
+                [predict_booster(b, x, num_iteration=b.best_iteration) for b in self.boosters]
+            )
+            return cumulative_to_proba(above)
+        scores = self._scores(x)
+        own = cumulative_to_proba(expit(scores))
+        return with_median_of(
+            cumulative_to_proba(expit(calibrated_scores(scores, *calibrator))), own
+        )
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         proba = self.predict_proba(frame)
@@ -406,10 +448,72 @@ def cumulative_to_proba(above: np.ndarray) -> np.ndarray:
     return upper - lower
 
 
+def calibrated_scores(
+    scores: np.ndarray, slopes: np.ndarray, weights: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
+    """a_k · score_k + w · scores + θ_k for each cut k (one column per cut). w · scores is
+    summed column by column, not by a matrix product: BLAS picks its kernel by the number of
+    rows, so a row could get other bits in a batch than alone."""
+    shared = np.zeros(len(scores))
+    for k, weight in enumerate(weights):
+        shared += scores[:, k] * weight
+    return scores * slopes[None, :] + shared[:, None] + thresholds[None, :]
+
+
+def fit_cumulative_logit(
+    scores: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slopes a ≥ 0, weights w ≥ 0 and thresholds θ of P(level > k) = σ(a_k · score_k +
+    w · scores + θ_k) with the least log loss on (`scores`: one column per cut, level codes
+    `y`), searched from the identity (a = 1, w = 0, θ = 0), which is kept unless beaten."""
+    cuts = scores.shape[1]
+    rows = np.arange(len(y))
+
+    def unpack(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return v[:cuts], v[cuts : 2 * cuts], v[2 * cuts :]
+
+    def log_loss(v: np.ndarray) -> float:
+        proba = cumulative_to_proba(expit(calibrated_scores(scores, *unpack(v))))
+        return float(-np.mean(np.log(np.clip(proba[rows, y], 1e-15, 1.0))))
+
+    start = np.concatenate([np.ones(cuts), np.zeros(cuts), np.zeros(cuts)])
+    bounds = [(0.0, None)] * (2 * cuts) + [(None, None)] * cuts
+    found = minimize(log_loss, start, method="L-BFGS-B", bounds=bounds)
+    return unpack(found.x if found.fun < log_loss(start) else start)
+
+
+def with_median_of(fitted: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """`fitted` level distributions, each pulled toward `own` (a mixture (1-λ)·fitted + λ·own,
+    λ as small as it can be) where needed so that its median level is `own`'s. The cumulative
+    curve is linear in λ, so λ is solved row by row from the two cuts around the median."""
+    level = median_level(own)
+    rows = np.arange(len(own))
+    half = 0.5 - _MEDIAN_SLACK
+    fitted_cum, own_cum = np.cumsum(fitted, axis=1), np.cumsum(own, axis=1)
+    pull = np.zeros(len(own))
+    below = level > 0  # the cut under the median must stay under one half
+    k = np.maximum(level - 1, 0)
+    f, o = fitted_cum[rows, k], own_cum[rows, k]
+    wrong = below & (f >= half)
+    pull[wrong] = (f[wrong] - half) / (f[wrong] - o[wrong])
+    f, o = fitted_cum[rows, level], own_cum[rows, level]  # the median's own cut must reach it
+    wrong = f < half
+    pull[wrong] = np.maximum(pull[wrong], (half - f[wrong]) / (o[wrong] - f[wrong]))
+    pull = np.where(pull > 0, np.minimum(pull * (1 + 1e-9) + 1e-12, 1.0), 0.0)
+    mixed = (1 - pull)[:, None] * fitted + pull[:, None] * own
+    off = median_level(mixed) != level  # (rounding at the boundary: the model's own)
+    mixed[off] = own[off]
+    return mixed
+
+
+#: `median_level` counts a cumulative probability within this of one half as reaching it.
+_MEDIAN_SLACK = 1e-12
+
+
 def median_level(proba: np.ndarray) -> np.ndarray:
     """The smallest level whose cumulative probability reaches one half."""
     cumulative = np.cumsum(proba, axis=1)
-    return np.minimum((cumulative < 0.5 - 1e-12).sum(axis=1), proba.shape[1] - 1)
+    return np.minimum((cumulative < 0.5 - _MEDIAN_SLACK).sum(axis=1), proba.shape[1] - 1)
 
 
 class BinaryLGBM:

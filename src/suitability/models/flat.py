@@ -27,8 +27,10 @@ __all__ = [
     "NEGATIVE_LABELS",
     "NUMERIC_SHARE",
     "POSITIVE_LABELS",
+    "FlatPreprocessor",
     "FlatTable",
     "FlatTableError",
+    "RawColumn",
     "assign_ids_to_splits",
     "prepare_flat_table",
     "read_flat_table",
@@ -95,6 +97,145 @@ class FlatTable:
     text_numbers: list[str]
     dropped: dict[str, str]
     warnings: list[str]
+    preprocessor: FlatPreprocessor
+    raw_example: pd.DataFrame  # a few rows of the used columns as read (the model's input example)
+
+
+@dataclass(frozen=True)
+class RawColumn:
+    """One column of a user's table as the model reads it: how a reader gave it at training
+    (`long`, `double`, `boolean`, `string`, `datetime`), its role, and what it becomes (a number,
+    a category of `categories`, or ignored, with the reason)."""
+
+    name: str
+    read_as: str
+    role: Literal["feature", "target", "id", "time"]
+    use: Literal["number", "category", "ignored"]
+    categories: tuple[str, ...] = ()
+    booleans: bool = False  # text "true"/"false" read as 1/0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FlatPreprocessor:
+    """What `prepare_flat_table` decided about each column of a user's table, applied again to
+    raw rows: the same text-to-number parsing, blanks and missing-value tokens, thousands
+    separators and category vocabularies (a value unseen in training is missing), whatever types
+    the reader gives this time (a CSV column with a blank comes as float, as text from
+    `read_flat_table`). `transform` of the training table is the training feature matrix (a
+    property test checks it). Ids, target, time and dropped columns may be present and are
+    ignored."""
+
+    columns: tuple[RawColumn, ...]
+    task: Literal["binary", "ordinal"]
+    classes: tuple[str, ...]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.columns if c.use != "ignored"]
+
+    def column(self, role: str) -> str | None:
+        return next((c.name for c in self.columns if c.role == role), None)
+
+    def transform(self, frame: pd.DataFrame, source: str = "table") -> pd.DataFrame:
+        """The model's feature matrix of raw rows (index 0..n-1, in their order)."""
+        frame = frame.set_axis([str(name) for name in frame.columns], axis=1)
+        missing = [name for name in self.feature_names if name not in frame.columns]
+        if missing:
+            raise FlatTableError(
+                f"{source}: lacks the column(s) the model was trained on: {_quoted(missing)}"
+            )
+        values: dict[str, pd.Series] = {}
+        for column in self.columns:
+            if column.use == "ignored":
+                continue
+            series = frame[column.name].reset_index(drop=True)
+            if column.use == "number":
+                numbers = _numbers(series, column.booleans)
+                values[column.name] = pd.Series(numbers, name=column.name, dtype=np.float64)
+            elif column.use == "category":
+                values[column.name] = _category(series, column.name, column.categories)
+        return pd.DataFrame(values, index=pd.RangeIndex(len(frame)))
+
+    def target_codes(self, series: pd.Series, source: str = "table") -> np.ndarray:
+        """Label codes of raw target values, spelled as in training (any case; 1/0, yes/no …
+        for a binary target)."""
+        name = str(series.name)
+        codes, uniques = _factorize_text(series.reset_index(drop=True))
+        _refuse_missing(codes, f"target column {name!r}", source)
+        folded = uniques.str.lower()
+        if self.task == "binary":
+            positions = np.where(
+                folded.isin(POSITIVE_LABELS), 1, np.where(folded.isin(NEGATIVE_LABELS), 0, -1)
+            )
+        else:
+            positions = pd.Index([c.lower() for c in self.classes]).get_indexer(folded)
+            numbers = _parse_numbers(uniques)
+            whole = np.isfinite(numbers) & (numbers == np.round(numbers))
+            as_int = pd.Index(np.where(whole, numbers, 0).astype(np.int64).astype(str))
+            by_number = pd.Index(list(self.classes)).get_indexer(as_int)
+            positions = np.where((positions < 0) & whole, by_number, positions)
+        unknown = uniques[positions < 0]
+        if len(unknown):
+            raise FlatTableError(
+                f"{source}: target {name!r} has values the model does not know "
+                f"(classes: {', '.join(self.classes)}): "
+                f"{_quoted([_short(v) for v in unknown[:_SHOW_VALUES]])}"
+            )
+        return np.asarray(positions, dtype=np.int64)[codes]
+
+    def describe(self) -> list[dict[str, object]]:
+        """The columns as plain data (logged with the model)."""
+        return [
+            {
+                "name": c.name,
+                "read_as": c.read_as,
+                "role": c.role,
+                "use": c.use,
+                **({"categories": list(c.categories)} if c.use == "category" else {}),
+                **({"reason": c.reason} if c.reason else {}),
+            }
+            for c in self.columns
+        ]
+
+
+def _read_as(dtype: object) -> str:
+    """How a reader gave a column, in MLflow's type words."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "long"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "string"
+
+
+def _numbers(series: pd.Series, booleans: bool) -> np.ndarray:
+    """A column as float64 the way training read it: numbers as they are (infinite: missing),
+    text parsed ("1,234.5", blanks and missing tokens, typos missing)."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or (
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
+    ):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.where(np.isinf(values), np.nan, values)
+    codes, uniques = _factorize_text(series)
+    numbers = _parse_numbers(uniques)
+    if booleans:
+        folded = uniques.str.lower()
+        numbers = np.where(folded == "true", 1.0, np.where(folded == "false", 0.0, numbers))
+    return np.append(numbers, np.nan)[codes]
+
+
+def _category(series: pd.Series, name: str, categories: Sequence[str]) -> pd.Series:
+    """A column as a categorical of the training vocabulary (unseen values: missing)."""
+    codes, uniques = _factorize_text(series)
+    vocabulary = pd.Index(list(categories), dtype="str")
+    positions = vocabulary.get_indexer(uniques) if len(uniques) else np.zeros(0, np.int64)
+    values = pd.Categorical.from_codes(np.append(positions, -1)[codes], categories=vocabulary)
+    return pd.Series(values, name=name)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -232,18 +373,28 @@ def prepare_flat_table(
     categorical: list[str] = []
     text_numbers: list[str] = []
     dropped: dict[str, str] = {}
+    raw: list[RawColumn] = []
+    roles = {target: "target", id_column: "id", time_column: "time"}
     for name in columns:
-        if name in (target, id_column, time_column):
+        read_as = _read_as(frame[name].dtype)
+        if name in roles:
+            raw.append(RawColumn(name, read_as, roles[name], "ignored"))  # type: ignore[arg-type]
             continue
         column = _feature_column(frame[name], name, max_categories)
         warnings.extend(column.warnings)
         if column.values is None:
             dropped[name] = column.reason
+            raw.append(RawColumn(name, read_as, "feature", "ignored", reason=column.reason))
             continue
         features[name] = column.values
         (numeric if column.kind == "numeric" else categorical).append(name)
         if column.from_text:
             text_numbers.append(name)
+        if column.kind == "numeric":
+            raw.append(RawColumn(name, read_as, "feature", "number", booleans=column.booleans))
+        else:
+            categories = tuple(str(c) for c in column.values.cat.categories)
+            raw.append(RawColumn(name, read_as, "feature", "category", categories))
     if not features:
         reasons = "; ".join(f"{name}: {reason}" for name, reason in dropped.items())
         raise FlatTableError(
@@ -261,6 +412,8 @@ def prepare_flat_table(
         text_numbers=text_numbers,
         dropped=dropped,
         warnings=warnings,
+        preprocessor=FlatPreprocessor(tuple(raw), task, tuple(classes)),
+        raw_example=frame[list(features)].head(5).reset_index(drop=True),
     )
 
 
@@ -415,6 +568,7 @@ class _FeatureColumn:
     reason: str = ""
     from_text: bool = False
     warnings: tuple[str, ...] = ()
+    booleans: bool = False
 
 
 def _feature_column(series: pd.Series, name: str, max_categories: int) -> _FeatureColumn:
@@ -450,7 +604,8 @@ def _text_feature(series: pd.Series, name: str, max_categories: int) -> _Feature
     unique_numbers = _parse_numbers(uniques)
     # A bool column written to CSV comes back as "True"/"False"; read it as the bool it was.
     folded = uniques.str.lower()
-    if folded.isin(["true", "false"]).all():
+    booleans = bool(folded.isin(["true", "false"]).all())
+    if booleans:
         unique_numbers = np.asarray(folded == "true", dtype=np.float64)
     is_number = ~np.isnan(unique_numbers)
     if counts[is_number].sum() >= NUMERIC_SHARE * present:
@@ -463,7 +618,7 @@ def _text_feature(series: pd.Series, name: str, max_categories: int) -> _Feature
                 f"({examples}{more}) and are treated as missing",
             )
         values = np.append(unique_numbers, np.nan)[codes]
-        return _numeric(values, name, from_text=True, warnings=warnings)
+        return _numeric(values, name, from_text=True, warnings=warnings, booleans=booleans)
     looks_like_date = np.asarray(uniques.str.fullmatch(_DATE_SHAPE), dtype=bool)
     if counts[looks_like_date].sum() >= DATE_SHARE * present:
         return _dropped("dates are not used as features; pass --time for a time split")
@@ -488,7 +643,12 @@ def _text_feature(series: pd.Series, name: str, max_categories: int) -> _Feature
 
 
 def _numeric(
-    values: np.ndarray, name: str, *, from_text: bool, warnings: tuple[str, ...]
+    values: np.ndarray,
+    name: str,
+    *,
+    from_text: bool,
+    warnings: tuple[str, ...],
+    booleans: bool = False,
 ) -> _FeatureColumn:
     """A float64 feature, or dropped when it carries no information."""
     present = values[~np.isnan(values)]
@@ -504,6 +664,7 @@ def _numeric(
         kind="numeric",
         from_text=from_text,
         warnings=warnings,
+        booleans=booleans,
     )
 
 

@@ -24,7 +24,11 @@ from sklearn.linear_model import LogisticRegression
 from suitability.models.estimators import BinaryLGBM, FeatureLayout, OrdinalLGBM
 
 #: Bumped whenever model.json or the manifest changes meaning; a loader refuses other versions.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats this code reads: 1 lacks the ordinal model's calibration (it has none).
+READABLE_VERSIONS = (1, 2)
+#: The ordinal calibrator's fitted numbers, one per cut each (`OrdinalLGBM.calibrator`).
+_CALIBRATOR_PARTS = ("slopes", "weights", "thresholds")
 MANIFEST = "manifest.json"
 MODEL_JSON = "model.json"
 _BOOSTER_FILE = re.compile(r"booster_(0|[1-9][0-9]{0,3})\.txt")
@@ -95,7 +99,19 @@ def _describe(model: PortableEstimator, boosters: list[dict[str, Any]]) -> dict[
         "written_with": {"lightgbm": lgb.__version__, "scikit-learn": sklearn.__version__},
     }
     if isinstance(model, OrdinalLGBM):
-        return {**common, "classes": list(model.classes)}
+        calibrator = getattr(model, "calibrator", None)
+        return {
+            **common,
+            "classes": list(model.classes),
+            "calibration": getattr(model, "calibration", "none"),
+            # json writes floats by `repr`: they read back as the same doubles
+            "calibrator": None
+            if calibrator is None
+            else {
+                name: [float(v) for v in values]
+                for name, values in zip(_CALIBRATOR_PARTS, calibrator, strict=True)
+            },
+        }
     return {
         **common,
         "output": model.output,
@@ -258,10 +274,11 @@ def _listed_files(manifest_bytes: bytes, path: Path) -> dict[str, tuple[str, int
     if not isinstance(manifest, dict):
         raise PortableModelError(f"{path}: not a manifest (a JSON object is expected)")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise PortableModelError(
             f"{path}: format version {version!r} is not supported (this code reads "
-            f"{FORMAT_VERSION}); load it with the suitability version that wrote it"
+            f"{', '.join(map(str, READABLE_VERSIONS))}); load it with the suitability version "
+            "that wrote it"
         )
     entries = manifest.get("files")
     if not isinstance(entries, list) or not entries:
@@ -306,10 +323,10 @@ def _model_json(data: bytes, path: Path) -> dict[str, Any]:
         raise PortableModelError(f"{path}: not JSON ({error})") from None
     if not isinstance(described, dict):
         raise PortableModelError(f"{path}: a JSON object is expected")
-    if described.get("format_version") != FORMAT_VERSION:
+    if described.get("format_version") not in READABLE_VERSIONS:
         raise PortableModelError(
             f"{path}: format version {described.get('format_version')!r} is not supported "
-            f"(this code reads {FORMAT_VERSION})"
+            f"(this code reads {', '.join(map(str, READABLE_VERSIONS))})"
         )
     return described
 
@@ -340,8 +357,20 @@ def _rebuild(
                 f"{where / MODEL_JSON}: {len(classes)} classes need {len(classes) - 1} "
                 f"boosters, not {len(boosters)}"
             )
-        ordinal = OrdinalLGBM(layout, classes, **settings)
+        ordinal = OrdinalLGBM(
+            layout, classes, calibration=described.get("calibration", "none"), **settings
+        )
         ordinal.boosters = boosters
+        if ordinal.calibration == "cumulative_logit":
+            fitted = described.get("calibrator") or {}
+            parts = [fitted.get(name) for name in _CALIBRATOR_PARTS]
+            if not all(isinstance(v, list) and len(v) == len(boosters) for v in parts):
+                raise PortableModelError(
+                    f"{where / MODEL_JSON}: the cumulative_logit calibrator needs "
+                    f"{len(boosters)} {', '.join(_CALIBRATOR_PARTS)}"
+                )
+            slopes, weights, thresholds = (np.asarray(v, dtype=np.float64) for v in parts)
+            ordinal.calibrator = (slopes, weights, thresholds)
         return ordinal
     if task == "binary" and kind == BinaryLGBM.__name__:
         if len(boosters) != 1:

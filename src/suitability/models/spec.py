@@ -117,7 +117,9 @@ class ModelSpec(_Spec):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     max_rounds: int = Field(default=5000, gt=0)
     early_stopping_rounds: int = Field(default=100, gt=0)
-    calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+    # On the validation split. Binary: sigmoid (Platt) or isotonic. Ordinal: cumulative_logit,
+    # a monotone ordinal model on the cut scores that keeps every predicted level.
+    calibration: Literal["none", "sigmoid", "isotonic", "cumulative_logit"] = "none"
     split: SplitSpec = Field(default_factory=SplitSpec)
     flat_split: FlatSplitSpec = Field(default_factory=FlatSplitSpec)
     labels: ChurnLabelSpec | None = None
@@ -141,6 +143,15 @@ class ModelSpec(_Spec):
             )
         if self.name == "risk-level" and self.classes and list(self.classes) != list(C_LEVELS):
             raise ValueError(f"risk-level classes must be {list(C_LEVELS)}")
+        allowed = {
+            "ordinal": ("none", "cumulative_logit"),
+            "binary": ("none", "sigmoid", "isotonic"),
+        }
+        if self.calibration not in allowed[self.task]:
+            raise ValueError(
+                f"calibration {self.calibration!r} does not apply to {self.task} models; use "
+                f"{' or '.join(allowed[self.task])}"
+            )
         known = PRIMARY_METRICS[self.task]
         if self.primary_metric not in known:
             raise ValueError(
@@ -228,7 +239,7 @@ class ExperimentConfig(_Spec):
     monotone: dict[str, Literal[-1, 1]] | None = None
     max_rounds: int | None = Field(default=None, gt=0)
     early_stopping_rounds: int | None = Field(default=None, gt=0)
-    calibration: Literal["none", "sigmoid", "isotonic"] | None = None
+    calibration: Literal["none", "sigmoid", "isotonic", "cumulative_logit"] | None = None
     split: SplitSpec | None = None
     flat_split: FlatSplitSpec | None = None
     labels: ChurnLabelSpec | None = None

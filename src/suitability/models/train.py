@@ -22,7 +22,7 @@ from suitability.models.estimators import (
     layout_for,
     median_level,
 )
-from suitability.models.flat import FlatTable, assign_ids_to_splits
+from suitability.models.flat import FlatPreprocessor, FlatTable, assign_ids_to_splits
 from suitability.models.spec import ModelSpec
 from suitability.models.split import Split, split_flat, split_out_of_time
 from suitability.models.training_table import ID_COLUMN, TIME_COLUMN, TRUTH_PREFIX
@@ -58,6 +58,11 @@ class TrainingResult:
     params: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    # Ordinal calibration: its fitted numbers and the test metrics before and after.
+    calibration: dict[str, Any] | None = None
+    # Flat-table mode: how raw rows of the user's table become `model`'s features.
+    preprocessor: FlatPreprocessor | None = None
+    raw_example: pd.DataFrame | None = None
 
     @property
     def primary(self) -> tuple[str, float]:
@@ -256,6 +261,7 @@ def train_on_flat_table(
     )
     result.warnings = warnings + result.warnings
     result.params["flat.dropped_columns"] = len(flat.dropped)
+    result.preprocessor, result.raw_example = flat.preprocessor, flat.raw_example
     return result
 
 
@@ -303,6 +309,7 @@ def _fit_and_evaluate(
             spec.max_rounds,
             spec.early_stopping_rounds,
             spec.split.seed,
+            calibration=spec.calibration,  # type: ignore[arg-type]
         )
     else:
         model = BinaryLGBM(
@@ -332,6 +339,21 @@ def _fit_and_evaluate(
         ),
         "test": evaluate_predictions(predictions["model"], y[test], spec.task, classes),
     }
+    calibration: dict[str, Any] | None = None
+    if isinstance(model, OrdinalLGBM) and model.calibrator is not None:
+        # The same model before its calibration, for the record and the dossier.
+        before = model.predict_proba(x_test, calibrated=False)
+        calibration = {
+            "method": model.calibration,
+            **{
+                name: [float(v) for v in values]
+                for name, values in zip(
+                    ("slopes", "weights", "thresholds"), model.calibrator, strict=True
+                )
+            },
+            "test_before": evaluate_predictions(before, y[test], spec.task, classes),
+            "test_after": scores["test"],
+        }
     seconds["evaluate"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -374,7 +396,7 @@ def _fit_and_evaluate(
         "primary_metric": spec.primary_metric,
         "max_rounds": spec.max_rounds,
         "early_stopping_rounds": spec.early_stopping_rounds,
-        "calibration": spec.calibration if spec.task == "binary" else "none",
+        "calibration": spec.calibration,
         "n_features": len(layout.names),
         "best_iterations": ",".join(str(i) for i in model.best_iterations),
         # Where the boosters were trained: this process, or a Dask cluster's workers.
@@ -402,4 +424,5 @@ def _fit_and_evaluate(
         test_predictions=predictions,
         params=params,
         seconds=seconds,
+        calibration=calibration,
     )
