@@ -134,6 +134,7 @@ def _live(
     other_features: TrainingResult,
 ) -> None:
     steps["first"] = tracking.log_training(good, source=SOURCE)
+    steps["first_digest"] = MlflowClient().get_run(steps["first"].run_id).data.params["digest.full"]
     steps["aliases_after_first"] = _aliases()
     steps["first_promotion"] = tracking.promote("churn-table", by="bob")
     steps["aliases_after_promotion"] = _aliases()
@@ -327,6 +328,11 @@ def test_a_new_version_is_the_challenger(life: dict[str, object]) -> None:
     assert version.tags["mode"] == "table"
     assert float(version.tags["primary_value"]) > 0.75
     assert "Platt" in MlflowClient().get_registered_model(NAME).description
+    # the version's description is a model card: purpose, data digest, metric vs baselines
+    card = version.description
+    assert "trained on a user's table" in card and "用户提供的表" in card
+    assert f"sha256 `{life['first_digest'][:16]}" in card
+    assert "| model | 模型 |" in card and "logistic_regression" in card
     # the logged model links to its registered version (MLflow's UI: not "Not registered")
     logged = MlflowClient().get_logged_model(version.source.removeprefix("models:/"))
     assert json.loads(logged.tags["mlflow.modelVersions"]) == [{"name": NAME, "version": 1}]
@@ -379,6 +385,23 @@ def test_history_lists_every_decision_newest_first(life: dict[str, object]) -> N
     assert history[1]["champion_value"] == pytest.approx(life["kept"].champion_value)
     assert [h["at"] for h in history] == sorted((h["at"] for h in history), reverse=True)
     assert tracking.alias_history(NAME) == history
+    # each decision's run names both versions and holds the compared values as metrics,
+    # linked to the versions' logged models
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(tracking.PROMOTIONS_EXPERIMENT)
+    kept = next(
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.params.get("by") == "carol"
+    )
+    assert kept.data.tags["challenger_model_uri"] == f"models:/{NAME}/2"
+    assert kept.data.tags["champion_model_uri"] == f"models:/{NAME}/1"
+    assert kept.data.tags["champion_run_id"] == life["first"].run_id
+    assert kept.data.metrics["champion_roc_auc"] == pytest.approx(life["kept"].champion_value)
+    linked = client.get_logged_model(
+        client.get_model_version(NAME, "2").source.removeprefix("models:/")
+    )
+    assert any(m.key == "challenger_roc_auc" for m in linked.metrics or [])
 
 
 def test_a_champion_that_cannot_read_the_test_split_asks_for_force(

@@ -483,7 +483,7 @@ def log_training(
             mlflow.log_params(_run_params(result, source))
             mlflow.log_metrics(_run_metrics(result))
             _log_files(result, experiment_config)
-            _log_datasets(result, source)
+            digests = _log_datasets(result, source)
             _log_plots(result)
             _log_test_split(result)
             _log_explanations(result)
@@ -510,6 +510,8 @@ def log_training(
         name, version, model_uri = spec.registered_name, None, info.model_uri
         if register:
             version = _register(client, result, info, run_id, portable_sha256)
+            card = model_card(result, digests["digest.full"], run_id)
+            client.update_model_version(name, str(version), description=card)
             model_uri = f"models:/{name}/{version}"
     return LoggedRun(
         run_id=run_id,
@@ -648,7 +650,7 @@ class _TableDataset(PandasDataset):
             return None
 
 
-def _log_datasets(result: TrainingResult, source: Mapping[str, str]) -> None:
+def _log_datasets(result: TrainingResult, source: Mapping[str, str]) -> dict[str, str]:
     """The whole table and each split as MLflow datasets (lineage in the UI), with a sha256 of
     every row as params `digest.<split>` (MLflow's own digest reads only the first 10,000)."""
     row_hashes = pd.util.hash_pandas_object(result.table, index=False).to_numpy()
@@ -680,6 +682,7 @@ def _log_datasets(result: TrainingResult, source: Mapping[str, str]) -> None:
             _ = dataset.schema
         mlflow.log_input(dataset, context=context)
     mlflow.log_params(digests)
+    return digests
 
 
 def _log_plots(result: TrainingResult) -> None:
@@ -816,6 +819,49 @@ def _specs_or_none() -> Any:
         return load_specs()
     except SpecError:
         return None
+
+
+_TASK_ZH = {"binary": "二分类", "ordinal": "有序分类"}
+
+
+def model_card(result: TrainingResult, digest: str, run_id: str) -> str:
+    """A registered version's description: what the model is for, what it was trained on (the
+    table's digest, rows, split), and its primary metric against its baselines and, on
+    synthetic data, the best possible, in Chinese and English (markdown, as MLflow shows it)."""
+    spec = result.spec
+    metric, value = result.primary
+    rows = {s: len(result.split.rows(s)) for s in ("train", "validation", "test")}
+    compared = [("model", "模型", value)]
+    compared += [
+        (name, name, scores[metric])
+        for name, scores in result.baselines.items()
+        if metric in scores
+    ]
+    if result.best is not None and metric in result.best:
+        compared.append(
+            ("best possible (generator truth)", "理论最优（生成器真值）", result.best[metric])
+        )
+    if result.mode == "table":  # a user's table: the platform model's purpose does not apply
+        purpose = {
+            "zh": f"在用户提供的表上训练的{_TASK_ZH[spec.task]}模型（目标列 "
+            f"{result.label_column}）；不用于在线服务。",
+            "en": f"A {spec.task} model trained on a user's table (target {result.label_column}); "
+            "not served.",
+        }
+    elif spec.dossier is not None:
+        purpose = {"zh": spec.dossier.purpose.zh, "en": spec.dossier.purpose.en}
+    else:
+        purpose = {"zh": spec.description, "en": spec.description}
+    table = "\n".join(f"| {en} | {zh} | {v:.4f} |" for en, zh, v in compared)
+    return (
+        f"**{spec.registered_name}** · run `{run_id}` · suitability {__version__}\n\n"
+        f"{purpose['en']}\n\n{purpose['zh']}\n\n"
+        f"Data 数据: training table sha256 `{digest[:16]}…` ({len(result.table):,} rows 行; "
+        f"train 训练 {rows['train']:,}, validation 验证 {rows['validation']:,}, "
+        f"test 测试 {rows['test']:,}); split 划分 {result.split.boundaries.get('method', '')}, "
+        f"mode 来源 {result.mode}.\n\n"
+        f"| test {metric} | 测试集 {metric} | |\n|---|---|---:|\n{table}\n"
+    )
 
 
 def _register(
@@ -1192,6 +1238,23 @@ def _record(client: MlflowClient, decision: Promotion) -> None:
         "at": decision.at,
     }
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    # The compared values as metrics linked to each version's logged model, and both versions
+    # named by their model URI and training run: the decision's page leads to both.
+    for role, version, value in (
+        ("challenger", decision.challenger_version, decision.challenger_value),
+        ("champion", decision.champion_version, decision.champion_value),
+    ):
+        if version is None:
+            continue
+        registered = client.get_model_version(decision.name, str(version))
+        source = str(registered.source or "")
+        client.set_tag(run.info.run_id, f"{role}_model_uri", f"models:/{decision.name}/{version}")
+        client.set_tag(run.info.run_id, f"{role}_run_id", registered.run_id or "")
+        if value is not None:
+            model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+            client.log_metric(
+                run.info.run_id, f"{role}_{decision.metric}", value, model_id=model_id
+            )
     client.set_terminated(run.info.run_id)
 
 
