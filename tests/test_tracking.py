@@ -333,6 +333,13 @@ def test_a_new_version_is_the_challenger(life: dict[str, object]) -> None:
     assert "trained on a user's table" in card and "用户提供的表" in card
     assert f"sha256 `{life['first_digest'][:16]}" in card
     assert "| model | 模型 |" in card and "logistic_regression" in card
+    # the model's own metrics are linked to its logged model and to their datasets
+    model_id = version.source.removeprefix("models:/")
+    metrics = {m.key: m for m in MlflowClient().get_logged_model(model_id).metrics or []}
+    assert metrics["test_roc_auc"].dataset_name == "churn-test"
+    assert metrics["validation_roc_auc"].dataset_name == "churn-validation"
+    run = MlflowClient().get_run(first.run_id)
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(metrics["test_roc_auc"].value)
     # the logged model links to its registered version (MLflow's UI: not "Not registered")
     logged = MlflowClient().get_logged_model(version.source.removeprefix("models:/"))
     assert json.loads(logged.tags["mlflow.modelVersions"]) == [{"name": NAME, "version": 1}]

@@ -483,7 +483,7 @@ def log_training(
             mlflow.log_params(_run_params(result, source))
             mlflow.log_metrics(_run_metrics(result))
             _log_files(result, experiment_config)
-            digests = _log_datasets(result, source)
+            digests, datasets = _log_datasets(result, source)
             _log_plots(result)
             _log_test_split(result)
             _log_explanations(result)
@@ -507,6 +507,12 @@ def log_training(
                     metadata=metadata,
                 )
             portable_sha256 = _log_portable(result)
+            # The model's own validation and test metrics, linked in MLflow 3 to the logged
+            # model and to the dataset each was measured on (its page lists them).
+            for split in ("validation", "test"):
+                mlflow.log_metrics(
+                    _split_metrics(result, split), model_id=info.model_id, dataset=datasets[split]
+                )
         name, version, model_uri = spec.registered_name, None, info.model_uri
         if register:
             version = _register(client, result, info, run_id, portable_sha256)
@@ -586,10 +592,19 @@ def _run_params(result: TrainingResult, source: Mapping[str, str]) -> dict[str, 
     return {_safe_key(k): str(v)[:_MAX_PARAM_LENGTH] for k, v in params.items()}
 
 
+def _split_metrics(result: TrainingResult, split: str) -> dict[str, float]:
+    """The model's finite metrics on one split, as `<split>_<metric>`."""
+    values = result.metrics.get(split) or {}
+    return {
+        _safe_key(f"{split}_{key}"): float(value)
+        for key, value in values.items()
+        if math.isfinite(float(value))
+    }
+
+
 def _run_metrics(result: TrainingResult) -> dict[str, float]:
+    """Every other metric of the run (the model's own: `_split_metrics`, logged with the model)."""
     groups: list[tuple[str, Mapping[str, float] | None]] = [
-        ("test_", result.metrics.get("test")),
-        ("validation_", result.metrics.get("validation")),
         *((f"baseline_{name}_test_", values) for name, values in result.baselines.items()),
         (f"{BEST_POSSIBLE}_test_", result.best),
         ("ratio_to_best_", result.ratios),
@@ -650,14 +665,16 @@ class _TableDataset(PandasDataset):
             return None
 
 
-def _log_datasets(result: TrainingResult, source: Mapping[str, str]) -> dict[str, str]:
+def _log_datasets(
+    result: TrainingResult, source: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, PandasDataset]]:
     """The whole table and each split as MLflow datasets (lineage in the UI), with a sha256 of
     every row as params `digest.<split>` (MLflow's own digest reads only the first 10,000)."""
     row_hashes = pd.util.hash_pandas_object(result.table, index=False).to_numpy()
     parts = {"full": ("full", np.arange(len(result.table)))}
     for split, context in (("train", "training"), ("validation", "validation"), ("test", "test")):
         parts[split] = (context, result.split.rows(split))
-    digests = {}
+    digests, datasets = {}, {}
     for split, (context, rows) in parts.items():
         frame = result.table if split == "full" else result.table.iloc[rows]
         digest = _digest(result.table.columns, row_hashes[rows])
@@ -681,8 +698,9 @@ def _log_datasets(result: TrainingResult, source: Mapping[str, str]) -> dict[str
             )
             _ = dataset.schema
         mlflow.log_input(dataset, context=context)
+        datasets[split] = dataset
     mlflow.log_params(digests)
-    return digests
+    return digests, datasets
 
 
 def _log_plots(result: TrainingResult) -> None:
