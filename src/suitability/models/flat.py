@@ -215,18 +215,33 @@ def _read_as(dtype: object) -> str:
 def _numbers(series: pd.Series, booleans: bool) -> np.ndarray:
     """A column as float64 the way training read it: numbers as they are (infinite: missing),
     text parsed ("1,234.5", blanks and missing tokens, typos missing)."""
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype) or (
-        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
-    ):
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        return np.where(np.isinf(values), np.nan, values)
+    if _holds_numbers(series.dtype):
+        return _plain_numbers(series)
     codes, uniques = _factorize_text(series)
+    return np.append(_text_numbers(uniques, booleans), np.nan)[codes]
+
+
+def _holds_numbers(dtype: object) -> bool:
+    """A numeric or boolean column (not complex): read as numbers, not text."""
+    return pd.api.types.is_bool_dtype(dtype) or (
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
+    )
+
+
+def _plain_numbers(series: pd.Series) -> np.ndarray:
+    """A numeric column as float64, missing and infinite values as NaN."""
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isinf(values), np.nan, values)
+
+
+def _text_numbers(uniques: pd.Index, booleans: bool) -> np.ndarray:
+    """Each distinct text as a number (NaN when it is none); with `booleans`, "true"/"false"
+    (any case) as 1/0."""
     numbers = _parse_numbers(uniques)
     if booleans:
         folded = uniques.str.lower()
         numbers = np.where(folded == "true", 1.0, np.where(folded == "false", 0.0, numbers))
-    return np.append(numbers, np.nan)[codes]
+    return numbers
 
 
 def _category(series: pd.Series, name: str, categories: Sequence[str]) -> pd.Series:
@@ -580,15 +595,12 @@ def _feature_column(series: pd.Series, name: str, max_categories: int) -> _Featu
         return _dropped("dates are not used as features; pass --time for a time split")
     if pd.api.types.is_timedelta64_dtype(dtype):
         return _dropped("durations are not used as features; convert to a number first")
-    if pd.api.types.is_bool_dtype(dtype) or (
-        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
-    ):
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        infinite = np.isinf(values)
+    if _holds_numbers(dtype):
+        values = _plain_numbers(series)
+        infinite = int((np.isnan(values) & series.notna().to_numpy()).sum())
         warnings: tuple[str, ...] = ()
-        if infinite.any():
-            values = np.where(infinite, np.nan, values)
-            warnings = (f"{name}: {int(infinite.sum())} infinite values are treated as missing",)
+        if infinite:
+            warnings = (f"{name}: {infinite} infinite values are treated as missing",)
         return _numeric(values, name, from_text=False, warnings=warnings)
     return _text_feature(series, name, max_categories)
 
@@ -601,12 +613,10 @@ def _text_feature(series: pd.Series, name: str, max_categories: int) -> _Feature
         return _dropped("entirely missing")
     counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
     present = int(counts.sum())
-    unique_numbers = _parse_numbers(uniques)
     # A bool column written to CSV comes back as "True"/"False"; read it as the bool it was.
     folded = uniques.str.lower()
     booleans = bool(folded.isin(["true", "false"]).all())
-    if booleans:
-        unique_numbers = np.asarray(folded == "true", dtype=np.float64)
+    unique_numbers = _text_numbers(uniques, booleans)
     is_number = ~np.isnan(unique_numbers)
     if counts[is_number].sum() >= NUMERIC_SHARE * present:
         warnings: tuple[str, ...] = ()
