@@ -70,9 +70,14 @@ def _flaml(result: TrainingResult, budget: float, estimators: list[str], seed: i
 
 
 def _bootstrap(
-    result: TrainingResult, methods: dict[str, np.ndarray], draws: int, seed: int
+    result: TrainingResult,
+    methods: dict[str, np.ndarray],
+    draws: int,
+    seed: int,
+    paired: tuple[str, str] = ("ours", "FLAML"),
 ) -> dict[str, dict[str, tuple[float, float]]]:
-    """95 % intervals of each shown metric per method, test customers drawn with replacement."""
+    """95 % intervals of each shown metric per method, test customers drawn with replacement;
+    and of the difference of the `paired` methods on the same draws (`"a − b"`)."""
     test = result.split.rows("test")
     customers = result.table[result.id_column].to_numpy()[test]
     codes, uniques = pd.factorize(customers)
@@ -87,10 +92,9 @@ def _bootstrap(
             got = evaluate_predictions(p[rows], y[rows], result.spec.task, list(result.classes))
             for s in shown:
                 samples[name][s].append(got[s])
-    if "ours" in samples and "FLAML" in samples:  # paired: the same draws for both
-        samples["ours − FLAML"] = {
-            s: list(np.subtract(samples["ours"][s], samples["FLAML"][s])) for s in shown
-        }
+    a, b = paired
+    if a in samples and b in samples:  # paired: the same draws for both
+        samples[f"{a} − {b}"] = {s: list(np.subtract(samples[a][s], samples[b][s])) for s in shown}
     return {
         name: {s: tuple(np.nanpercentile(v, [2.5, 97.5])) for s, v in by.items()}
         for name, by in samples.items()

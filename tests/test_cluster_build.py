@@ -335,8 +335,14 @@ def test_training_on_the_cluster_matches_one_process_within_tolerance(
     # The risk level has a row per review: a larger world, for a test split worth scoring
     data = world if model == "churn" else large_world
     table = build_training_table(spec, data, specs, tmp_path).frame
+    # The early-stopped models (finalising refits on the workers as well, with a draw of its
+    # own on this small world: see the finalising test below).
     spec = spec.model_copy(
-        update={"params": {**spec.params, "learning_rate": 0.2}, "early_stopping_rounds": 20}
+        update={
+            "params": {**spec.params, "learning_rate": 0.2},
+            "early_stopping_rounds": 20,
+            "finalize": False,
+        }
     )
     one = train_on_features(table, spec, specs)
     seeds = [one.metrics["test"][metric]]
@@ -395,3 +401,29 @@ def test_a_worker_lost_while_training_is_one_clear_error(specs, monkeypatch):
                 [f"f{i}" for i in range(5)],
                 [],
             )
+
+
+def test_finalising_on_the_cluster_trains_the_chosen_rounds_on_training_and_validation_rows(
+    client, world, specs, tmp_path
+):
+    """Early stopping on the workers chooses the rounds; the refit on training + validation
+    rows runs on the workers too, with exactly those rounds (no validation set, no stopping)."""
+    from suitability.models.train import train_on_features
+
+    spec = load_model_spec("churn", specs)
+    table = build_training_table(spec, world, specs, tmp_path).frame
+    spec = spec.model_copy(
+        update={
+            "params": {**spec.params, "learning_rate": 0.2},
+            "early_stopping_rounds": 20,
+            "finalize": True,
+        }
+    )
+    final = train_on_features(table, spec, specs, cluster=client)
+    assert final.params["trainer"] == "lightgbm.dask" and final.params["finalize"]
+    booster = final.model.booster
+    chosen = int(final.params["best_iterations"])
+    assert 0 < chosen < spec.max_rounds
+    assert booster.current_iteration() == booster.best_iteration == chosen
+    assert final.early_stopped_test is not None
+    assert final.metrics["test"]["roc_auc"] > 0.6

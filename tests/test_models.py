@@ -411,3 +411,62 @@ def test_minimum_functionality_textbook_conservative_profile_is_c1_or_c2(trained
     features = customer_features(bundle, pd.Timestamp("2026-06-01"), specs)
     level = trained["risk-level"].model.predict_frame(features)["level"].iloc[0]
     assert level in {"C1", "C2"}
+
+
+# --- finalising -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["churn", "risk-level"])
+def test_finalising_trains_again_on_training_and_validation_rows_with_the_chosen_rounds(
+    tables, specs, name
+):
+    """The rounds and the calibrator come from the early-stopped model (its validation metrics
+    are the ones reported); the final boosters have exactly those rounds, on train + validation
+    rows, and the early-stopped model's test metrics are kept for the record."""
+    spec = load_model_spec(name, specs)
+    spec = spec.model_copy(
+        update={"params": {**spec.params, "learning_rate": 0.15}, "early_stopping_rounds": 30}
+    )
+    early = train_on_features(tables[name], spec.model_copy(update={"finalize": False}), specs)
+    final = train_on_features(tables[name], spec.model_copy(update={"finalize": True}), specs)
+    assert final.params["finalize"] and not early.params["finalize"]
+    assert early.early_stopped_test is None
+    assert final.metrics["validation"] == early.metrics["validation"]
+    assert final.early_stopped_test == early.metrics["test"]
+    assert final.params["best_iterations"] == early.params["best_iterations"]
+    rows = len(final.split.rows("train")) + len(final.split.rows("validation"))
+    if name == "churn":
+        pairs = [(early.model.booster, final.model.booster)]
+        assert np.array_equal(early.model.calibrator.coef_, final.model.calibrator.coef_)
+    else:
+        pairs = list(zip(early.model.boosters, final.model.boosters, strict=True))
+        for a, b in zip(early.model.calibrator, final.model.calibrator, strict=True):
+            assert np.array_equal(a, b)
+    for stopped, refit in pairs:
+        assert refit.current_iteration() == refit.best_iteration == stopped.best_iteration
+    if name == "churn":
+        # the same trees as LightGBM trained directly on the training and validation rows
+        import lightgbm as lgb
+
+        from suitability.models.estimators import _booster_params
+
+        model = final.model
+        x = pd.concat([final.rows("train"), final.rows("validation")])
+        y = np.concatenate([final.y[final.split.rows(s)] for s in ("train", "validation")])
+        params = _booster_params(spec.params, spec.monotone, model.layout, spec.split.seed)
+        direct = lgb.train(
+            params,
+            lgb.Dataset(
+                model.layout.matrix(x, np.float32),
+                label=y,
+                params=params,
+                feature_name=list(model.layout.names),
+                categorical_feature=model.layout.categorical_indices,
+            ),
+            num_boost_round=early.model.booster.best_iteration,
+        )
+        assert direct.dump_model()["tree_info"] == model.booster.dump_model()["tree_info"]
+    assert final.metrics["test"] != early.metrics["test"]
+    # the baselines learnt from the same rows as the final model
+    assert final.params["baseline_rows"] == rows
+    assert early.params["baseline_rows"] == len(early.split.rows("train"))

@@ -358,7 +358,13 @@ def churn(specs: Specs) -> TrainingResult:
     frame["churned"] = np.where(frame["churned"], "yes", "no")
     flat = prepare_flat_table(frame, target="churned", id_column="cid", task="binary")
     spec = load_model_spec("churn", specs)
-    spec = spec.model_copy(update={"max_rounds": 40, "params": {**spec.params, **PARAMS}})
+    spec = spec.model_copy(
+        update={
+            "max_rounds": 40,
+            "params": {**spec.params, **PARAMS},
+            "flat_candidates": ["lightgbm"],  # (this linear table would choose the linear one)
+        }
+    )
     return train_on_flat_table(flat, spec, id_column="cid")
 
 

@@ -474,6 +474,27 @@ def features_training_table(
 # --- models ---------------------------------------------------------------------------------------
 
 
+def _print_candidates(result: TrainingResult) -> None:
+    """Flat-table mode: the candidates compared on validation, the chosen one marked."""
+    spec = result.spec
+    keys = [spec.primary_metric, "log_loss"]
+    table = Table(title="candidates, compared on the validation split")
+    table.add_column("candidate", no_wrap=True)
+    for key in keys:
+        table.add_column(key + (" *" if key == spec.primary_metric else ""), justify="right")
+    table.add_column("test " + spec.primary_metric, justify="right")
+    table.add_column("fitted", overflow="fold")
+    for c in result.candidates:
+        name = c["kind"].replace("_", " ") + (" (chosen)" if c["chosen"] else "")
+        table.add_row(
+            name,
+            *(f"{c['validation'].get(k, float('nan')):.4f}" for k in keys),
+            f"{c['test'].get(spec.primary_metric, float('nan')):.4f}",
+            escape(c["detail"]),
+        )
+    console.print(table)
+
+
 def _print_result(result: TrainingResult, logged: LoggedRun | None) -> None:
     """The test metrics of the model beside its baselines and the best possible."""
     spec = result.spec
@@ -498,11 +519,18 @@ def _print_result(result: TrainingResult, logged: LoggedRun | None) -> None:
             row.append(f"{result.ratios.get(key, float('nan')):.3f}")
         table.add_row(*row)
     console.print(table)
+    if result.candidates:
+        _print_candidates(result)
     b = result.split.boundaries
+    fitted = (
+        f"best iterations {result.params['best_iterations']}"
+        if result.params["best_iterations"]
+        else f"C={result.params.get('linear.C', float('nan')):g}"
+    )
+    finalized = "; finalised on train + validation" if result.params.get("finalize") else ""
     console.print(
         f"split: train {b.get('train_rows', 0):,} / validation {b.get('validation_rows', 0):,} / "
-        f"test {b.get('test_rows', 0):,} rows ({b.get('method')}); "
-        f"best iterations {result.params['best_iterations']}"
+        f"test {b.get('test_rows', 0):,} rows ({b.get('method')}); {fitted}{finalized}"
     )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
@@ -550,11 +578,22 @@ def train(
             "repeat are kept in one split).",
         ),
     ] = None,
+    finalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--finalize/--no-finalize",
+            help="After early stopping has chosen the rounds, train again on training + "
+            "validation rows with them (default: the model spec's `finalize`).",
+            show_default=False,
+        ),
+    ] = None,
     experiment: ExperimentOption = None,
     as_json: JsonFlag = False,
     cluster: ClusterOption = None,
 ) -> None:
-    """Train, evaluate against baselines, log to MLflow and register as @challenger."""
+    """Train, evaluate against baselines, log to MLflow and register as @challenger. With
+    --table, LightGBM and a regularised logistic regression are both fitted and the better one
+    on validation is registered."""
     from suitability import tracking
     from suitability.data.storage import locate
     from suitability.models import sources
@@ -577,6 +616,8 @@ def train(
             raise ValueError("--target, --id and --time belong to --table (flat-table mode)")
         specs = load_specs()
         spec = load_model_spec(model.value, specs, experiment=experiment)
+        if finalize is not None:
+            spec = spec.model_copy(update={"finalize": finalize})
         uri = tracking.use_store()
         if data is not None and not locate(data).is_dir():
             raise ValueError(f"--data {data}: no such folder")
@@ -627,6 +668,17 @@ def train(
                     "metrics": _finite(result.metrics["test"]),
                     "validation_metrics": _finite(result.metrics["validation"]),
                     "ratios_to_best": _finite(result.ratios or {}),
+                    "model_kind": result.params["model_kind"],
+                    "finalize": bool(result.params["finalize"]),
+                    "candidates": [
+                        {
+                            "kind": c["kind"],
+                            "chosen": c["chosen"],
+                            "validation_metrics": _finite(c["validation"]),
+                            "test_metrics": _finite(c["test"]),
+                        }
+                        for c in result.candidates
+                    ],
                 }
             )
         )

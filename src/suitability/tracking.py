@@ -59,7 +59,7 @@ from suitability import __version__
 from suitability.explain.assessment import Explainer, ModelRef
 from suitability.models import metrics as m
 from suitability.models import plots
-from suitability.models.estimators import median_level
+from suitability.models.estimators import BinaryLGBM, OrdinalLGBM, median_level
 from suitability.models.flat import FlatPreprocessor, FlatTableError
 from suitability.models.portable import (
     PortableModelError,
@@ -506,13 +506,17 @@ def log_training(
                     pip_requirements=_pip_requirements(),
                     metadata=metadata,
                 )
-            portable_sha256 = _log_portable(result)
+            # A flat-table linear model has no portable form (only LightGBM's is defined):
+            # serving, which must never unpickle, loads the catalogue models' champions only.
+            portable_sha256 = _log_portable(result) if _has_portable_form(result.model) else None
             # The model's own validation and test metrics, linked in MLflow 3 to the logged
             # model and to the dataset each was measured on (its page lists them).
             for split in ("validation", "test"):
                 mlflow.log_metrics(
                     _split_metrics(result, split), model_id=info.model_id, dataset=datasets[split]
                 )
+            if result.runner_up is not None:
+                _log_runner_up(result, signature, example, datasets)
         name, version, model_uri = spec.registered_name, None, info.model_uri
         if register:
             version = _register(client, result, info, run_id, portable_sha256)
@@ -527,6 +531,57 @@ def log_training(
         name=name,
         version=version,
         tracking_uri=masked_url(mlflow.get_tracking_uri()),
+    )
+
+
+def _has_portable_form(model: Any) -> bool:
+    return isinstance(model, OrdinalLGBM | BinaryLGBM)
+
+
+#: The candidates of flat-table training, compared on validation (`train --table`).
+CANDIDATES_ARTIFACT = "evaluation/candidates.json"
+
+
+def _log_runner_up(
+    result: TrainingResult,
+    signature: ModelSignature,
+    example: pd.DataFrame,
+    datasets: Mapping[str, PandasDataset],
+) -> None:
+    """Flat-table mode: the candidate not chosen, logged beside the model (not registered) with
+    its validation and test metrics (`candidate_<kind>_<split>_<metric>`) linked to it, and the
+    comparison as an artifact."""
+    assert result.runner_up is not None
+    other = next(c for c in result.candidates if not c["chosen"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        info = mlflow.pyfunc.log_model(
+            name=f"candidate-{other['kind'].replace('_', '-')}",
+            python_model=SuitabilityModel(result.runner_up, result.preprocessor),
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            metadata={"suitability_version": __version__, "task": result.spec.task},
+        )
+    # Prefixed: the run's own `validation_*` and `test_*` are the registered model's.
+    prefix = f"candidate_{other['kind']}"
+    for split in ("validation", "test"):
+        values = {
+            _safe_key(f"{prefix}_{split}_{key}"): float(value)
+            for key, value in other[split].items()
+            if math.isfinite(float(value))
+        }
+        mlflow.log_metrics(values, model_id=info.model_id, dataset=datasets[split])
+    mlflow.log_dict(
+        {
+            "compared_on": "validation",
+            "primary_metric": result.spec.primary_metric,
+            "candidates": [
+                {**c, "logged_model_id": None if c["chosen"] else info.model_id}
+                for c in _finite_tree(result.candidates)
+            ],
+        },
+        CANDIDATES_ARTIFACT,
     )
 
 
@@ -611,6 +666,8 @@ def _run_metrics(result: TrainingResult) -> dict[str, float]:
     ]
     if result.calibration is not None:  # the same model before its calibration
         groups.append(("uncalibrated_test_", result.calibration["test_before"]))
+    if result.early_stopped_test is not None:  # a finalised model before its refit
+        groups.append(("early_stopped_test_", result.early_stopped_test))
     out: dict[str, float] = {}
     for prefix, values in groups:
         for key, value in (values or {}).items():
@@ -842,6 +899,10 @@ def _specs_or_none() -> Any:
 _TASK_ZH = {"binary": "二分类", "ordinal": "有序分类"}
 
 
+_KIND_EN = {"lightgbm": "LightGBM", "logistic_regression": "regularised logistic regression"}
+_KIND_ZH = {"lightgbm": "LightGBM", "logistic_regression": "正则化逻辑回归"}
+
+
 def model_card(result: TrainingResult, digest: str, run_id: str) -> str:
     """A registered version's description: what the model is for, what it was trained on (the
     table's digest, rows, split), and its primary metric against its baselines and, on
@@ -871,9 +932,24 @@ def model_card(result: TrainingResult, digest: str, run_id: str) -> str:
     else:
         purpose = {"zh": spec.description, "en": spec.description}
     table = "\n".join(f"| {en} | {zh} | {v:.4f} |" for en, zh, v in compared)
+    kind = str(result.params.get("model_kind", "lightgbm"))
+    fitted = {
+        "en": _KIND_EN.get(kind, kind)
+        + (", finalised on train + validation" if result.params.get("finalize") else ""),
+        "zh": _KIND_ZH.get(kind, kind)
+        + ("，以训练集与验证集重新训练" if result.params.get("finalize") else ""),
+    }
+    if len(result.candidates) > 1:
+        fitted["en"] += (
+            " (the better of "
+            + ", ".join(_KIND_EN.get(c["kind"], c["kind"]) for c in result.candidates)
+            + f" on validation {metric})"
+        )
+        fitted["zh"] += f"（验证集 {metric} 较优者）"
     return (
         f"**{spec.registered_name}** · run `{run_id}` · suitability {__version__}\n\n"
         f"{purpose['en']}\n\n{purpose['zh']}\n\n"
+        f"Model 模型: {fitted['en']}; {fitted['zh']}.\n\n"
         f"Data 数据: training table sha256 `{digest[:16]}…` ({len(result.table):,} rows 行; "
         f"train 训练 {rows['train']:,}, validation 验证 {rows['validation']:,}, "
         f"test 测试 {rows['test']:,}); split 划分 {result.split.boundaries.get('method', '')}, "
@@ -883,19 +959,30 @@ def model_card(result: TrainingResult, digest: str, run_id: str) -> str:
 
 
 def _register(
-    client: MlflowClient, result: TrainingResult, info: Any, run_id: str, portable_sha256: str
+    client: MlflowClient,
+    result: TrainingResult,
+    info: Any,
+    run_id: str,
+    portable_sha256: str | None,
 ) -> int:
     """A new version of the spec's registered model, aliased `challenger`, recording the sha256
     its portable form must have when loaded."""
     spec = result.spec
     name = spec.registered_name
+    description = spec.description
+    if result.mode == "table":
+        description = (
+            f"{spec.task.capitalize()} models trained with `suitability train {spec.name} "
+            "--table` on users' tables: LightGBM or a regularised logistic regression, the "
+            "better on validation (each version's description says which). Never served."
+        )
     try:
         client.get_registered_model(name)
-        client.update_registered_model(name, description=spec.description)
+        client.update_registered_model(name, description=description)
     except MlflowException as error:
         if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
             raise
-        client.create_registered_model(name, description=spec.description)
+        client.create_registered_model(name, description=description)
     metric, value = result.primary
     # `mlflow.register_model` also links the logged model to its version (the logged model's
     # page then shows it instead of "Not registered"); its own "Created version" line on
@@ -910,7 +997,8 @@ def _register(
                 "primary_value": repr(float(value)),
                 "mode": result.mode,
                 "suitability.version": __version__,
-                PORTABLE_SHA256_TAG: portable_sha256,
+                "model_kind": str(result.params.get("model_kind", "lightgbm")),
+                **({PORTABLE_SHA256_TAG: portable_sha256} if portable_sha256 else {}),
             },
         )
     client.set_registered_model_alias(name, CHALLENGER, version.version)
@@ -1487,6 +1575,12 @@ def load_portable_estimator(ref: str) -> LoadedModel:
         version = _version_of(client, uri)
         who = f"{name} version {version.version}"
         sha256 = (version.tags or {}).get(PORTABLE_SHA256_TAG)
+        kind = (version.tags or {}).get("model_kind", "lightgbm")
+        if not sha256 and kind != "lightgbm":
+            raise ValueError(
+                f"{who} is a {kind.replace('_', ' ')} trained on a user's table: it has no "
+                "portable form (LightGBM models have); load it with `load_estimator`"
+            )
         if not sha256:
             raise ValueError(
                 f"{who} has no {PORTABLE_SHA256_TAG} tag: it was registered before portable "

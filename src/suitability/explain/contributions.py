@@ -13,6 +13,9 @@ Every model gets one shape, whatever its kind:
   is that score (times K-1) and ranks customers by risk appetite; its contributions say what
   pushed the category up or down.
 
+A flat-table linear candidate (`LinearModel`) has the same outputs (its log-odds, per cut when
+ordinal), explained exactly by shap's `LinearExplainer` and summed per feature.
+
 Additivity holds exactly: base + the sum of contributions = the raw output, row by row.
 """
 
@@ -31,6 +34,7 @@ from suitability.models.estimators import (
     OrdinalLGBM,
     predict_booster,
 )
+from suitability.models.linear import LinearModel
 
 LEVEL_SCORE = "level_score"
 Progress = Callable[[int, int], None]
@@ -95,17 +99,22 @@ def cut_names(classes: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{c}+" for c in classes[1:])
 
 
-def output_names(model: OrdinalLGBM | BinaryLGBM) -> tuple[str, ...]:
-    if isinstance(model, OrdinalLGBM):
+Explained = OrdinalLGBM | BinaryLGBM | LinearModel
+
+
+def output_names(model: Explained) -> tuple[str, ...]:
+    if model.task == "ordinal":
         return (*cut_names(model.classes), LEVEL_SCORE)
     return (model.output,)
 
 
 def explain_matrix(
-    model: OrdinalLGBM | BinaryLGBM, x: np.ndarray, layout: FeatureLayout | None = None
+    model: Explained, x: np.ndarray, layout: FeatureLayout | None = None
 ) -> Contributions:
     """Contributions for a float matrix already in the model's feature order."""
     layout = layout or model.layout
+    if isinstance(model, LinearModel):
+        return _explain_linear(model, layout.frame_of_matrix(x), x)
     if isinstance(model, OrdinalLGBM):
         parts = [booster_contributions(b, x) for b in model.boosters]
         values = np.concatenate([p[0] for p in parts], axis=1)
@@ -121,15 +130,29 @@ def explain_matrix(
     raise TypeError(f"cannot explain a {type(model).__name__}")
 
 
-def explain_frame(model: OrdinalLGBM | BinaryLGBM, frame: pd.DataFrame) -> Contributions:
+def _explain_linear(model: LinearModel, frame: pd.DataFrame, x: np.ndarray) -> Contributions:
+    values, base = model.contributions(frame)
+    names = cut_names(model.classes) if model.task == "ordinal" else (model.output,)
+    explained = Contributions(values, base, model.layout.names, names, x)
+    return explained.with_level_score() if model.task == "ordinal" else explained
+
+
+def explain_frame(model: Explained, frame: pd.DataFrame) -> Contributions:
     """Contributions for a feature frame. Features are looked up by name and categorical
     values coded over the model's recorded vocabulary (`FeatureLayout.matrix`): column order
     and pandas dtypes cannot change the result."""
+    if isinstance(model, LinearModel):
+        return _explain_linear(model, frame, model.layout.matrix(frame))
     return explain_matrix(model, model.layout.matrix(frame))
 
 
-def raw_outputs(model: OrdinalLGBM | BinaryLGBM, frame: pd.DataFrame) -> np.ndarray:
-    """The raw outputs that `explain_frame` decomposes, straight from the boosters (for checks)."""
+def raw_outputs(model: Explained, frame: pd.DataFrame) -> np.ndarray:
+    """The raw outputs that `explain_frame` decomposes, straight from the model (for checks)."""
+    if isinstance(model, LinearModel):
+        scores = model.scores(frame)
+        if model.task == "ordinal":
+            return np.column_stack([scores, scores.sum(axis=1)])
+        return scores
     x = model.layout.matrix(frame)
     if isinstance(model, OrdinalLGBM):
         cuts = np.column_stack(
@@ -147,7 +170,7 @@ def raw_outputs(model: OrdinalLGBM | BinaryLGBM, frame: pd.DataFrame) -> np.ndar
 
 
 def iter_explained(
-    model: OrdinalLGBM | BinaryLGBM,
+    model: Explained,
     batches: Iterator[pd.DataFrame],
     total_rows: int | None = None,
     progress: Progress | None = None,

@@ -67,7 +67,8 @@ def slice_metrics(
                     **_group_metrics(predictions[mask], y[mask], task, classes),
                 }
             )
-    table = pd.DataFrame(rows)
+    # (a user's table may have none of the dimensions: no groups, no gaps)
+    table = pd.DataFrame(rows, columns=None if rows else ["dimension", "group", "n"])
     return SliceReport(groups=table, gaps=_gaps(table))
 
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from suitability.explain.contributions import LEVEL_SCORE, Contributions, explain_frame
 from suitability.explain.reasons import SOURCES
 from suitability.models.estimators import BinaryLGBM, OrdinalLGBM
+from suitability.models.linear import LinearModel
 from suitability.specs import Specs
 
 #: Rows sampled for global explanations: mean |SHAP| is stable to ~1 % well before this.
@@ -42,13 +43,13 @@ class GlobalExplanation:
         }
 
 
-def primary_output(model: OrdinalLGBM | BinaryLGBM) -> str:
+def primary_output(model: OrdinalLGBM | BinaryLGBM | LinearModel) -> str:
     """The single output a global explanation ranks features by."""
-    return LEVEL_SCORE if isinstance(model, OrdinalLGBM) else model.output
+    return LEVEL_SCORE if model.task == "ordinal" else model.output
 
 
 def global_explanation(
-    model: OrdinalLGBM | BinaryLGBM,
+    model: OrdinalLGBM | BinaryLGBM | LinearModel,
     frame: pd.DataFrame,
     specs: Specs | None,
     *,

@@ -590,6 +590,13 @@ def _metric_rows(metrics: Mapping[str, float], names: Sequence[str], lang: Lang)
     return rows
 
 
+#: A flat-table model's kind, as the dossier names it (zh, en).
+_TABLE_KIND = {
+    "lightgbm": ("LightGBM 模型", "LightGBM model"),
+    "logistic_regression": ("正则化逻辑回归模型", "regularised logistic regression"),
+}
+
+
 def model_dossier(
     data: Any,  # tracking.DossierData (typed loosely: this module never imports mlflow)
     spec: ModelSpec,
@@ -608,7 +615,25 @@ def model_dossier(
     sections: list[Section] = []
 
     intro: list[Any] = []
-    if spec.dossier is not None:
+    # A model trained on a user's table (`train --table`) is not the platform model its spec
+    # describes: its own kind and target instead of the spec's purpose, use and limitations.
+    on_table = data.tags.get("suitability.mode") == "table"
+    described = spec.description or data.description
+    if on_table:
+        kind = data.params.get("model_kind", "lightgbm")
+        names = _TABLE_KIND.get(kind, (kind, kind))
+        finalised = data.params.get("finalize") == "True"
+        described = (
+            f"在用户提供的表上训练的{names[0]}（目标列 {labels['label']}）"
+            + ("，以训练集与验证集重新训练" if finalised else "")
+            + "；不用于在线服务。"
+            if lang == "zh"
+            else f"A {names[1]} trained on a user's table (target "
+            f"{labels['label']})"
+            + (", finalised on train + validation" if finalised else "")
+            + "; not served."
+        )
+    if spec.dossier is not None and not on_table:
         intro += [
             KeyValues(
                 [
@@ -627,7 +652,7 @@ def model_dossier(
                 (t("run", lang), ref.run_id or "–"),
                 (t("git", lang), data.tags.get("suitability.git_commit", "–")),
                 ("suitability", data.tags.get("suitability.version", "–")),
-                (term("spec", lang), spec.description or data.description),
+                (term("spec", lang), described),
             ]
         )
     )
@@ -888,7 +913,7 @@ def model_dossier(
             ],
         )
     )
-    if spec.dossier is not None and spec.dossier.limitations:
+    if spec.dossier is not None and spec.dossier.limitations and not on_table:
         sections.append(
             Section(
                 t("limitations", lang),

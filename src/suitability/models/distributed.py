@@ -123,8 +123,8 @@ class ClusterRows:
 def fit_booster_on_cluster(
     rows: ClusterRows,
     y_train: np.ndarray,
-    x_valid: np.ndarray,
-    y_valid: np.ndarray,
+    x_valid: np.ndarray | None,
+    y_valid: np.ndarray | None,
     params: Mapping[str, object],
     max_rounds: int,
     early_stopping_rounds: int,
@@ -133,7 +133,7 @@ def fit_booster_on_cluster(
 ) -> lgb.Booster:
     """One binary LightGBM trained data-parallel on the workers holding `rows`, early-stopped
     on the validation log loss (`SameStopOnEveryWorker`); a plain booster, as `lgb.train`
-    returns it."""
+    returns it. Without a validation set: exactly `max_rounds` trees (a finalised model)."""
     from lightgbm.dask import DaskLGBMClassifier
 
     # Native parameters (the log loss is the metric the callbacks read); lightgbm.dask sets
@@ -159,7 +159,11 @@ def fit_booster_on_cluster(
                 rows.labels(np.asarray(y_train, dtype=np.int8)),
                 feature_name=list(feature_names),
                 categorical_feature=list(categorical),
-                callbacks=stop_on_validation(x_valid, y_valid, early_stopping_rounds),
+                callbacks=(
+                    stop_on_validation(x_valid, y_valid, early_stopping_rounds)
+                    if x_valid is not None and y_valid is not None
+                    else None
+                ),
             )
         except (KilledWorker, FutureCancelledError) as exc:
             # LightGBM's network training needs every worker it started with: no retry.
@@ -168,7 +172,7 @@ def fit_booster_on_cluster(
                 "nothing was logged or registered. Run the command again"
             ) from None
     booster = model.booster_
-    if booster.best_iteration <= 0:  # (stopped by the callback: always set; kept safe)
+    if booster.best_iteration <= 0:  # (no validation set, or kept safe: every tree)
         booster.best_iteration = booster.current_iteration()
     return booster
 

@@ -147,6 +147,22 @@ class FeatureLayout:
             cache[name] = pd.Index(list(self.categories[name]), dtype=object)
         return cache[name]
 
+    def frame_of_matrix(self, x: np.ndarray) -> pd.DataFrame:
+        """The frame a `matrix` came from, as `frame` gives it: categorical codes back to their
+        values (NaN: missing or unknown, None), numbers as float."""
+        out = {}
+        for j, name in enumerate(self.names):
+            if name in self.categories:
+                vocabulary = np.asarray(self.categories[name], dtype=object)
+                codes = x[:, j]
+                known = ~np.isnan(codes)
+                values = np.full(len(x), None, dtype=object)
+                values[known] = vocabulary[codes[known].astype(np.int64)]
+                out[name] = pd.Series(values, dtype=object)  # (not inferred as text: None stays)
+            else:
+                out[name] = x[:, j].astype(np.float64)
+        return pd.DataFrame(out)
+
     @property
     def categorical_indices(self) -> list[int]:
         return [j for j, n in enumerate(self.names) if n in self.categories]
@@ -305,6 +321,51 @@ def _booster_fitter(
     return here
 
 
+def _final_fitter(
+    frames: Sequence[pd.DataFrame],
+    layout: FeatureLayout,
+    params: Mapping[str, object],
+    cluster: object | None = None,
+) -> Callable[[np.ndarray, Mapping[str, object], int], lgb.Booster]:
+    """`fit(y, params, rounds)` -> one binary booster of exactly `rounds` trees on the rows of
+    `frames` together (no early stopping: the rounds were chosen on the validation split), for
+    any number of label sets; binned once here, or spread once over a `cluster`'s workers."""
+    x = np.concatenate([layout.matrix(frame, np.float32) for frame in frames])
+    if cluster is not None:
+        from suitability.models.distributed import ClusterRows, fit_booster_on_cluster
+
+        rows = ClusterRows(cluster, x)
+        del x
+
+        def on_cluster(y: np.ndarray, p: Mapping[str, object], rounds: int) -> lgb.Booster:
+            return fit_booster_on_cluster(
+                rows, y, None, None, p, rounds, 0, layout.names, layout.categorical_indices
+            )
+
+        return on_cluster
+    train = lgb.Dataset(
+        x,
+        label=np.zeros(len(x), dtype=np.int8),
+        params=dict(params),
+        feature_name=list(layout.names),
+        categorical_feature=layout.categorical_indices,
+        free_raw_data=True,
+    ).construct()
+    del x
+
+    def here(y: np.ndarray, p: Mapping[str, object], rounds: int) -> lgb.Booster:
+        train.set_label(y)
+        booster = lgb.train(dict(p), train, num_boost_round=rounds)
+        booster.best_iteration = rounds  # (what predictions and the portable form read)
+        return booster
+
+    return here
+
+
+def _combined(ys: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(y) for y in ys])
+
+
 class OrdinalLGBM:
     """Ordered categories C1 < … < CK as K-1 cumulative binary LightGBMs, P(level > k), each
     with the same monotone constraints, so a feature constrained upwards can only shift the
@@ -395,6 +456,29 @@ class OrdinalLGBM:
         if self.calibration == "cumulative_logit":
             scores = self._scores(self.layout.matrix(x_valid))
             self.calibrator = fit_cumulative_logit(scores, np.asarray(y_valid))
+        return self
+
+    def refit(
+        self,
+        frames: Sequence[pd.DataFrame],
+        ys: Sequence[np.ndarray],
+        progress: Progress | None = None,
+        cluster: object | None = None,
+    ) -> OrdinalLGBM:
+        """Finalise: train each cut again on all of `frames` (training and validation rows)
+        with the rounds its early stopping chose. The calibrator, fitted on the validation
+        scores of the early-stopped cuts (rows they had not seen), is kept."""
+        rounds = [max(1, i) for i in self.best_iterations]
+        first = _booster_params(self.params, self.monotone, self.layout, self.seed)
+        fit = _final_fitter(frames, self.layout, first, cluster)
+        y = _combined(ys)
+        boosters = []
+        for k, n in enumerate(rounds):
+            params = _booster_params(self.params, self.monotone, self.layout, self.seed + k)
+            boosters.append(fit((y > k).astype(np.int8), params, n))
+            if progress:
+                progress(k + 1, len(rounds))
+        self.boosters = boosters
         return self
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -587,6 +671,25 @@ class BinaryLGBM:
             progress(1, 1)
         return self
 
+    def refit(
+        self,
+        frames: Sequence[pd.DataFrame],
+        ys: Sequence[np.ndarray],
+        progress: Progress | None = None,
+        cluster: object | None = None,
+    ) -> BinaryLGBM:
+        """Finalise: train again on all of `frames` (training and validation rows) with the
+        rounds early stopping chose. The calibrator, fitted on the validation scores of the
+        early-stopped booster (rows it had not seen), is kept."""
+        assert self.booster is not None, "fit first"
+        rounds = max(1, self.booster.best_iteration)
+        params = _booster_params(self.params, self.monotone, self.layout, self.seed)
+        fit = _final_fitter(frames, self.layout, params, cluster)
+        self.booster = fit(_combined(ys).astype(np.int8), params, rounds)
+        if progress:
+            progress(1, 1)
+        return self
+
     def _raw(self, x: np.ndarray) -> np.ndarray:
         assert self.booster is not None, "fit first"
         return predict_booster(
@@ -620,45 +723,45 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def linear_columns(layout: FeatureLayout) -> ColumnTransformer:
+    """What a linear model reads of a feature frame (`FeatureLayout.frame`): numbers
+    median-imputed with missing indicators, signed log1p (for skewed amounts) and scaled;
+    categories one-hot (missing as its own category, unknown ones as none). Dense output."""
+    numeric = [n for n in layout.names if n not in layout.categories]
+    categorical = [n for n in layout.names if n in layout.categories]
+    return ColumnTransformer(
+        [
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    FunctionTransformer(_signed_log1p),
+                    StandardScaler(copy=False),
+                ),
+                numeric,
+            ),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="(missing)"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            ),
+        ],
+        sparse_threshold=0.0,
+    )
+
+
 class LogisticBaseline:
-    """(Multinomial) logistic regression on every model feature: median imputation with
-    missing indicators, signed log1p and scaling for the skewed amounts, one-hot categoricals."""
+    """(Multinomial) logistic regression on every model feature, read as `linear_columns`."""
 
     def __init__(self, layout: FeatureLayout, n_classes: int, seed: int = 7) -> None:
         self.layout = layout
         self.n_classes = n_classes
-        numeric = [n for n in layout.names if n not in layout.categories]
-        categorical = [n for n in layout.names if n in layout.categories]
         self.pipeline = Pipeline(
             [
-                (
-                    "columns",
-                    ColumnTransformer(
-                        [
-                            (
-                                "numeric",
-                                make_pipeline(
-                                    SimpleImputer(
-                                        strategy="median",
-                                        add_indicator=True,
-                                        keep_empty_features=True,
-                                    ),
-                                    FunctionTransformer(_signed_log1p),
-                                    StandardScaler(copy=False),
-                                ),
-                                numeric,
-                            ),
-                            (
-                                "categorical",
-                                make_pipeline(
-                                    SimpleImputer(strategy="constant", fill_value="(missing)"),
-                                    OneHotEncoder(handle_unknown="ignore"),
-                                ),
-                                categorical,
-                            ),
-                        ]
-                    ),
-                ),
+                ("columns", linear_columns(layout)),
                 ("model", LogisticRegression(C=0.5, max_iter=2000, random_state=seed)),
             ]
         )

@@ -120,6 +120,14 @@ class ModelSpec(_Spec):
     # On the validation split. Binary: sigmoid (Platt) or isotonic. Ordinal: cumulative_logit,
     # a monotone ordinal model on the cut scores that keeps every predicted level.
     calibration: Literal["none", "sigmoid", "isotonic", "cumulative_logit"] = "none"
+    # After early stopping has chosen the rounds (and the calibrator is fitted on validation),
+    # train the boosters again on training + validation rows with those rounds.
+    finalize: bool = False
+    # Flat-table mode (`train --table`): the models fitted and compared on validation; the
+    # better one is registered, the other logged beside it.
+    flat_candidates: Annotated[
+        list[Literal["lightgbm", "logistic_regression"]], Field(min_length=1, max_length=2)
+    ] = Field(default_factory=lambda: ["lightgbm", "logistic_regression"])
     split: SplitSpec = Field(default_factory=SplitSpec)
     flat_split: FlatSplitSpec = Field(default_factory=FlatSplitSpec)
     labels: ChurnLabelSpec | None = None
@@ -152,6 +160,8 @@ class ModelSpec(_Spec):
                 f"calibration {self.calibration!r} does not apply to {self.task} models; use "
                 f"{' or '.join(allowed[self.task])}"
             )
+        if len(set(self.flat_candidates)) != len(self.flat_candidates):
+            raise ValueError(f"flat_candidates lists a model twice: {self.flat_candidates}")
         known = PRIMARY_METRICS[self.task]
         if self.primary_metric not in known:
             raise ValueError(
@@ -240,6 +250,13 @@ class ExperimentConfig(_Spec):
     max_rounds: int | None = Field(default=None, gt=0)
     early_stopping_rounds: int | None = Field(default=None, gt=0)
     calibration: Literal["none", "sigmoid", "isotonic", "cumulative_logit"] | None = None
+    finalize: bool | None = None
+    flat_candidates: (
+        Annotated[
+            list[Literal["lightgbm", "logistic_regression"]], Field(min_length=1, max_length=2)
+        ]
+        | None
+    ) = None
     split: SplitSpec | None = None
     flat_split: FlatSplitSpec | None = None
     labels: ChurnLabelSpec | None = None
@@ -255,6 +272,8 @@ class ExperimentConfig(_Spec):
             "max_rounds",
             "early_stopping_rounds",
             "calibration",
+            "finalize",
+            "flat_candidates",
         ):
             value = getattr(self, key)
             if value is not None:

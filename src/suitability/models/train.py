@@ -23,13 +23,16 @@ from suitability.models.estimators import (
     median_level,
 )
 from suitability.models.flat import FlatPreprocessor, FlatTable, assign_ids_to_splits
+from suitability.models.linear import LinearModel
 from suitability.models.spec import ModelSpec
 from suitability.models.split import Split, split_flat, split_out_of_time
 from suitability.models.training_table import ID_COLUMN, TIME_COLUMN, TRUTH_PREFIX
 from suitability.specs import Specs
 
 Mode = Literal["data", "features", "table"]
-FittedModel = OrdinalLGBM | BinaryLGBM
+FittedModel = OrdinalLGBM | BinaryLGBM | LinearModel
+#: What `model_kind` records: the LightGBM models, or flat-table mode's linear candidate.
+LIGHTGBM = "lightgbm"
 BEST_POSSIBLE = "best_possible"
 #: Training rows the baselines see when the model trains on a cluster (a seeded sample).
 BASELINE_ROWS = 500_000
@@ -60,6 +63,12 @@ class TrainingResult:
     seconds: dict[str, float] = field(default_factory=dict)
     # Ordinal calibration: its fitted numbers and the test metrics before and after.
     calibration: dict[str, Any] | None = None
+    # Finalised models: the test metrics of the early-stopped model before its refit.
+    early_stopped_test: dict[str, float] | None = None
+    # Flat-table mode: every candidate (kind, chosen, validation and test metrics, detail), the
+    # chosen one first; and the candidate not chosen, logged beside the model.
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    runner_up: FittedModel | None = None
     # Flat-table mode: how raw rows of the user's table become `model`'s features.
     preprocessor: FlatPreprocessor | None = None
     raw_example: pd.DataFrame | None = None
@@ -258,6 +267,7 @@ def train_on_flat_table(
         time_column,
         progress,
         cluster,
+        candidates=True,
     )
     result.warnings = warnings + result.warnings
     result.params["flat.dropped_columns"] = len(flat.dropped)
@@ -291,7 +301,11 @@ def _fit_and_evaluate(
     time_column: str | None,
     progress: Progress | None,
     cluster: object | None = None,
+    *,
+    candidates: bool = False,
 ) -> TrainingResult:
+    """Fit the spec's LightGBM model (and, with `candidates`, the linear one, keeping the better
+    on validation), finalise it when the spec says so, and evaluate it and the baselines."""
     seconds: dict[str, float] = {}
     train, valid, test = (split.rows(s) for s in ("train", "validation", "test"))
     # Only the columns the model and the baselines read are copied into the splits (one copy
@@ -299,46 +313,56 @@ def _fit_and_evaluate(
     read = [*layout.names, *(c for c in ("q_level", "days_since_invest") if c in table.columns)]
     columns = [table.columns.get_loc(c) for c in dict.fromkeys(read)]
     x_train, x_valid, x_test = (table.iloc[rows, columns] for rows in (train, valid, test))
-    model: FittedModel
-    if spec.task == "ordinal":
-        model = OrdinalLGBM(
-            layout,
-            classes,
-            spec.params,
-            spec.monotone,
-            spec.max_rounds,
-            spec.early_stopping_rounds,
-            spec.split.seed,
-            calibration=spec.calibration,  # type: ignore[arg-type]
-        )
-    else:
-        model = BinaryLGBM(
-            layout,
-            spec.params,
-            spec.monotone,
-            spec.max_rounds,
-            spec.early_stopping_rounds,
-            spec.calibration,
-            output=f"p_{spec.name}",
-            seed=spec.split.seed,
-        )
+    kinds = list(spec.flat_candidates) if candidates else [LIGHTGBM]
+    fitted: list[tuple[FittedModel, dict[str, Any]]] = []
     began = time.perf_counter()
     workers = 0
-    if cluster is not None:
+    if cluster is not None and LIGHTGBM in kinds:
         from suitability.cluster import check_workers
 
         workers = check_workers(cluster)
-    model.fit(x_train, y[train], x_valid, y[valid], progress=progress, cluster=cluster)
+    for kind in kinds:
+        model = _candidate(kind, layout, classes, spec)
+        model.fit(x_train, y[train], x_valid, y[valid], progress=progress, cluster=cluster)
+        # Validation metrics are the early-stopped model's: the rows it was stopped on (or
+        # its regularisation chosen on) but not trained on; a finalised model has seen them.
+        validation = evaluate_predictions(
+            model.predict_proba(x_valid), y[valid], spec.task, classes
+        )
+        detail = (
+            f"C={model.C:g}"
+            if isinstance(model, LinearModel)
+            else ",".join(str(i) for i in model.best_iterations) + " rounds"
+        )
+        fitted.append((model, {"kind": kind, "validation": validation, "detail": detail}))
     seconds["fit"] = time.perf_counter() - began
+    # The better on validation by the spec's primary metric, then log loss; ties keep the
+    # order of `flat_candidates` (the sort is stable, reversed or not).
+    fitted.sort(key=lambda pair: _rank(pair[1]["validation"], spec.primary_metric), reverse=True)
+    model, chosen = fitted[0]
+    runner_up = fitted[1][0] if len(fitted) > 1 else None
+    compared = [{**entry, "chosen": i == 0} for i, (_, entry) in enumerate(fitted)]
+    if not candidates:
+        compared = []
+    scores = {"validation": chosen["validation"]}
+    early_stopped: dict[str, float] | None = None
+    if spec.finalize:
+        early_stopped = evaluate_predictions(
+            model.predict_proba(x_test), y[test], spec.task, classes
+        )
+        began = time.perf_counter()
+        model.refit([x_train, x_valid], [y[train], y[valid]], cluster=cluster)
+        seconds["finalize"] = time.perf_counter() - began
 
     began = time.perf_counter()
     predictions = {"model": model.predict_proba(x_test)}
-    scores = {
-        "validation": evaluate_predictions(
-            model.predict_proba(x_valid), y[valid], spec.task, classes
-        ),
-        "test": evaluate_predictions(predictions["model"], y[test], spec.task, classes),
-    }
+    scores["test"] = evaluate_predictions(predictions["model"], y[test], spec.task, classes)
+    for entry, candidate in zip(compared, (model, runner_up), strict=False):
+        entry["test"] = (
+            scores["test"]
+            if candidate is model
+            else evaluate_predictions(candidate.predict_proba(x_test), y[test], spec.task, classes)
+        )
     calibration: dict[str, Any] | None = None
     if isinstance(model, OrdinalLGBM) and model.calibrator is not None:
         # The same model before its calibration, for the record and the dossier.
@@ -366,13 +390,16 @@ def _fit_and_evaluate(
         candidates["questionnaire_band"] = QuestionnaireBandBaseline(k)
     if spec.task == "binary" and "days_since_invest" in table.columns and mode != "table":
         candidates["recency"] = RecencyBaseline()
-    # On a cluster the baselines are fitted here, on at most BASELINE_ROWS training rows (a
-    # seeded sample): they need the rows in one process.
-    x_fit, y_fit = x_train, y[train]  # (no copy unless sampled)
-    if cluster is not None and len(train) > BASELINE_ROWS:
+    # The baselines learn from the rows the model finally learnt from (training, and
+    # validation when finalised). On a cluster they are fitted here, on at most BASELINE_ROWS
+    # of those rows (a seeded sample): they need the rows in one process.
+    x_fit, y_fit = x_train, y[train]  # (no copy unless sampled or finalised)
+    if spec.finalize:
+        x_fit, y_fit = pd.concat([x_train, x_valid]), np.concatenate([y[train], y[valid]])
+    if cluster is not None and len(y_fit) > BASELINE_ROWS:
         rng = np.random.default_rng(spec.split.seed)
-        fit_rows = np.sort(rng.choice(len(train), BASELINE_ROWS, replace=False))
-        x_fit, y_fit = x_train.iloc[fit_rows], y_fit[fit_rows]
+        fit_rows = np.sort(rng.choice(len(y_fit), BASELINE_ROWS, replace=False))
+        x_fit, y_fit = x_fit.iloc[fit_rows], y_fit[fit_rows]
     for name, baseline in candidates.items():
         baseline.fit(x_fit, y_fit)
         p = baseline.predict_proba(x_test)
@@ -397,6 +424,10 @@ def _fit_and_evaluate(
         "max_rounds": spec.max_rounds,
         "early_stopping_rounds": spec.early_stopping_rounds,
         "calibration": spec.calibration,
+        # Finalised: the boosters were trained again on training + validation rows with the
+        # rounds early stopping chose (`best_iterations`).
+        "finalize": spec.finalize,
+        "model_kind": getattr(model, "kind", LIGHTGBM),
         "n_features": len(layout.names),
         "best_iterations": ",".join(str(i) for i in model.best_iterations),
         # Where the boosters were trained: this process, or a Dask cluster's workers.
@@ -405,6 +436,9 @@ def _fit_and_evaluate(
         "baseline_rows": len(y_fit),
         **{f"lgb.{key}": value for key, value in spec.params.items()},
     }
+    for candidate in (model, runner_up):
+        if isinstance(candidate, LinearModel):
+            params["linear.C"] = candidate.C
     return TrainingResult(
         spec=spec,
         mode=mode,
@@ -425,4 +459,44 @@ def _fit_and_evaluate(
         params=params,
         seconds=seconds,
         calibration=calibration,
+        early_stopped_test=early_stopped,
+        candidates=compared,
+        runner_up=runner_up,
     )
+
+
+def _candidate(
+    kind: str, layout: FeatureLayout, classes: list[str], spec: ModelSpec
+) -> FittedModel:
+    """An unfitted model of `kind` (`lightgbm`: the spec's LightGBM; `logistic_regression`)."""
+    if kind == LinearModel.kind:
+        return LinearModel(
+            layout, spec.task, classes=classes, output=f"p_{spec.name}", seed=spec.split.seed
+        )
+    if spec.task == "ordinal":
+        return OrdinalLGBM(
+            layout,
+            classes,
+            spec.params,
+            spec.monotone,
+            spec.max_rounds,
+            spec.early_stopping_rounds,
+            spec.split.seed,
+            calibration=spec.calibration,  # type: ignore[arg-type]
+        )
+    return BinaryLGBM(
+        layout,
+        spec.params,
+        spec.monotone,
+        spec.max_rounds,
+        spec.early_stopping_rounds,
+        spec.calibration,  # type: ignore[arg-type]
+        output=f"p_{spec.name}",
+        seed=spec.split.seed,
+    )
+
+
+def _rank(values: dict[str, float], metric: str) -> tuple[float, float]:
+    """Sort key of a candidate's validation metrics: larger is better."""
+    value = values[metric] if m.greater_is_better(metric) else -values[metric]
+    return (value if value == value else -np.inf, -values["log_loss"])
