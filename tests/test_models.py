@@ -279,9 +279,10 @@ def test_ordinal_calibration_keeps_every_level_and_lowers_the_log_loss(tables, s
     assert calibrated.calibration["test_after"] == calibrated.metrics["test"]
 
 
-def test_the_median_is_kept_with_the_least_pull():
+def test_the_median_is_kept_by_the_nearest_curve():
     """`with_median_of` on random distributions: the median of `own` always, the fitted
-    distribution unchanged where its median already agrees, and elsewhere a mixture."""
+    distribution unchanged where its median already agrees, and elsewhere each cumulative cut
+    moved only as far as the median needs (to one half, or to just under it)."""
     from suitability.models.estimators import with_median_of
 
     rng = np.random.default_rng(3)
@@ -291,20 +292,44 @@ def test_the_median_is_kept_with_the_least_pull():
     agree = median_level(fitted) == median_level(own)
     assert np.array_equal(kept[agree], fitted[agree])
     assert np.allclose(kept.sum(axis=1), 1) and (kept >= 0).all()
-    # the pull is the least that keeps the median: a little less would lose it
-    pull = np.array([_pull_of(k, f, o) for k, f, o in zip(kept, fitted, own, strict=True)])
-    moved = ~agree & (pull < 1)
-    less = (1 - pull[moved] * 0.999)[:, None] * fitted[moved] + (pull[moved] * 0.999)[
-        :, None
-    ] * own[moved]
-    assert (median_level(less) != median_level(own[moved])).all()
+    before, after = np.cumsum(fitted, axis=1), np.cumsum(kept, axis=1)
+    moved = ~np.isclose(before, after, rtol=0, atol=1e-12)
+    # a cut that moved now sits at one half (from above: just under it)
+    assert np.allclose(after[moved], 0.5, atol=1e-9)
+    assert moved[~agree].any(axis=1).all()
 
 
-def _pull_of(kept: np.ndarray, fitted: np.ndarray, own: np.ndarray) -> float:
-    """λ with kept = (1-λ)·fitted + λ·own."""
-    differ = np.abs(own - fitted)
-    k = int(np.argmax(differ))
-    return float((kept[k] - fitted[k]) / (own[k] - fitted[k]))
+def _cumulative_pairs(rng: np.random.Generator, rows: int, k: int) -> tuple[np.ndarray, ...]:
+    """Two cumulative curves per row, the second nowhere above the first (its distribution
+    dominates), as level probabilities."""
+    a = np.sort(rng.random((rows, k - 1)), axis=1)
+    b = np.sort(rng.random((rows, k - 1)), axis=1)
+    # some ties and values at one half, where the clamp's edges are
+    a[rng.random(a.shape) < 0.05] = 0.5
+    low, high = np.minimum(a, b), np.maximum(a, b)
+
+    def proba(c: np.ndarray) -> np.ndarray:
+        n = len(c)
+        return np.column_stack([c, np.ones(n)]) - np.column_stack([np.zeros(n), c])
+
+    return proba(high), proba(low)
+
+
+def test_keeping_the_median_keeps_every_direction():
+    """If the fitted and the model's own distributions both move up (stochastic dominance),
+    the kept distribution moves up too: cut by cut, and so the expected level; the guarantee
+    the monotone constraints give survives the calibration."""
+    from suitability.models.estimators import with_median_of
+
+    rng = np.random.default_rng(11)
+    for k in (2, 3, 5):
+        fitted_low, fitted_high = _cumulative_pairs(rng, 20000, k)
+        own_low, own_high = _cumulative_pairs(rng, 20000, k)
+        low, high = with_median_of(fitted_low, own_low), with_median_of(fitted_high, own_high)
+        assert (np.cumsum(high, axis=1) <= np.cumsum(low, axis=1) + 1e-12).all()
+        levels = np.arange(1, k + 1)
+        assert ((high * levels).sum(axis=1) >= (low * levels).sum(axis=1) - 1e-12).all()
+        assert (median_level(high) >= median_level(low)).all()
 
 
 def test_calibration_must_suit_the_task(specs):

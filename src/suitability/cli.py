@@ -483,7 +483,7 @@ def _print_candidates(result: TrainingResult) -> None:
     for key in keys:
         table.add_column(key + (" *" if key == spec.primary_metric else ""), justify="right")
     table.add_column("test " + spec.primary_metric, justify="right")
-    table.add_column("fitted", overflow="fold")
+    table.add_column("fitted", no_wrap=True)
     for c in result.candidates:
         name = c["kind"].replace("_", " ") + (" (chosen)" if c["chosen"] else "")
         table.add_row(

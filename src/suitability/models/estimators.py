@@ -378,10 +378,10 @@ class OrdinalLGBM:
     on validation). It corrects what the cuts, trained apart and on earlier rows, get wrong
     together (their levels' frequencies in the period the model scores, their confidence);
     a, w ≥ 0 keep the ordering: a feature that raises the cut scores raises the calibrated
-    distribution. Where that distribution's median would differ from the model's own, it is
-    pulled back toward the model's distribution just far enough to keep the model's median:
-    the predicted levels, the QWK and every decision stay exactly those of the uncalibrated
-    model; only the probabilities change.
+    distribution. Where that distribution's median would differ from the model's own, its
+    cumulative curve is clamped at one half around the model's median (`with_median_of`, which
+    is monotone too): the predicted levels, the QWK and every decision stay exactly those of the
+    uncalibrated model; only the probabilities change.
     """
 
     task: Literal["ordinal"] = "ordinal"
@@ -567,31 +567,30 @@ def fit_cumulative_logit(
 
 
 def with_median_of(fitted: np.ndarray, own: np.ndarray) -> np.ndarray:
-    """`fitted` level distributions, each pulled toward `own` (a mixture (1-λ)·fitted + λ·own,
-    λ as small as it can be) where needed so that its median level is `own`'s. The cumulative
-    curve is linear in λ, so λ is solved row by row from the two cuts around the median."""
+    """`fitted` level distributions given the median level of `own`: where the two medians
+    differ, the cumulative curve of `fitted` is clamped at one half around `own`'s median (the
+    cuts below it lowered to just under one half, the cut at it and above raised to at least
+    one half), the nearest curve with that median (no cut moves further than it must); rows
+    whose medians agree are returned as they are. It is monotone: when `fitted` and `own` both
+    move up (each cumulative curve no higher than before), so does the result, so a monotone
+    constraint still holds for the whole distribution and the expected level."""
     level = median_level(own)
-    rows = np.arange(len(own))
-    half = 0.5 - _MEDIAN_SLACK
-    fitted_cum, own_cum = np.cumsum(fitted, axis=1), np.cumsum(own, axis=1)
-    pull = np.zeros(len(own))
-    below = level > 0  # the cut under the median must stay under one half
-    k = np.maximum(level - 1, 0)
-    f, o = fitted_cum[rows, k], own_cum[rows, k]
-    wrong = below & (f >= half)
-    pull[wrong] = (f[wrong] - half) / (f[wrong] - o[wrong])
-    f, o = fitted_cum[rows, level], own_cum[rows, level]  # the median's own cut must reach it
-    wrong = f < half
-    pull[wrong] = np.maximum(pull[wrong], (half - f[wrong]) / (o[wrong] - f[wrong]))
-    pull = np.where(pull > 0, np.minimum(pull * (1 + 1e-9) + 1e-12, 1.0), 0.0)
-    mixed = (1 - pull)[:, None] * fitted + pull[:, None] * own
-    off = median_level(mixed) != level  # (rounding at the boundary: the model's own)
-    mixed[off] = own[off]
-    return mixed
+    cumulative = np.cumsum(fitted, axis=1)[:, :-1]
+    below = np.arange(cumulative.shape[1])[None, :] < level[:, None]
+    clamped = np.where(below, np.minimum(cumulative, _BELOW_HALF), np.maximum(cumulative, 0.5))
+    out = np.array(fitted, dtype=np.float64, copy=True)
+    moved = (clamped != cumulative).any(axis=1)
+    n = int(moved.sum())
+    out[moved] = np.column_stack([clamped[moved], np.ones(n)]) - np.column_stack(
+        [np.zeros(n), clamped[moved]]
+    )
+    return out
 
 
 #: `median_level` counts a cumulative probability within this of one half as reaching it.
 _MEDIAN_SLACK = 1e-12
+#: Where `with_median_of` puts a cut that must stay under one half.
+_BELOW_HALF = 0.5 - 2 * _MEDIAN_SLACK
 
 
 def median_level(proba: np.ndarray) -> np.ndarray:

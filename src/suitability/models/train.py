@@ -423,7 +423,7 @@ def _fit_and_evaluate(
         "primary_metric": spec.primary_metric,
         "max_rounds": spec.max_rounds,
         "early_stopping_rounds": spec.early_stopping_rounds,
-        "calibration": spec.calibration,
+        "calibration": model.calibration,  # (a linear model: none)
         # Finalised: the boosters were trained again on training + validation rows with the
         # rounds early stopping chose (`best_iterations`).
         "finalize": spec.finalize,
