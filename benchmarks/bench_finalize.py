@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench_peers import SHOWN, TABLES, _bootstrap
+from bench_peers import table as print_table
 from suitability.models.spec import load_model_spec
 from suitability.models.train import BEST_POSSIBLE, evaluate_predictions, train_on_features
 from suitability.specs import load_specs
@@ -61,31 +62,17 @@ def main() -> None:
         }
         pair = ("finalised", "early-stopped")
         intervals = _bootstrap(result, methods, args.bootstrap, spec.split.seed, paired=pair)
-        shown = SHOWN[name]
-        difference = f"{pair[0]} − {pair[1]}"
-        scores[difference] = {s: scores[pair[0]][s] - scores[pair[1]][s] for s in shown}
         b = result.split.boundaries
         print(
             f"\n{name}: {len(table):,} rows (train {b['train_rows']:,}, validation "
             f"{b['validation_rows']:,}, test {len(test):,}); seconds: early-stopped "
             f"{seconds['early-stopped']:.0f}, finalised {seconds['finalised']:.0f}\n"
         )
-        print("| model | " + " | ".join(f"{s} (95 % interval)" for s in shown) + " |")
-        print("|---|" + "---:|" * len(shown))
-        for k in intervals:
-            sign = "+" if k == difference else ""
-            cells = [
-                f"{scores[k][s]:{sign}.4f} ({intervals[k][s][0]:.4f} … {intervals[k][s][1]:.4f})"
-                for s in shown
-            ]
-            print(f"| {k} | " + " | ".join(cells) + " |")
-        print()
         report[name] = {
             "rows": len(table),
             "test_rows": len(test),
             "seconds": seconds,
-            "metrics": {k: {s: scores[k][s] for s in shown} for k in scores},
-            "intervals": {k: {s: list(v) for s, v in by.items()} for k, by in intervals.items()},
+            **print_table(scores, intervals, SHOWN[name], pair, "model"),
         }
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")

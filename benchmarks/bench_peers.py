@@ -101,6 +101,34 @@ def _bootstrap(
     }
 
 
+def table(
+    scores: dict[str, dict[str, float]],
+    intervals: dict[str, dict[str, tuple[float, float]]],
+    shown: tuple[str, ...],
+    paired: tuple[str, str],
+    first: str,
+) -> dict[str, object]:
+    """Print the metrics with their intervals as a markdown table, the difference of the
+    `paired` methods last (signed), and return them for the JSON record."""
+    a, b = paired
+    difference = f"{a} − {b}"
+    scores[difference] = {s: scores[a][s] - scores[b][s] for s in shown}
+    print(f"| {first} | " + " | ".join(f"{s} (95 % interval)" for s in shown) + " |")
+    print("|---|" + "---:|" * len(shown))
+    for k in intervals:
+        sign = "+" if k == difference else ""
+        cells = [
+            f"{scores[k][s]:{sign}.4f} ({intervals[k][s][0]:.4f} … {intervals[k][s][1]:.4f})"
+            for s in shown
+        ]
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    print()
+    return {
+        "metrics": {k: {s: scores[k][s] for s in shown} for k in scores},
+        "intervals": {k: {s: list(v) for s, v in by.items()} for k, by in intervals.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=Path, default=Path("demo-out"))
@@ -137,26 +165,11 @@ def main() -> None:
             f"\n{name}: {len(test):,} test rows, {customers:,} customers; seconds: ours "
             f"{ours_s:.0f}, FLAML {flaml_s:.0f}\n"
         )
-        print("| method | " + " | ".join(f"{s} (95 % interval)" for s in shown) + " |")
-        print("|---|" + "---:|" * len(shown))
-        scores["ours − FLAML"] = {s: scores["ours"][s] - scores["FLAML"][s] for s in shown}
-        for k in intervals:
-            cells = [
-                f"{scores[k][s]:+.4f}" if k == "ours − FLAML" else f"{scores[k][s]:.4f}"
-                for s in shown
-            ]
-            cells = [
-                f"{c} ({intervals[k][s][0]:.4f} … {intervals[k][s][1]:.4f})"
-                for c, s in zip(cells, shown, strict=True)
-            ]
-            print(f"| {k} | " + " | ".join(cells) + " |")
-        print()
         report[name] = {
             "test_rows": len(test),
             "customers": int(customers),
             "seconds": {"ours": ours_s, "FLAML": flaml_s},
-            "metrics": {k: {s: scores[k][s] for s in shown} for k in scores},
-            "intervals": {k: {s: list(v) for s, v in by.items()} for k, by in intervals.items()},
+            **table(scores, intervals, shown, ("ours", "FLAML"), "method"),
         }
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
