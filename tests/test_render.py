@@ -431,3 +431,28 @@ def test_a_failed_write_leaves_no_temp_file(
         write_report(_tiny_doc(), old)
     assert old.read_text(encoding="utf-8") == "old report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_text_parts_are_joined_as_sentences(lang):
+    """A flagged mismatch and its action read as two sentences, not "…flagged) Re-assess…"."""
+    from types import SimpleNamespace
+
+    from suitability.explain.reports import _mismatch_text, sentences
+    from suitability.models.rules import Mismatch
+
+    mismatch = Mismatch(
+        direction="overstated",
+        stated="C3",
+        predicted="C2",
+        confidence=0.88,
+        flagged=True,
+        levels_apart=1,
+    )
+    text = _mismatch_text(SimpleNamespace(mismatch=mismatch), lang)
+    if lang == "en":
+        assert "flagged). Re-assess before" in text and text.endswith(".")
+    else:
+        assert "已标记）。在匹配" in text and text.endswith("。")
+    assert sentences(["One", "Two.", " ", "Three?"], "en") == "One. Two. Three?"
+    assert sentences(["一", "二。"], "zh") == "一。二。"

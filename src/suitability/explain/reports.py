@@ -402,8 +402,19 @@ def _mismatch_text(case: CustomerCase, lang: Lang) -> str:
     if lang == "en":
         text = f"{t(m.direction, lang)} ({t('confidence', lang)} {m.confidence:.0%}, {flag})"
     if m.flagged:
-        text += " " + t(f"action_{m.direction}", lang)
+        return sentences([text, t(f"action_{m.direction}", lang)], lang)
     return text
+
+
+def sentences(parts: Sequence[str], lang: Lang) -> str:
+    """Text parts as sentences: each ended with a full stop unless it ends with one already
+    (。！？ in Chinese, . ! ? in English), joined as each language writes them."""
+    stops, stop, space = ("。！？", "。", "") if lang == "zh" else (".!?", ".", " ")
+    done = []
+    for part in (p.strip() for p in parts):
+        if part:
+            done.append(part if part[-1] in stops else part + stop)
+    return space.join(done)
 
 
 def decision_report(case: CustomerCase, lang: Lang) -> Document:
