@@ -456,3 +456,27 @@ def test_text_parts_are_joined_as_sentences(lang):
         assert "已标记）。在匹配" in text and text.endswith("。")
     assert sentences(["One", "Two.", " ", "Three?"], "en") == "One. Two. Three?"
     assert sentences(["一", "二。"], "zh") == "一。二。"
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_chart_labels_keep_long_descriptions_apart(lang):
+    """Two descriptions that differ only at their end (the 1095-day and the 365-day window)
+    keep whole, numbered labels as the reason table numbers them, not one cut label."""
+    from suitability.explain.reports import bar_labels
+
+    if lang == "en":
+        texts = [
+            "Number of investments in the last 1095 days (all products, any channel)",
+            "Number of investments in the last 365 days (all products, any channel)",
+        ]
+    else:
+        texts = [
+            "过去1095天内的投资次数（全部产品、全部渠道）",
+            "过去365天内的投资次数（全部产品、全部渠道）",
+        ]
+    labels = bar_labels(texts, lang)
+    assert len(set(labels)) == 2
+    for i, (label, text) in enumerate(zip(labels, texts, strict=True), 1):
+        flat = label.replace("\n", "" if lang == "zh" else " ")
+        assert flat == f"{i}. {text}" and "…" not in label
+        assert max(len(line) for line in label.splitlines()) <= (16 if lang == "zh" else 34)
