@@ -237,7 +237,7 @@ def test_html_is_one_self_contained_page(zh_doc: Document) -> None:
     assert "<script" not in html.lower()
     assert not [attrs for _, attrs in tags if "href" in attrs]
     sources = [attrs["src"] for _, attrs in tags if "src" in attrs]
-    assert len(sources) == 1
+    assert len(sources) == 1  # (the font is a data URI in the style sheet, checked below)
     for source in sources:
         assert source is not None and source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1]).startswith(PNG_MAGIC)
@@ -480,3 +480,25 @@ def test_chart_labels_keep_long_descriptions_apart(lang):
         flat = label.replace("\n", "" if lang == "zh" else " ")
         assert flat == f"{i}. {text}" and "…" not in label
         assert max(len(line) for line in label.splitlines()) <= (16 if lang == "zh" else 34)
+
+
+def test_html_embeds_a_font_with_every_character_it_shows(zh_doc: Document) -> None:
+    """The page carries Noto Sans SC as a WOFF data URI in its style sheet, subset to its own
+    characters: every character of the page's text has a glyph in it, so Chinese renders on a
+    machine without CJK fonts; and the subset is small against the 8 MB font."""
+    from fontTools.ttLib import TTFont
+
+    from suitability.explain.render import _page_text
+
+    html = render_html(zh_doc)
+    found = re.search(r'url\("data:font/woff;base64,([A-Za-z0-9+/=]+)"\) format\("woff"\)', html)
+    assert found, "no embedded font"
+    data = base64.b64decode(found.group(1))
+    assert data[:4] == b"wOFF" and len(data) < 400_000
+    font = TTFont(BytesIO(data))
+    covered = set(font.getBestCmap())
+    shown = {c for c in _page_text(html) if not c.isspace() and ord(c) >= 0x20}
+    missing = sorted(c for c in shown if ord(c) not in covered)
+    assert not missing, missing[:20]
+    assert any(ord(c) > 0x2E80 for c in shown)  # there is Chinese to cover
+    assert 'font-family: "Suitability Noto Sans SC"' in html
