@@ -202,7 +202,7 @@ def test_model_dossier_has_slices_fairness_explanations_and_history(store, tmp_p
         "Planted-driver check",
         "Alias history",
         "Limitations",
-        "SR-2026.1",
+        "SR-2026.2",
         "data:image/png;base64,",
     ):
         assert needle in html, needle
@@ -304,3 +304,25 @@ def test_user_mistakes_get_messages_not_tracebacks(store, demo, tmp_path):
         ["report", "model", "nothing", "--out", str(tmp_path / "x.pdf")], 2, "no registered model"
     )
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_arguments_are_checked_before_the_models_load(demo, tmp_path, monkeypatch):
+    """A wrong customer, as-of time, product or output path fails on its own message even with
+    an empty model store: nothing waits for models to load before saying the argument is wrong."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    data = str(demo / "data")
+    customer = ["--data", data, "--customer", "C0000001"]
+    _fails(["explain", "--data", data, "--customer", "NOPE"], 2, "'NOPE' is not in")
+    _fails(["explain", *customer, "--as-of", "2026-13-45"], 2, "--as-of '2026-13-45'")
+    _fails(["explain", *customer, "--as-of", "yesterday"], 2, "--as-of 'yesterday'")
+    _fails(["explain", *customer, "--as-of", "2026-03-01T09:30+08:00"], 2, "time zone")
+    _fails(["explain", *customer, "--as-of", "1990-01-01"], 2, "before the customer registered")
+    decision = ["report", "decision", *customer, "--product", "P00001"]
+    _fails([*decision, "--product", "P99999", "--out", str(tmp_path / "r.html")], 2, "P99999")
+    _fails([*decision, "--out", str(tmp_path)], 2, "is a folder")
+    (tmp_path / "file").write_text("x")
+    _fails([*decision, "--out", str(tmp_path / "file" / "r.html")], 2, "cannot write in")
+    _fails(["report", "model", "churn", "--out", str(tmp_path)], 2, "is a folder")
+    # with valid arguments the models are what is missing
+    _fails([*decision, "--out", str(tmp_path / "r.html")], 2, "no registered model")
+    assert not (tmp_path / "r.html").exists()

@@ -237,7 +237,7 @@ def test_html_is_one_self_contained_page(zh_doc: Document) -> None:
     assert "<script" not in html.lower()
     assert not [attrs for _, attrs in tags if "href" in attrs]
     sources = [attrs["src"] for _, attrs in tags if "src" in attrs]
-    assert len(sources) == 1
+    assert len(sources) == 1  # (the font is a data URI in the style sheet, checked below)
     for source in sources:
         assert source is not None and source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1]).startswith(PNG_MAGIC)
@@ -431,3 +431,74 @@ def test_a_failed_write_leaves_no_temp_file(
         write_report(_tiny_doc(), old)
     assert old.read_text(encoding="utf-8") == "old report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_text_parts_are_joined_as_sentences(lang):
+    """A flagged mismatch and its action read as two sentences, not "…flagged) Re-assess…"."""
+    from types import SimpleNamespace
+
+    from suitability.explain.reports import _mismatch_text, sentences
+    from suitability.models.rules import Mismatch
+
+    mismatch = Mismatch(
+        direction="overstated",
+        stated="C3",
+        predicted="C2",
+        confidence=0.88,
+        flagged=True,
+        levels_apart=1,
+    )
+    text = _mismatch_text(SimpleNamespace(mismatch=mismatch), lang)
+    if lang == "en":
+        assert "flagged). Re-assess before" in text and text.endswith(".")
+    else:
+        assert "已标记）。在匹配" in text and text.endswith("。")
+    assert sentences(["One", "Two.", " ", "Three?"], "en") == "One. Two. Three?"
+    assert sentences(["一", "二。"], "zh") == "一。二。"
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_chart_labels_keep_long_descriptions_apart(lang):
+    """Two descriptions that differ only at their end (the 1095-day and the 365-day window)
+    keep whole, numbered labels as the reason table numbers them, not one cut label."""
+    from suitability.explain.reports import bar_labels
+
+    if lang == "en":
+        texts = [
+            "Number of investments in the last 1095 days (all products, any channel)",
+            "Number of investments in the last 365 days (all products, any channel)",
+        ]
+    else:
+        texts = [
+            "过去1095天内的投资次数（全部产品、全部渠道）",
+            "过去365天内的投资次数（全部产品、全部渠道）",
+        ]
+    labels = bar_labels(texts, lang)
+    assert len(set(labels)) == 2
+    for i, (label, text) in enumerate(zip(labels, texts, strict=True), 1):
+        flat = label.replace("\n", "" if lang == "zh" else " ")
+        assert flat == f"{i}. {text}" and "…" not in label
+        assert max(len(line) for line in label.splitlines()) <= (16 if lang == "zh" else 34)
+
+
+def test_html_embeds_a_font_with_every_character_it_shows(zh_doc: Document) -> None:
+    """The page carries Noto Sans SC as a WOFF data URI in its style sheet, subset to its own
+    characters: every character of the page's text has a glyph in it, so Chinese renders on a
+    machine without CJK fonts; and the subset is small against the 8 MB font."""
+    from fontTools.ttLib import TTFont
+
+    from suitability.explain.render import _page_text
+
+    html = render_html(zh_doc)
+    found = re.search(r'url\("data:font/woff;base64,([A-Za-z0-9+/=]+)"\) format\("woff"\)', html)
+    assert found, "no embedded font"
+    data = base64.b64decode(found.group(1))
+    assert data[:4] == b"wOFF" and len(data) < 400_000
+    font = TTFont(BytesIO(data))
+    covered = set(font.getBestCmap())
+    shown = {c for c in _page_text(html) if not c.isspace() and ord(c) >= 0x20}
+    missing = sorted(c for c in shown if ord(c) not in covered)
+    assert not missing, missing[:20]
+    assert any(ord(c) > 0x2E80 for c in shown)  # there is Chinese to cover
+    assert 'font-family: "Suitability Noto Sans SC"' in html

@@ -98,7 +98,7 @@ def _matrix_cases() -> list[tuple[str, str, str, str, bool]]:
 def test_matching_matrix(rules, stated, product, by, expected, confirm):
     d = decide(make(stated_level=stated, product_risk=product, initiated_by=by), rules)
     assert (d.decision, d.confirmation_required) == (expected, confirm)
-    assert d.rule_version == rules.version == "SR-2026.1"
+    assert d.rule_version == rules.version == "SR-2026.2"
     assert len(d.reasons) == 1
     special = "special_risk_warning" in codes(d.warnings)
     assert special == confirm
@@ -235,7 +235,17 @@ WEAKLY_OVERSTATED = probs(C2=0.5, C4=0.5)  # P(< C4) = 0.5: below min_confidence
         ("R4", "platform", OVERSTATED, "reassess", "overstated_above_predicted", False),
         ("R2", "platform", OVERSTATED, "allow", "within_category", True),
         ("R1", "investor", OVERSTATED, "allow", "within_category", True),
-        ("R5", "investor", OVERSTATED, "allow_with_warning", "investor_above_category", True),
+        # above the stated category too: re-assessed, not allowed with a warning (SR-2026.2)
+        ("R5", "investor", OVERSTATED, "reassess", "overstated_above_predicted", False),
+        ("R5", "platform", OVERSTATED, "deny", "platform_above_category", True),
+        (
+            "R5",
+            "investor",
+            WEAKLY_OVERSTATED,
+            "allow_with_warning",
+            "investor_above_category",
+            False,
+        ),
         ("R3", "investor", WEAKLY_OVERSTATED, "allow", "within_category", False),
         ("R4", "platform", WEAKLY_OVERSTATED, "allow", "within_category", False),
     ],
@@ -452,7 +462,7 @@ def test_texts_are_rendered_and_json_round_trips(rules, overrides):
     out = d.to_json()
     assert json.loads(json.dumps(out, ensure_ascii=False)) == out
     assert Decision.model_validate(out) == d
-    assert out["rule_version"] == "SR-2026.1"
+    assert out["rule_version"] == "SR-2026.2"
     assert d.reasons
     for note in [*d.reasons, *d.warnings, *d.notes]:
         assert note.zh.strip() and note.en.strip()
@@ -682,3 +692,87 @@ def test_every_builder_row_converts_and_decides(specs, rules):
         assert set(inp.tag_weights) == {t.id for t in specs.tags.tags}
         seen.add(decide(inp, rules).decision)
     assert "reassess" in seen
+
+
+# --- no decision contradicts its own texts ------------------------------------------------------
+
+#: What each code's text tells the investor about buying *this* product: it must be re-assessed
+#: first, it cannot be bought, or it may be bought (after a written confirmation).
+_MUST_REASSESS = {
+    "no_questionnaire",
+    "stale_questionnaire",
+    "interview_more_cautious",
+    "interview_more_aggressive",
+    "overstated_above_predicted",
+}
+_CANNOT_BUY = {"lowest_category_limit", "platform_above_category"}
+_MAY_BUY = {"investor_above_category", "special_risk_warning", "within_category"}
+
+
+def _says(decision: Decision, rules: RuleTable, inp: RuleInput) -> set[str]:
+    """What the decision's reasons, warnings and notes say about this product."""
+    said = set()
+    for note in (*decision.reasons, *decision.warnings, *decision.notes):
+        if note.code in _MUST_REASSESS:
+            said.add("reassess")
+        elif note.code in _CANNOT_BUY:
+            said.add("cannot")
+        elif note.code in _MAY_BUY:
+            said.add("may")
+        elif (
+            # "a new risk assessment is needed before buying products outside {predicted}"
+            note.code == "overstated_reassess_advised"
+            and inp.product_risk not in rules.allowed[inp.predicted_level]
+        ):
+            said.add("reassess")
+    return said
+
+
+def test_no_decision_carries_a_sentence_that_contradicts_it(rules):
+    """Every combination of stated and predicted category, model confidence, product level,
+    initiator, lowest category, stale questionnaire and interview contradiction: an allowed
+    product is never one a text says must wait for a re-assessment or cannot be bought; a
+    refused or re-assessed one is never one a text says may be bought; a written confirmation
+    is required exactly when the decision allows with a warning."""
+    import itertools
+
+    checked = 0
+    for stated, predicted, confident, product, by, lowest, stale, interview in itertools.product(
+        [None, *C_LEVELS],
+        C_LEVELS,
+        (0.55, 0.9),
+        R_LEVELS,
+        ("investor", "platform"),
+        (False, True),
+        (False, True),
+        (None, "up", "down"),
+    ):
+        if lowest and stated != "C1":
+            continue  # the lowest category is a part of C1
+        mass = {predicted: confident}
+        if stated is not None and stated != predicted:
+            mass[stated] = 1 - confident
+        else:
+            mass[predicted] = 1.0
+        inp = make(
+            stated_level=stated,
+            predicted_level=predicted,
+            level_probabilities=probs(**mass),
+            product_risk=product,
+            initiated_by=by,
+            lowest_category=lowest,
+            questionnaire_age_days=400.0 if stale else 30.0,
+            tag_up=1.5 if interview == "up" else 0.0,
+            tag_down=1.5 if interview == "down" else 0.0,
+        )
+        d = decide(inp, rules)
+        said = _says(d, rules, inp)
+        where = (stated, predicted, confident, product, by, lowest, stale, interview, d.decision)
+        if d.decision in ("allow", "allow_with_warning"):
+            assert not said & {"reassess", "cannot"}, (where, said)
+        else:
+            assert "may" not in said, (where, said)
+        assert d.confirmation_required == (d.decision == "allow_with_warning"), where
+        assert ("special_risk_warning" in codes(d.warnings)) == d.confirmation_required, where
+        checked += 1
+    assert checked > 4000

@@ -85,7 +85,7 @@ def _check_reasons(reasons: list[dict]) -> None:
 def _check_common(body: dict, models: set[str]) -> None:
     assert len(body["request_id"]) == 32
     assert len(body["feature_hash"]) == 64
-    assert body["rule_version"] == "SR-2026.1"
+    assert body["rule_version"] == "SR-2026.2"
     assert {m["model"] for m in body["models"]} == models
     for m in body["models"]:
         assert m["alias"] == "champion" and m["version"] >= 1 and m["run_id"]
@@ -113,7 +113,7 @@ def test_each_endpoint_answers_its_example_with_reasons_and_provenance(client, k
     body = decision.json()
     _check_common(body, {"risk-level", "churn"})
     assert body["decision"]["decision"] in ("allow", "allow_with_warning", "deny", "reassess")
-    assert body["decision"]["rule_version"] == "SR-2026.1"
+    assert body["decision"]["rule_version"] == "SR-2026.2"
     assert body["product"]["product_id"] == example("suitability")["product"]["product_id"]
 
 

@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from suitability import __version__
 from suitability.settings import masked_url
@@ -24,36 +25,53 @@ if TYPE_CHECKING:
     from suitability.models.train import TrainingResult
     from suitability.tracking import LoggedRun, Promotion
 
-app = typer.Typer(
+
+class _Command(TyperCommand):
+    """Typer's command, its flags listed without a value type (Typer prints `<bool>` beside
+    `--json`, which takes no value)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """Typer's command group, its flags listed without a value type (as `_Command`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # what the help shows in the type column: nothing
+    return params
+
+
+def _typer(**options: Any) -> typer.Typer:
+    """A command group of this CLI: help as Markdown (paragraphs rewrapped to the terminal,
+    not broken where the source lines end), flags without a value type."""
+    return typer.Typer(cls=_Group, rich_markup_mode="markdown", no_args_is_help=True, **options)
+
+
+app = _typer(
     name="suitability",
     help="Know your investor: risk category (C1–C5), churn risk and product suitability, with reasons.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-data_app = typer.Typer(
-    help="Raw tables: generate synthetic data, validate a data folder.", no_args_is_help=True
+data_app = _typer(help="Raw tables: generate synthetic data, validate a data folder.")
+features_app = _typer(
+    help="Point-in-time features: build feature and training tables, list the catalogue."
 )
-features_app = typer.Typer(
-    help="Point-in-time features: build feature and training tables, list the catalogue.",
-    no_args_is_help=True,
+models_app = _typer(
+    help="The model registry: list versions and aliases, show the promotion history."
 )
-models_app = typer.Typer(
-    help="The model registry: list versions and aliases, show the promotion history.",
-    no_args_is_help=True,
+report_app = _typer(
+    help="Compliance reports (zh/en, HTML or PDF): one decision, or a model version's dossier."
 )
-report_app = typer.Typer(
-    help="Compliance reports (zh/en, HTML or PDF): one decision, or a model version's dossier.",
-    no_args_is_help=True,
-)
-keys_app = typer.Typer(
-    help="API keys of the prediction service: add (printed once), list, remove.",
-    no_args_is_help=True,
-)
-audit_app = typer.Typer(
-    help="The service's audit log: show one answered request, export a time range.",
-    no_args_is_help=True,
-)
+keys_app = _typer(help="API keys of the prediction service: add (printed once), list, remove.")
+audit_app = _typer(help="The service's audit log: show one answered request, export a time range.")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
@@ -236,7 +254,7 @@ def main(
 # --- data -----------------------------------------------------------------------------------------
 
 
-@data_app.command("synth")
+@data_app.command("synth", cls=_Command)
 def data_synth(
     out: Annotated[
         Path,
@@ -273,7 +291,7 @@ def data_synth(
     )
 
 
-@data_app.command("validate")
+@data_app.command("validate", cls=_Command)
 def data_validate(
     data: Annotated[
         str,
@@ -313,7 +331,7 @@ def data_validate(
 # --- features -------------------------------------------------------------------------------------
 
 
-@features_app.command("build")
+@features_app.command("build", cls=_Command)
 def features_build(
     data: Annotated[
         str,
@@ -380,7 +398,7 @@ def features_build(
     )
 
 
-@features_app.command("list")
+@features_app.command("list", cls=_Command)
 def features_list(
     lang: Annotated[str, typer.Option("--lang", help="Description language: zh or en.")] = "en",
     source: Annotated[
@@ -412,7 +430,7 @@ def features_list(
     console.print(table)
 
 
-@features_app.command("training-table")
+@features_app.command("training-table", cls=_Command)
 def features_training_table(
     model: Annotated[ModelName, typer.Argument(help="Which model's table: risk-level or churn.")],
     data: Annotated[
@@ -541,7 +559,7 @@ def _print_result(result: TrainingResult, logged: LoggedRun | None) -> None:
         )
 
 
-@app.command("train")
+@app.command("train", cls=_Command)
 def train(
     model: Annotated[ModelName, typer.Argument(help="risk-level or churn.")],
     data: Annotated[
@@ -688,7 +706,7 @@ def _finite(values: dict[str, float]) -> dict[str, float | None]:
     return {k: (float(v) if v == v else None) for k, v in values.items()}
 
 
-@app.command("evaluate")
+@app.command("evaluate", cls=_Command)
 def evaluate(
     model: Annotated[
         str,
@@ -738,7 +756,7 @@ def evaluate(
         print(json.dumps({**report, "metrics": _finite(report["metrics"])}, default=str))
 
 
-@app.command("promote")
+@app.command("promote", cls=_Command)
 def promote(
     model: Annotated[str, typer.Argument(help="risk-level, churn or a registered model name.")],
     force: Annotated[
@@ -787,7 +805,7 @@ def _print_promotion(outcome: Promotion) -> None:
         console.print("[bold yellow]not promoted:[/] the challenger is not better; @champion stays")
 
 
-@models_app.command("list")
+@models_app.command("list", cls=_Command)
 def models_list(
     as_json: JsonTable = False,
 ) -> None:
@@ -818,7 +836,7 @@ def models_list(
     console.print(table if rows else "no registered models yet: run `suitability train`")
 
 
-@models_app.command("history")
+@models_app.command("history", cls=_Command)
 def models_history(
     model: Annotated[str, typer.Argument(help="risk-level, churn or a registered model name.")],
     as_json: JsonTable = False,
@@ -929,7 +947,7 @@ def _explainers(risk_model: str, churn_model: str, specs):
     return tracking.load_explainer(risk_model, specs), tracking.load_explainer(churn_model, specs)
 
 
-@app.command("explain")
+@app.command("explain", cls=_Command)
 def explain(
     data: Annotated[
         Path | None, typer.Option("--data", help="Data folder holding the customer's facts.")
@@ -993,14 +1011,30 @@ def explain(
             return
         if customer is None:
             raise ValueError("--data needs --customer")
-        from suitability.explain.cases import customer_case
+        from suitability.explain.cases import assess_case, read_case
         from suitability.models.rules import load_rules
 
+        # The arguments and the customer's facts are checked before the models load.
+        inputs = read_case(data, customer, specs, as_of=as_of)
+        rules = load_rules()
         risk, churn = _explainers(risk_model, churn_model, specs)
-        case = customer_case(data, customer, risk, churn, specs, load_rules(), as_of=as_of)
+        case = assess_case(inputs, risk, churn, specs, rules)
     _print_case(case, lang.value)
     if as_json:
         print(json.dumps(case.to_json(), ensure_ascii=False, default=str))
+
+
+def _check_writable(out: Path, option: str) -> None:
+    """`out` can be written (its folder created if need be), checked before any slow work."""
+    import os
+
+    if out.is_dir():
+        raise ValueError(f"{option} {out} is a folder; give a file name")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {out}: cannot write in {folder}")
 
 
 def _report_path(out: Path, fmt: ReportFormat | None) -> str:
@@ -1009,7 +1043,7 @@ def _report_path(out: Path, fmt: ReportFormat | None) -> str:
     return report_format(out, fmt.value if fmt else None)
 
 
-@report_app.command("decision")
+@report_app.command("decision", cls=_Command)
 def report_decision(
     data: Annotated[Path, typer.Option("--data", help="Data folder holding the customer's facts.")],
     customer: Annotated[str, typer.Option("--customer", help="Customer id.")],
@@ -1037,7 +1071,7 @@ def report_decision(
     """Write the decision report for one customer and one product: the decision, the stated
     and predicted category, churn risk, the reasons, the facts used, models and rule version."""
     from suitability import tracking
-    from suitability.explain.cases import customer_case
+    from suitability.explain.cases import assess_case, read_case
     from suitability.explain.render import write_report
     from suitability.explain.reports import decision_report
     from suitability.models.rules import load_rules
@@ -1045,19 +1079,20 @@ def report_decision(
 
     with _user_errors():
         chosen = _report_path(out, fmt)
+        _check_writable(out, "--out")
         specs = load_specs()
-        risk, churn = _explainers(risk_model, churn_model, specs)
-        case = customer_case(
+        # The arguments, the customer's facts and the product are checked before the models load.
+        inputs = read_case(
             data,
             customer,
-            risk,
-            churn,
             specs,
-            load_rules(),
             as_of=as_of,
             product_id=product,
             initiated_by=initiated_by.value,
         )
+        rules = load_rules()
+        risk, churn = _explainers(risk_model, churn_model, specs)
+        case = assess_case(inputs, risk, churn, specs, rules)
         path = write_report(decision_report(case, lang.value), out, chosen)
         artifact = tracking.log_report(risk.ref.run_id, path) if log and risk.ref.run_id else None
     assert case.decision is not None
@@ -1075,7 +1110,7 @@ def report_decision(
         )
 
 
-@report_app.command("model")
+@report_app.command("model", cls=_Command)
 def report_model(
     model: Annotated[
         str,
@@ -1103,6 +1138,7 @@ def report_model(
 
     with _user_errors():
         chosen = _report_path(out, fmt)
+        _check_writable(out, "--out")
         specs = load_specs()
         tracking.use_store()
         data = tracking.dossier_data(model)
@@ -1123,7 +1159,7 @@ def report_model(
 # --- demo -----------------------------------------------------------------------------------------
 
 
-@app.command("demo")
+@app.command("demo", cls=_Command)
 def demo(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for everything the demo writes.")
@@ -1300,7 +1336,7 @@ def _keys_file(keys: Path | None) -> Path:
     return path
 
 
-@keys_app.command("add")
+@keys_app.command("add", cls=_Command)
 def keys_add(
     role: Annotated[
         Role,
@@ -1329,7 +1365,7 @@ def keys_add(
     print(new.token)
 
 
-@keys_app.command("list")
+@keys_app.command("list", cls=_Command)
 def keys_list(keys: KeysFileOption = None, as_json: JsonTable = False) -> None:
     """The keys of a keys file: id, role, label, created (never the key or its hash)."""
     from suitability.serving.keys import list_keys
@@ -1349,7 +1385,7 @@ def keys_list(keys: KeysFileOption = None, as_json: JsonTable = False) -> None:
     console.print(table)
 
 
-@keys_app.command("remove")
+@keys_app.command("remove", cls=_Command)
 def keys_remove(
     key_id: Annotated[str, typer.Argument(help="The key id `keys list` shows.")],
     keys: KeysFileOption = None,
@@ -1383,7 +1419,7 @@ def _time_option(value: str | None, name: str):  # datetime | None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-@audit_app.command("show")
+@audit_app.command("show", cls=_Command)
 def audit_show(
     request_id: Annotated[str, typer.Argument(help="The request id a response carried.")],
     db: AuditDbOption = None,
@@ -1398,7 +1434,7 @@ def audit_show(
     print(json.dumps(record.to_dict(), ensure_ascii=False, indent=2))
 
 
-@audit_app.command("export")
+@audit_app.command("export", cls=_Command)
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="File to write (.jsonl or .csv).")],
     db: AuditDbOption = None,
@@ -1425,7 +1461,7 @@ def audit_export(
     console.print(f"wrote {count:,} records to {escape(str(out))}", highlight=False)
 
 
-@app.command("serve")
+@app.command("serve", cls=_Command)
 def serve(
     host: Annotated[
         str | None,

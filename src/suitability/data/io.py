@@ -93,6 +93,18 @@ class TableSource:
         return file.name if len(self.files) > 1 or self.folder else ""
 
 
+class DataFolderError(ValueError):
+    """A data folder that does not exist, or holds none of the raw tables."""
+
+
+def _table_name(entry: str) -> str:
+    """The table a folder entry would hold (`events.parquet`, `events.csv`, `events/`)."""
+    for suffix in (".parquet", ".csv"):
+        if entry.endswith(suffix):
+            return entry[: -len(suffix)]
+    return entry
+
+
 def locate_table(data_dir: DataDir, name: str) -> TableSource:
     """Find table `name` in `data_dir` (a local folder or an fsspec URL): exactly one of
     `<name>.parquet`, `<name>.csv` or a folder `<name>/` of `*.parquet` parts. Raises
@@ -102,6 +114,15 @@ def locate_table(data_dir: DataDir, name: str) -> TableSource:
     root = locate(data_dir)
     single, text, folder = root / f"{name}.parquet", root / f"{name}.csv", root / name
     held = root.children()  # one listing, not three look-ups (each a request on a store)
+    if not any(_table_name(n) in TABLES for n in held):
+        # A wrong or missing folder is one problem, not one "table not found" per table.
+        if not held and not root.is_dir():
+            raise DataFolderError(f"data folder {root}: no such folder")
+        raise DataFolderError(
+            f"data folder {root} holds none of the raw tables ({', '.join(TABLE_NAMES)}), "
+            "each as NAME.parquet, NAME.csv or a folder NAME/ of parquet parts: is it the "
+            "data folder?"
+        )
     found = [p for p in (single, text) if held.get(p.name) == FileType.File]
     found += [folder] if held.get(folder.name) == FileType.Directory else []
     if not found:

@@ -3,6 +3,7 @@ single-customer path the service uses, explain both models and, for a product, d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -42,25 +43,56 @@ def find_product(data_dir: Path | str, product_id: str, specs: Specs) -> Product
     )
 
 
-def customer_case(
+@dataclass(frozen=True)
+class CaseInputs:
+    """One customer's facts read from a data folder and checked, the as-of time and the product:
+    everything an assessment needs but the models (so bad arguments fail before models load)."""
+
+    bundle: Bundle
+    when: pd.Timestamp
+    product: Product | None
+    initiated_by: str | None
+
+
+def parse_as_of(value: pd.Timestamp | str, option: str = "--as-of") -> pd.Timestamp:
+    """A naive platform-local date or time; a message naming `option` for anything else."""
+    if isinstance(value, pd.Timestamp):
+        when = value
+    else:
+        try:
+            when = pd.Timestamp(str(value).strip())
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"{option} {value!r} is not a date or time (e.g. 2026-03-01 or "
+                f"2026-03-01T09:30): {error}"
+            ) from None
+    if pd.isna(when):
+        raise ValueError(f"{option} {value!r} is not a date or time")
+    if when.tzinfo is not None:
+        raise ValueError(
+            f"{option} {value!r} has a time zone; give the platform's local time without one"
+        )
+    return when
+
+
+def read_case(
     data_dir: Path | str,
     customer_id: str,
-    risk: Explainer,
-    churn: Explainer,
     specs: Specs,
-    rules: RuleTable,
     *,
     as_of: pd.Timestamp | str | None = None,
     product_id: str | None = None,
     initiated_by: str | None = None,
-) -> CustomerCase:
-    """Everything said about `customer_id` as of `as_of` (default: the data's last event)."""
+) -> CaseInputs:
+    """Read and check `customer_id`'s facts, the as-of time (default: the data's last event;
+    not before the customer registered) and the product."""
     if initiated_by is not None and initiated_by not in INITIATORS:
         raise ValueError(
             f"initiated_by must be one of {', '.join(INITIATORS)}, not {initiated_by!r}"
         )
+    given = parse_as_of(as_of) if as_of is not None else None
     product = find_product(data_dir, product_id, specs) if product_id is not None else None
-    when = pd.Timestamp(as_of) if as_of is not None else default_as_of(data_dir)
+    when = given if given is not None else default_as_of(data_dir)
     records = read_customer_records(data_dir, customer_id)
     bundle = CustomerBundle(
         profile=records["customers"][0],
@@ -74,13 +106,50 @@ def customer_case(
     registered = inputs.customers["registered_at"].iloc[0]
     if when < registered:
         raise ValueError(f"as-of time {when} is before the customer registered ({registered})")
+    return CaseInputs(
+        bundle=Bundle.of_inputs(inputs),
+        when=when,
+        product=product,
+        initiated_by=initiated_by or ("investor" if product is not None else None),
+    )
+
+
+def assess_case(
+    case: CaseInputs, risk: Explainer, churn: Explainer, specs: Specs, rules: RuleTable
+) -> CustomerCase:
+    """Both models' answers and reasons for a case read by `read_case` (and, given a product,
+    the decision)."""
     return assess_customer(
-        Bundle.of_inputs(inputs),
-        when,
+        case.bundle,
+        case.when,
         risk,
         churn,
         specs,
         rules,
-        product=product,
-        initiated_by=initiated_by or ("investor" if product is not None else None),
+        product=case.product,
+        initiated_by=case.initiated_by,
     )
+
+
+def customer_case(
+    data_dir: Path | str,
+    customer_id: str,
+    risk: Explainer,
+    churn: Explainer,
+    specs: Specs,
+    rules: RuleTable,
+    *,
+    as_of: pd.Timestamp | str | None = None,
+    product_id: str | None = None,
+    initiated_by: str | None = None,
+) -> CustomerCase:
+    """Everything said about `customer_id` as of `as_of` (default: the data's last event)."""
+    case = read_case(
+        data_dir,
+        customer_id,
+        specs,
+        as_of=as_of,
+        product_id=product_id,
+        initiated_by=initiated_by,
+    )
+    return assess_case(case, risk, churn, specs, rules)

@@ -8,6 +8,7 @@ use it via `figure_font()`, and the HTML prefers it (or a system CJK font) by na
 from __future__ import annotations
 
 import base64
+import html
 import os
 import re
 import uuid
@@ -69,9 +70,39 @@ def figure_font() -> str:
 
 
 def render_html(doc: Document) -> str:
-    """One self-contained HTML page: inline CSS, images as data URIs, no scripts or links."""
+    """One self-contained HTML page: inline CSS, images as data URIs, no scripts or links, and
+    Noto Sans SC embedded (subset to the characters on the page), so Chinese renders on any
+    machine, with or without CJK fonts."""
     template = _html_environment().get_template("report.html.j2")
-    return template.render(doc=doc, html_lang=_HTML_LANG[doc.lang])
+    marker = "data:font/woff;base64,FONT"
+    page = template.render(doc=doc, html_lang=_HTML_LANG[doc.lang], font_data_uri=marker)
+    font = base64.b64encode(subset_font(_page_text(page))).decode("ascii")
+    return page.replace(marker, f"data:font/woff;base64,{font}", 1)
+
+
+def _page_text(page: str) -> str:
+    """The characters a page shows: its text, without the data URIs of its images."""
+    return re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+", "", html.unescape(page))
+
+
+def subset_font(text: str) -> bytes:
+    """Noto Sans SC as WOFF, cut down to the glyphs `text` needs (and printable ASCII, so a
+    digit or a letter typed into a copied table still renders alike)."""
+    from fontTools import subset
+
+    characters = set(text) | {chr(c) for c in range(0x20, 0x7F)}
+    options = subset.Options()
+    options.flavor = "woff"  # zlib: no extra dependency (WOFF2 needs brotli)
+    options.layout_features = ["*"]
+    options.name_IDs = ["*"]  # the licence and copyright records stay with the font
+    options.notdef_outline = True
+    font = subset.load_font(str(cjk_font_path()), options)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=sorted(ord(c) for c in characters if not 0xD800 <= ord(c) < 0xE000))
+    subsetter.subset(font)
+    buffer = BytesIO()
+    subset.save_font(font, buffer, options)
+    return buffer.getvalue()
 
 
 @cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -318,16 +319,23 @@ def _png(figure: MplFigure) -> bytes:
     return buffer.getvalue()
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def bar_labels(texts: Sequence[str], lang: Lang) -> list[str]:
+    """Chart labels for `texts`: numbered as the table beside the chart numbers them, and
+    wrapped rather than cut, so two long descriptions that differ near their end stay apart."""
+    width = 16 if lang == "zh" else 34
+    return [
+        "\n".join(textwrap.wrap(f"{i}. {text}", width, break_long_words=True)) or f"{i}."
+        for i, text in enumerate(texts, 1)
+    ]
 
 
 def contribution_figure(reasons: Sequence[Reason], lang: Lang, title: str) -> bytes:
     """Horizontal bars of the reasons' contributions (red: pushes up, blue: pushes down)."""
+    labels = bar_labels([r.description[lang] for r in reasons], lang)
+    lines = sum(label.count("\n") + 1 for label in labels)
     with matplotlib.rc_context({"font.family": [figure_font(), "DejaVu Sans"]}):
-        figure = MplFigure(figsize=(7.5, 0.55 * max(len(reasons), 1) + 1.3))
+        figure = MplFigure(figsize=(7.5, 0.3 * max(lines, 2) + 0.35 * len(reasons) + 1.3))
         ax = figure.add_subplot()
-        labels = [_short(r.description[lang], 26 if lang == "zh" else 48) for r in reasons]
         values = [r.contribution for r in reasons]
         y = np.arange(len(reasons))[::-1]
         colors = ["#C0392B" if v > 0 else "#2E86C1" for v in values]
@@ -402,8 +410,19 @@ def _mismatch_text(case: CustomerCase, lang: Lang) -> str:
     if lang == "en":
         text = f"{t(m.direction, lang)} ({t('confidence', lang)} {m.confidence:.0%}, {flag})"
     if m.flagged:
-        text += " " + t(f"action_{m.direction}", lang)
+        return sentences([text, t(f"action_{m.direction}", lang)], lang)
     return text
+
+
+def sentences(parts: Sequence[str], lang: Lang) -> str:
+    """Text parts as sentences: each ended with a full stop unless it ends with one already
+    (。！？ in Chinese, . ! ? in English), joined as each language writes them."""
+    stops, stop, space = ("。！？", "。", "") if lang == "zh" else (".!?", ".", " ")
+    done = []
+    for part in (p.strip() for p in parts):
+        if part:
+            done.append(part if part[-1] in stops else part + stop)
+    return space.join(done)
 
 
 def decision_report(case: CustomerCase, lang: Lang) -> Document:

@@ -51,8 +51,12 @@ REASON_CODES: dict[str, DecisionKind] = {
     "interview_more_aggressive": "reassess",
     "lowest_category_limit": "deny",
     "platform_above_category": "deny",
-    "investor_above_category": "allow_with_warning",
+    # A flagged overstatement re-assesses before any product the predicted category does not
+    # allow, whether or not the stated one does, so ahead of the investor's own request above
+    # the stated category: it is not let through with a warning while the record says a
+    # re-assessment is needed first. (What the platform may not recommend stays denied.)
     "overstated_above_predicted": "reassess",
+    "investor_above_category": "allow_with_warning",
     "within_category": "allow",
 }
 WARNING_CODES = (
@@ -507,18 +511,17 @@ def _decision_rules(inp: RuleInput, rules: RuleTable, mismatch: Mismatch) -> lis
     if inp.lowest_category and inp.product_risk not in rules.lowest_category.allowed:
         fired.append("lowest_category_limit")
     if stated is not None:
-        if inp.product_risk not in rules.allowed[stated]:
-            fired.append(
-                "platform_above_category"
-                if inp.initiated_by == "platform"
-                else "investor_above_category"
-            )
-        elif (
+        above = inp.product_risk not in rules.allowed[stated]
+        if above and inp.initiated_by == "platform":
+            fired.append("platform_above_category")
+        if (
             mismatch.flagged
             and mismatch.direction == "overstated"
             and inp.product_risk not in rules.allowed[inp.predicted_level]
         ):
             fired.append("overstated_above_predicted")
+        if above and inp.initiated_by != "platform":
+            fired.append("investor_above_category")
         if not fired:
             fired.append("within_category")
     return fired
