@@ -319,10 +319,12 @@ def test_arguments_are_checked_before_the_models_load(demo, tmp_path, monkeypatc
     _fails(["explain", *customer, "--as-of", "1990-01-01"], 2, "before the customer registered")
     decision = ["report", "decision", *customer, "--product", "P00001"]
     _fails([*decision, "--product", "P99999", "--out", str(tmp_path / "r.html")], 2, "P99999")
-    _fails([*decision, "--out", str(tmp_path)], 2, "is a folder")
+    folder = tmp_path / "reports.html"
+    folder.mkdir()
+    _fails([*decision, "--out", str(folder)], 2, "is a folder")
     (tmp_path / "file").write_text("x")
     _fails([*decision, "--out", str(tmp_path / "file" / "r.html")], 2, "cannot write in")
-    _fails(["report", "model", "churn", "--out", str(tmp_path)], 2, "is a folder")
+    _fails(["report", "model", "churn", "--out", str(folder)], 2, "is a folder")
     # with valid arguments the models are what is missing
     _fails([*decision, "--out", str(tmp_path / "r.html")], 2, "no registered model")
     assert not (tmp_path / "r.html").exists()
