@@ -219,6 +219,24 @@ def test_missing_or_invalid_keys_get_401_and_the_wrong_role_403(client, keys):
     assert missing.status_code == 404
 
 
+def test_an_unknown_path_or_method_with_a_valid_key_is_404_or_405(client, keys):
+    """Asked with a valid key, a path the service does not have is 404 (before any body check:
+    a POST without JSON is not 415), a known path with another method 405 with Allow; without
+    a key, 401 either way (the endpoints are not revealed)."""
+    auth = {"Authorization": f"Bearer {keys['matching']}"}
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        answer = client.request(method, "/nope", headers=auth)
+        assert answer.status_code == 404, (method, answer.text)
+        assert "no endpoint /nope" in answer.json()["error"] and "/suitability" in answer.text
+    assert post(client, "/churn/batch/extra", example("churn"), keys["matching"]).status_code == 404
+    wrong = client.get("/churn", headers=auth)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert client.get("/nope").status_code == 401
+    compliance = {"Authorization": f"Bearer {keys['compliance']}"}
+    assert client.post("/audit/x", headers=compliance).status_code == 405
+    assert client.get("/audit/", headers=compliance).status_code == 404
+
+
 def test_keys_never_reach_the_logs(client, keys, caplog):
     caplog.set_level("DEBUG")
     post(client, "/churn", example("churn"), keys["matching"])

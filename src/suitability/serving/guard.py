@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from suitability.serving.keys import Caller, KeyStore, Permission, WatchedKeys, parse_bearer
@@ -80,11 +80,16 @@ class Guard:
         *,
         max_in_flight: int = 64,
         timeout_s: float = 30.0,
+        routes: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         """`keys`: a fixed store, or a watched keys file (re-read when it changes).
         `max_in_flight`: requests this worker holds at once (running or waiting); beyond it a
-        request is answered 503 at once. `timeout_s`: each request's deadline from arrival."""
+        request is answered 503 at once. `timeout_s`: each request's deadline from arrival.
+        `routes`: the guarded endpoints, path → methods (a path ending in `/` stands for every
+        path under it); a caller with a valid key asking for another path gets 404, for another
+        method 405, before its body is read. None: every path goes on to the app."""
         self.app = app
+        self.routes = dict(routes) if routes is not None else None
         self.keys = keys
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
@@ -124,6 +129,19 @@ class Guard:
                 send, 403, _error(f"the {caller.role} role may not use {scope['path']}"), []
             )
             return
+        if self.routes is not None:
+            methods = self._methods(scope["path"])
+            method = scope.get("method", "GET")
+            if methods is None:
+                known = ", ".join(sorted(self.routes))
+                text = f"no endpoint {scope['path']}; the endpoints are {known}"
+                await _answer(send, 404, _error(text), [])
+                return
+            if method not in methods and not (method == "HEAD" and "GET" in methods):
+                allow = ", ".join(sorted(methods))
+                text = f"{scope['path']} answers {allow}, not {method}"
+                await _answer(send, 405, _error(text), [(b"allow", allow.encode())])
+                return
         state = scope.setdefault("state", {})
         state[CALLER_KEY] = caller
         state[DEADLINE_KEY] = arrived + self.timeout_s
@@ -172,6 +190,16 @@ class Guard:
             return
         scope["state"][BODY_KEY] = body
         await self.app(scope, _replay(body, receive), send)
+
+    def _methods(self, path: str) -> frozenset[str] | None:
+        """The methods `path` answers (None: no such endpoint)."""
+        assert self.routes is not None
+        if path in self.routes:
+            return self.routes[path]
+        for route, methods in self.routes.items():
+            if route.endswith("/") and path.startswith(route) and len(path) > len(route):
+                return methods
+        return None
 
     def _public(self, scope: Scope) -> bool:
         path = scope["path"]

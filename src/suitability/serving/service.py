@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 
 from suitability.serving.audit import AuditLog, PostgresAuditLog, masked_url, open_audit
 from suitability.serving.engine import Answer, Scorer
-from suitability.serving.guard import DEADLINE_KEY, Guard, caller_of
+from suitability.serving.guard import AUDIT_PREFIX, DEADLINE_KEY, Guard, caller_of
 from suitability.serving.keys import WatchedKeys
 from suitability.serving.requests import (
     BatchBundles,
@@ -155,7 +155,15 @@ class ServiceGuard(Guard):
             settings.max_body_bytes,
             max_in_flight=settings.max_in_flight,
             timeout_s=settings.request_timeout_s,
+            routes=service_routes(),
         )
+
+
+def service_routes() -> dict[str, frozenset[str]]:
+    """The guarded endpoints: each API's route (POST) and the audit records (GET)."""
+    routes = {api.route: frozenset({"POST"}) for api in Suitability.apis.values()}
+    routes[AUDIT_PREFIX] = frozenset({"GET"})
+    return routes
 
 
 #: How the service runs (also what `benchmarks/floor_service.py` copies). Bound to this machine
