@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench_peers import SHOWN, TABLES, _bootstrap
-from bench_peers import table as print_table
+from bench_peers import SHOWN, TABLES, _bootstrap, print_table
 from suitability.models.spec import load_model_spec
 from suitability.models.train import BEST_POSSIBLE, evaluate_predictions, train_on_features
 from suitability.specs import load_specs

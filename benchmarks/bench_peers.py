@@ -101,7 +101,7 @@ def _bootstrap(
     }
 
 
-def table(
+def print_table(
     scores: dict[str, dict[str, float]],
     intervals: dict[str, dict[str, tuple[float, float]]],
     shown: tuple[str, ...],
@@ -169,7 +169,7 @@ def main() -> None:
             "test_rows": len(test),
             "customers": int(customers),
             "seconds": {"ours": ours_s, "FLAML": flaml_s},
-            **table(scores, intervals, shown, ("ours", "FLAML"), "method"),
+            **print_table(scores, intervals, shown, ("ours", "FLAML"), "method"),
         }
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
