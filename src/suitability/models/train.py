@@ -267,7 +267,7 @@ def train_on_flat_table(
         time_column,
         progress,
         cluster,
-        candidates=True,
+        compare=True,
     )
     result.warnings = warnings + result.warnings
     result.params["flat.dropped_columns"] = len(flat.dropped)
@@ -302,10 +302,11 @@ def _fit_and_evaluate(
     progress: Progress | None,
     cluster: object | None = None,
     *,
-    candidates: bool = False,
+    compare: bool = False,
 ) -> TrainingResult:
-    """Fit the spec's LightGBM model (and, with `candidates`, the linear one, keeping the better
-    on validation), finalise it when the spec says so, and evaluate it and the baselines."""
+    """Fit the spec's LightGBM model (and, with `compare`, the spec's `flat_candidates`, keeping
+    the best on validation), finalise it when the spec says so, and evaluate it and the
+    baselines."""
     seconds: dict[str, float] = {}
     train, valid, test = (split.rows(s) for s in ("train", "validation", "test"))
     # Only the columns the model and the baselines read are copied into the splits (one copy
@@ -313,7 +314,7 @@ def _fit_and_evaluate(
     read = [*layout.names, *(c for c in ("q_level", "days_since_invest") if c in table.columns)]
     columns = [table.columns.get_loc(c) for c in dict.fromkeys(read)]
     x_train, x_valid, x_test = (table.iloc[rows, columns] for rows in (train, valid, test))
-    kinds = list(spec.flat_candidates) if candidates else [LIGHTGBM]
+    kinds = list(spec.flat_candidates) if compare else [LIGHTGBM]
     fitted: list[tuple[FittedModel, dict[str, Any]]] = []
     began = time.perf_counter()
     workers = 0
@@ -342,7 +343,7 @@ def _fit_and_evaluate(
     model, chosen = fitted[0]
     runner_up = fitted[1][0] if len(fitted) > 1 else None
     compared = [{**entry, "chosen": i == 0} for i, (_, entry) in enumerate(fitted)]
-    if not candidates:
+    if not compare:
         compared = []
     scores = {"validation": chosen["validation"]}
     early_stopped: dict[str, float] | None = None
