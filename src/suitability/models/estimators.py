@@ -509,17 +509,25 @@ class OrdinalLGBM:
         )
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        proba = self.predict_proba(frame)
-        out = pd.DataFrame(proba, columns=[f"p_{c}" for c in self.classes], index=frame.index)
-        out["level"], out["expected_level"] = self.levels(proba)
-        return out
+        return ordinal_frame(self.predict_proba(frame), self.classes, frame.index)
 
     def levels(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The predicted level (the median) and the expected level (1..K) of each row. Summed
-        row by row, not by a matrix product: BLAS picks its kernel by the number of rows, so a
-        product could give a row other bits in a batch than alone."""
-        level = np.asarray(self.classes, dtype=object)[median_level(proba)]
-        return level, (proba * np.arange(1, len(self.classes) + 1)).sum(axis=1)
+        return ordinal_levels(proba, self.classes)
+
+
+def ordinal_levels(proba: np.ndarray, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted level (the median) and the expected level (1..K) of each row. Summed row
+    by row, not by a matrix product: BLAS picks its kernel by the number of rows, so a product
+    could give a row other bits in a batch than alone."""
+    level = np.asarray(classes, dtype=object)[median_level(proba)]
+    return level, (proba * np.arange(1, len(classes) + 1)).sum(axis=1)
+
+
+def ordinal_frame(proba: np.ndarray, classes: Sequence[str], index: pd.Index) -> pd.DataFrame:
+    """An ordinal model's answer: `p_<class>` per level, `level` and `expected_level`."""
+    out = pd.DataFrame(proba, columns=[f"p_{c}" for c in classes], index=index)
+    out["level"], out["expected_level"] = ordinal_levels(proba, classes)
+    return out
 
 
 def cumulative_to_proba(above: np.ndarray) -> np.ndarray:

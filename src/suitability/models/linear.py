@@ -24,7 +24,7 @@ from suitability.models.estimators import (
     Progress,
     cumulative_to_proba,
     linear_columns,
-    median_level,
+    ordinal_frame,
 )
 
 #: Inverse regularisation strengths tried on the validation split (scikit-learn's `C`).
@@ -156,10 +156,7 @@ class LinearModel:
         proba = self.predict_proba(frame)
         if self.task == "binary":
             return pd.DataFrame({self.output: proba}, index=frame.index)
-        out = pd.DataFrame(proba, columns=[f"p_{c}" for c in self.classes], index=frame.index)
-        out["level"] = np.asarray(self.classes, dtype=object)[median_level(proba)]
-        out["expected_level"] = (proba * np.arange(1, len(self.classes) + 1)).sum(axis=1)
-        return out
+        return ordinal_frame(proba, self.classes, frame.index)
 
     def groups(self) -> np.ndarray:
         """For each column of `transform`'s matrix, the position of the feature it comes from
