@@ -87,3 +87,28 @@ def test_birth_dates_are_dates_not_arrival_checked(context):
     data = body()
     data["profile"]["birth_date"] = "1990-01-01"
     assert problems(SuitabilityRequest, data, context) == []
+
+
+def test_whole_numbers_are_integers_and_nothing_else_is(context):
+    """JSON Schema counts 64.0 as an integer (the document says `integer`): it is taken as 64;
+    a fraction, a numeric string or a boolean still is not an integer."""
+    data = body()
+    data["product"]["term_days"] = 90.0
+    data["events"][0]["term_days"] = 30.0
+    request = SuitabilityRequest.model_validate_json(json.dumps(data), strict=True)
+    assert request.product.term_days == 90 and type(request.product.term_days) is int
+    assert request.events[0].term_days == 30 and type(request.events[0].term_days) is int
+    for wrong in (90.5, "90", True):
+        data["product"]["term_days"] = wrong
+        with pytest.raises(ValueError, match="term_days"):
+            SuitabilityRequest.model_validate_json(json.dumps(data), strict=True)
+
+
+def test_a_product_without_a_category_is_accepted(context):
+    data = body()
+    data["product"].pop("category", None)
+    request = SuitabilityRequest.model_validate_json(json.dumps(data), strict=True)
+    assert request.product.category is None
+    data["product"]["category"] = ""
+    with pytest.raises(ValueError, match="category"):
+        SuitabilityRequest.model_validate_json(json.dumps(data), strict=True)

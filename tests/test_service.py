@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from live_server import kill_all, running_server
 from suitability.explain.assessment import feature_hash
+from suitability.serving import responses
 from suitability.serving.audit import AuditLog, open_audit
 from suitability.serving.keys import add_key
 from suitability.settings import get_settings
@@ -95,6 +96,7 @@ def test_each_endpoint_answers_its_example_with_reasons_and_provenance(client, k
     risk = post(client, "/risk_level", example("risk_level"), keys["matching"])
     assert risk.status_code == 200, risk.text
     body = risk.json()
+    responses.RiskLevelAnswer.model_validate(body)  # the documented answer, no more, no less
     _check_common(body, {"risk-level"})
     assert body["risk_level"]["predicted_level"] in ("C1", "C2", "C3", "C4", "C5")
     assert sum(body["risk_level"]["probabilities"].values()) == pytest.approx(1.0)
@@ -104,6 +106,7 @@ def test_each_endpoint_answers_its_example_with_reasons_and_provenance(client, k
     churn = post(client, "/churn", example("churn"), keys["matching"])
     assert churn.status_code == 200, churn.text
     body = churn.json()
+    responses.ChurnAnswer.model_validate(body)
     _check_common(body, {"churn"})
     assert 0.0 < body["churn"]["p_churn"] < 1.0
     _check_reasons(body["churn"]["reasons"])
@@ -111,6 +114,7 @@ def test_each_endpoint_answers_its_example_with_reasons_and_provenance(client, k
     decision = post(client, "/suitability", example("suitability"), keys["matching"])
     assert decision.status_code == 200, decision.text
     body = decision.json()
+    responses.SuitabilityAnswer.model_validate(body)
     _check_common(body, {"risk-level", "churn"})
     assert body["decision"]["decision"] in ("allow", "allow_with_warning", "deny", "reassess")
     assert body["decision"]["rule_version"] == "SR-2026.2"
@@ -140,6 +144,7 @@ def test_the_audit_record_holds_what_was_answered(client, keys):
         f"/audit/{answer['request_id']}",
         headers={"Authorization": f"Bearer {keys['compliance']}"},
     ).json()
+    responses.AuditRecord.model_validate(record)
     assert record["endpoint"] == "/suitability"
     assert record["caller_role"] == "matching"
     assert record["feature_hash"] == answer["feature_hash"]
@@ -159,6 +164,7 @@ def test_batch_answers_in_order_each_with_its_own_audited_request_id(client, key
     two["events"] = two["events"][: len(two["events"]) // 2]
     batch = post(client, "/churn/batch", {"requests": [one, two]}, keys["matching"])
     assert batch.status_code == 200, batch.text
+    responses.ChurnBatchAnswer.model_validate(batch.json())
     results = batch.json()["results"]
     single = post(client, "/churn", one, keys["matching"]).json()
     assert results[0]["churn"]["p_churn"] == single["churn"]["p_churn"]
@@ -194,6 +200,7 @@ def test_a_large_batch_answers_what_single_calls_answer(client, keys, demo):
     ]
     batch = post(client, "/suitability/batch", {"requests": bodies}, keys["matching"])
     assert batch.status_code == 200, batch.text
+    responses.SuitabilityBatchAnswer.model_validate(batch.json())
     for body, got in zip(bodies, batch.json()["results"], strict=True):
         single = post(client, "/suitability", body, keys["matching"])
         assert single.status_code == 200, single.text
@@ -235,6 +242,10 @@ def test_an_unknown_path_or_method_with_a_valid_key_is_404_or_405(client, keys):
     compliance = {"Authorization": f"Bearer {keys['compliance']}"}
     assert client.post("/audit/x", headers=compliance).status_code == 405
     assert client.get("/audit/", headers=compliance).status_code == 404
+    for odd in ("/audit/%0A%C3%85", "/audit/a%20b", "/audit/" + "f" * 200):
+        answer = client.get(odd, headers=compliance)
+        assert answer.status_code == 404, odd
+        assert answer.json() == {"error": "no audit record with this request id"}
 
 
 def test_keys_never_reach_the_logs(client, keys, caplog):
@@ -248,11 +259,12 @@ def test_keys_never_reach_the_logs(client, keys, caplog):
 def test_probes_and_openapi_need_no_key(client):
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
-    paths = client.get("/docs.json").json()["paths"]
+    document = client.get("/docs.json").json()
     for path in ("/risk_level", "/churn", "/suitability", "/risk_level/batch"):
-        assert path in paths
-    schema = json.dumps(paths["/suitability"])
-    assert "initiated_by" in schema and "events" in schema
+        assert path in document["paths"]
+    request = document["components"]["schemas"]["SuitabilityRequest"]
+    assert {"initiated_by", "events", "product"} <= set(request["properties"])
+    assert document["info"]["title"] == "suitability"
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -240,7 +240,7 @@ def _product(request: SuitabilityRequest) -> Product:
     return Product(
         product_id=p.product_id,
         risk_level=p.risk_level,
-        category=p.category,
+        category=p.category or "",
         term_days=p.term_days,
     )
 

@@ -28,6 +28,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/"})
 #: Path prefixes that need the `audit` permission; every other path needs `predict`.
 AUDIT_PREFIX = "/audit/"
+#: What an audit record's id looks like (`/audit/{request_id}`); any other path under the
+#: prefix names no record.
+REQUEST_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+_REQUEST_ID = re.compile(REQUEST_ID.replace("$", r"\Z"))
 #: Where the guard leaves the caller and the body for the endpoint (in the ASGI scope).
 CALLER_KEY = "suitability.caller"
 BODY_KEY = "suitability.body"
@@ -141,6 +145,11 @@ class Guard:
                 allow = ", ".join(sorted(methods))
                 text = f"{scope['path']} answers {allow}, not {method}"
                 await _answer(send, 405, _error(text), [(b"allow", allow.encode())])
+                return
+            if scope["path"].startswith(AUDIT_PREFIX) and not _REQUEST_ID.match(
+                scope["path"][len(AUDIT_PREFIX) :]
+            ):
+                await _answer(send, 404, _error("no audit record with this request id"), [])
                 return
         state = scope.setdefault("state", {})
         state[CALLER_KEY] = caller

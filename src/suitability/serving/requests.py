@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     create_model,
@@ -93,6 +94,14 @@ def _naive_time(value: datetime | date) -> datetime | date:
     return value
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type and JSON Schema counts 64.0 as an integer; a whole float is
+    taken as the integer it is (a fraction, a string or a boolean still is not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 _TYPES: dict[str, type] = {
     "string": str,
     "timestamp": datetime,
@@ -118,6 +127,8 @@ def _field(column: Column) -> tuple[Any, Any]:
         constraints["pattern"] = IDENTIFIER
     if column.type in ("timestamp", "date"):
         validators.append(AfterValidator(_naive_time))
+    if column.type == "int":  # runs before the int check and its bounds
+        validators.append(BeforeValidator(_whole_number))
     annotation: Any = Annotated[kind, Field(**constraints), *validators]
     if column.nullable:
         return annotation | None, None
@@ -171,7 +182,7 @@ class ProductRef(BaseModel):
 
     product_id: _field(PRODUCTS.column("product_id"))[0]  # type: ignore[valid-type]
     risk_level: Literal[R_LEVELS]  # type: ignore[valid-type]
-    category: _field(PRODUCTS.column("category"))[0] = ""  # type: ignore[valid-type]
+    category: _field(PRODUCTS.column("category"))[0] | None = None  # type: ignore[valid-type]
     term_days: _field(PRODUCTS.column("term_days"))[0] | None = None  # type: ignore[valid-type]
 
 

@@ -30,6 +30,7 @@ from suitability.serving.audit import AuditLog, PostgresAuditLog, masked_url, op
 from suitability.serving.engine import Answer, Scorer
 from suitability.serving.guard import AUDIT_PREFIX, DEADLINE_KEY, Guard, caller_of
 from suitability.serving.keys import WatchedKeys
+from suitability.serving.openapi import DocumentedService
 from suitability.serving.requests import (
     BatchBundles,
     BatchSuitability,
@@ -178,7 +179,7 @@ SERVICE_OPTIONS: dict[str, Any] = {
 }
 
 
-@bentoml.service(name="suitability", **SERVICE_OPTIONS)
+@bentoml.service(name="suitability", service_class=DocumentedService, **SERVICE_OPTIONS)
 class Suitability:
     """Risk category, churn risk and product suitability for one customer bundle (or a list),
     each with at most four reasons in zh and en, the model versions and rule version used, a
