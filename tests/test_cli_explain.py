@@ -8,12 +8,14 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pypdfium2 as pdfium
 import pytest
 from typer.testing import CliRunner
 
 from suitability.cli import app
+from suitability.models.spec import load_model_spec
 
 pytestmark = [
     pytest.mark.slow,
@@ -212,13 +214,41 @@ def test_model_dossier_has_slices_fairness_explanations_and_history(store, tmp_p
     assert "模型档案" in text and "分人群指标与公平性" in text and "suitability-churn" in text
 
 
+def _shown_text(path: Path) -> str:
+    """A report's text as a reader sees it: no markup, no embedded images or fonts."""
+    page = re.sub(r"<style.*?</style>", " ", path.read_text("utf-8"), flags=re.S)
+    return re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]+"', "", page))
+
+
+def _code_names(specs) -> list[str]:
+    """Names from the code a Chinese report must word: features, model kinds and baselines,
+    planted drivers, product categories, promotion reasons."""
+    from suitability.data.synth import PLANTED_DRIVERS
+
+    return [
+        *specs.feature_names,
+        *(driver for drivers in PLANTED_DRIVERS.values() for driver in drivers),
+        *specs.behaviour.product_categories,
+        "lightgbm", "logistic_regression", "best_possible", "questionnaire_band", "recency",
+        "no champion yet", "higher is better", "champion", "challenger", "elderly", "vulnerable",
+    ]  # fmt: skip
+
+
+def _assert_no_code_names(text: str, names: list[str]) -> None:
+    for raw in names:
+        end = r"(?!\w)" if raw[-1].isalnum() else ""  # whole names, not parts of others
+        assert not re.search(rf"(?<![\w.-]){re.escape(raw)}{end}", text), raw
+
+
 @pytest.mark.parametrize("model", ["risk-level", "churn"])
-def test_the_chinese_dossier_words_every_technical_name(store, tmp_path, model):
-    """A compliance officer reading zh sees metrics, baselines, split fields, slices, groups and
-    charts in Chinese, not the code's names (feature ids stay, next to their descriptions)."""
+def test_the_chinese_dossier_words_every_technical_name(store, tmp_path, model, specs):
+    """A compliance officer reading zh sees metrics, baselines, split fields, slices, groups,
+    features, planted drivers, the model's description, promotion reasons and charts in
+    Chinese, not the code's names."""
     path = tmp_path / f"{model}.zh.html"
     _ok(["report", "model", model, "--out", str(path), "--lang", "zh", "--no-log"])
-    text = re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]+"', "", path.read_text("utf-8")))
+    text = _shown_text(path)
+    _assert_no_code_names(text, _code_names(specs))
     for raw in (
         "roc_auc", "qwk", "accuracy", "log_loss", "ece", "observed_rate", "mean_predicted",
         "calibration_gap", "level_bias", "share_predicted_c4_plus", "logistic_regression",
@@ -229,6 +259,9 @@ def test_the_chinese_dossier_words_every_technical_name(store, tmp_path, model):
     ):  # fmt: skip
         end = r"(?!\w)" if raw[-1].isalnum() else ""  # whole names, not parts of others
         assert not re.search(rf"(?<![\w.]){re.escape(raw)}{end}", text), raw
+    described = load_model_spec(model, specs).description
+    assert described.zh in text and described.en not in text
+    assert "此前尚无在用版本" in text  # the demo's promotion: no champion before it
     for worded in (
         "切分方法",
         "训练集行数",
@@ -242,6 +275,57 @@ def test_the_chinese_dossier_words_every_technical_name(store, tmp_path, model):
         assert worded in text, worded
     metric = "二次加权 Kappa（QWK）" if model == "risk-level" else "ROC AUC（排序区分能力）"
     assert metric in text
+
+
+def test_the_chinese_decision_report_words_every_technical_name(store, demo, tmp_path, specs):
+    """Product category, models, aliases and the facts' details in Chinese."""
+    customer = sorted((demo / "reports").glob("decision-*.zh.html"))[0].name.split("-")[1]
+    products = pd.read_parquet(demo / "data" / "products.parquet")
+    product = products.iloc[0]
+    path = tmp_path / "d.zh.html"
+    _ok(
+        [
+            "report",
+            "decision",
+            "--data",
+            str(demo / "data"),
+            "--customer",
+            customer,
+            "--product",
+            str(product["product_id"]),
+            "--out",
+            str(path),
+            "--no-log",
+        ]
+    )
+    text = _shown_text(path)
+    _assert_no_code_names(text, [*_code_names(specs), "risk-level", "churn", "365d"])
+    category = specs.behaviour.product_categories[product["category"]]
+    assert f"（{product['risk_level']}，{category.zh}）" in text
+    assert "风险等级模型" in text and "流失模型" in text and "在用版本" in text
+
+
+def test_dossier_charts_are_drawn_from_what_the_version_logged(store, specs):
+    """The dossier redraws its charts in its language from the version's logged numbers:
+    the binary model's test predictions beside its baselines' and the best possible, and the
+    same SHAP values the run logged."""
+    from suitability import tracking
+    from suitability.explain.importance import global_explanation
+
+    data = tracking.dossier_data("churn")
+    assert data.test_predictions is not None and len(data.test_predictions) == len(data.test)
+    assert set(data.test_predictions) == {
+        "model",
+        "logistic_regression",
+        "recency",
+        "best_possible",
+    }
+    proba = data.loaded.model.predict_proba(data.test)
+    assert np.allclose(data.test_predictions["model"], proba)
+    again = global_explanation(data.loaded.model, data.test, specs)
+    logged = pd.DataFrame(data.global_explanation["by_feature"])
+    assert list(again.by_feature["feature"]) == list(logged["feature"])
+    assert np.allclose(again.by_feature["mean_abs_shap"], logged["mean_abs_shap"])
 
 
 def test_unworded_names_are_shown_as_they_are():

@@ -12,6 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.metrics import cohen_kappa_score
 
+from suitability.explain.charts import plot_words
 from suitability.models.metrics import (
     HIGHER_IS_BETTER,
     binary_metrics,
@@ -29,6 +30,7 @@ from suitability.models.plots import (
 )
 
 LABELS = ["C1", "C2", "C3", "C4", "C5"]
+WORDS = plot_words("en")
 
 
 def _one_hot(codes: list[int], k: int = 5) -> np.ndarray:
@@ -267,16 +269,16 @@ def _saves(figure: Figure, path) -> None:
 
 def test_confusion_matrix_figure(tmp_path) -> None:
     matrix = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 0]])  # an empty row must not divide by 0
-    figure = confusion_matrix_figure(matrix, ["C1", "C2", "C3"], "risk level")
+    figure = confusion_matrix_figure(matrix, ["C1", "C2", "C3"], "risk level", words=WORDS)
     assert isinstance(figure, Figure)
     assert len(figure.axes) == 2  # matrix and colour bar
     _saves(figure, tmp_path / "confusion.png")
     with pytest.raises(ValueError, match=r"matrix has shape \(3, 3\) for 2 labels"):
-        confusion_matrix_figure(matrix, ["C1", "C2"], "risk level")
+        confusion_matrix_figure(matrix, ["C1", "C2"], "risk level", words=WORDS)
 
 
 def test_roc_pr_figure(tmp_path, churn_curves) -> None:
-    figure = roc_pr_figure(churn_curves, "churn")
+    figure = roc_pr_figure(churn_curves, "churn", words=WORDS)
     assert len(figure.axes) == 2
     roc_legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert any(text.startswith("model (AUC ") for text in roc_legend)
@@ -284,14 +286,16 @@ def test_roc_pr_figure(tmp_path, churn_curves) -> None:
 
 
 def test_roc_pr_figure_tolerates_single_class(tmp_path) -> None:
-    figure = roc_pr_figure({"model": (np.zeros(4, dtype=int), np.full(4, 0.2))}, "churn")
+    figure = roc_pr_figure(
+        {"model": (np.zeros(4, dtype=int), np.full(4, 0.2))}, "churn", words=WORDS
+    )
     _saves(figure, tmp_path / "one_class.png")
     with pytest.raises(ValueError, match="curves is empty"):
-        roc_pr_figure({}, "churn")
+        roc_pr_figure({}, "churn", words=WORDS)
 
 
 def test_calibration_figure(tmp_path, churn_curves) -> None:
-    figure = calibration_figure(churn_curves, "churn calibration")
+    figure = calibration_figure(churn_curves, "churn calibration", words=WORDS)
     assert len(figure.axes) == 1
     _saves(figure, tmp_path / "calibration.png")
 
@@ -300,11 +304,11 @@ def test_ordinal_calibration_figure(tmp_path) -> None:
     rng = np.random.default_rng(1)
     proba = rng.dirichlet(np.ones(5), 100)
     y = np.array([rng.choice(5, p=row) for row in proba])
-    figure = ordinal_calibration_figure(y, proba, LABELS, "risk level calibration")
+    figure = ordinal_calibration_figure(y, proba, LABELS, "risk level calibration", words=WORDS)
     assert len(figure.axes) == 5
     _saves(figure, tmp_path / "ordinal_calibration.png")
     with pytest.raises(ValueError, match=r"proba has shape \(100, 5\) for 4 labels"):
-        ordinal_calibration_figure(y, proba, LABELS[:4], "risk level calibration")
+        ordinal_calibration_figure(y, proba, LABELS[:4], "risk level calibration", words=WORDS)
 
 
 def test_plots_import_without_pyplot() -> None:

@@ -335,7 +335,7 @@ def test_a_new_version_is_the_challenger(life: dict[str, object]) -> None:
     card = version.description
     assert "trained on a user's table" in card and "用户提供的表" in card
     assert f"sha256 `{life['first_digest'][:16]}" in card
-    assert "| model | 模型 |" in card and "logistic_regression" in card
+    assert "| model | 模型 |" in card and "| Logistic-regression baseline | 逻辑回归基线 |" in card
     assert "Model 模型: " in card and ("LightGBM" in card or "logistic regression" in card)
     # the model's own metrics are linked to its logged model and to their datasets
     model_id = version.source.removeprefix("models:/")

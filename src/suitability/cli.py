@@ -1093,7 +1093,7 @@ def report_decision(
         rules = load_rules()
         risk, churn = _explainers(risk_model, churn_model, specs)
         case = assess_case(inputs, risk, churn, specs, rules)
-        path = write_report(decision_report(case, lang.value), out, chosen)
+        path = write_report(decision_report(case, specs, lang.value), out, chosen)
         artifact = tracking.log_report(risk.ref.run_id, path) if log and risk.ref.run_id else None
     assert case.decision is not None
     console.print(
@@ -1305,7 +1305,7 @@ def _demo_reports(out: Path, data_dir: Path, specs) -> list[Path]:
     folder = out / "reports"
     written = []
     for lang in ("zh", "en"):
-        document = decision_report(case, lang)
+        document = decision_report(case, specs, lang)
         for fmt in ("html", "pdf"):
             written.append(
                 write_report(document, folder / f"decision-{customer}-{product}.{lang}.{fmt}", fmt)

@@ -166,6 +166,9 @@ class BehaviourSpec(_Spec):
     recency_event_types: list[str]
     revealed_window_days: int
     trend: Trend
+    # What reports call a product's `category` (the products table's column); a category
+    # without an entry is shown as it is.
+    product_categories: dict[Identifier, Label] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> BehaviourSpec:

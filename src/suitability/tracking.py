@@ -57,8 +57,8 @@ from mlflow.types.utils import _infer_schema
 
 from suitability import __version__
 from suitability.explain.assessment import Explainer, ModelRef
+from suitability.explain.terms import term
 from suitability.models import metrics as m
-from suitability.models import plots
 from suitability.models.estimators import BinaryLGBM, OrdinalLGBM, median_level
 from suitability.models.flat import FlatPreprocessor, FlatTableError
 from suitability.models.portable import (
@@ -67,6 +67,7 @@ from suitability.models.portable import (
     manifest_sha256,
     save_portable,
 )
+from suitability.models.promotion import GIVEN, reason_code, reason_text, recorded_code
 from suitability.models.train import (
     BEST_POSSIBLE,
     TrainingResult,
@@ -104,6 +105,8 @@ CHALLENGER = "challenger"
 PROMOTIONS_EXPERIMENT = "suitability-promotions"
 REGISTERED_PREFIX = "suitability-"
 TEST_SPLIT_ARTIFACT = "evaluation/test.parquet"
+#: Binary models: the model's, baselines' and best possible probabilities on the test rows.
+TEST_PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
 #: Ordinal calibration: its fitted numbers, test metrics before and after.
 CALIBRATION_ARTIFACT = "evaluation/calibration.json"
 EXPLANATIONS_DIR = "explanations"
@@ -761,20 +764,15 @@ def _log_datasets(
 
 
 def _log_plots(result: TrainingResult) -> None:
+    """The evaluation charts (in English, for the MLflow UI) and the numbers reports draw
+    them from in their own language."""
+    from suitability.explain import charts
+
     test = result.split.rows("test")
     y = result.y[test]
-    name = result.spec.name
     if result.spec.task == "ordinal":
         proba = np.asarray(result.test_predictions["model"], dtype=np.float64)
         matrix = m.confusion(y, median_level(proba), len(result.classes))
-        figures = {
-            "plots/confusion_matrix.png": plots.confusion_matrix_figure(
-                matrix, result.classes, f"{name}: test confusion matrix (median level)"
-            ),
-            "plots/calibration.png": plots.ordinal_calibration_figure(
-                y, proba, result.classes, f"{name}: calibration per level (test)"
-            ),
-        }
         # The numbers behind the picture, for reports and for anyone re-checking them.
         mlflow.log_dict(
             {"labels": list(result.classes), "rows_true_columns_predicted": matrix.tolist()},
@@ -783,25 +781,33 @@ def _log_plots(result: TrainingResult) -> None:
         if result.calibration is not None:
             mlflow.log_dict(_finite_tree(result.calibration), CALIBRATION_ARTIFACT)
     else:
-        curves = {
-            label: (y, np.asarray(p, dtype=np.float64))
-            for label, p in result.test_predictions.items()
+        predictions = {
+            label: np.asarray(p, dtype=np.float64) for label, p in result.test_predictions.items()
         }
         mlflow.log_dict(
             {
-                label: m.calibration_table(y_true, p).to_dict(orient="list")
-                for label, (y_true, p) in curves.items()
+                label: m.calibration_table(y, p).to_dict(orient="list")
+                for label, p in predictions.items()
             },
             "evaluation/calibration_curves.json",
         )
-        figures = {
-            "plots/roc_pr.png": plots.roc_pr_figure(curves, f"{name}: test"),
-            "plots/calibration.png": plots.calibration_figure(
-                curves, f"{name}: calibration (test)"
-            ),
-        }
-    for path, figure in figures.items():
-        mlflow.log_figure(figure, path)
+        # The model's, the baselines' and the best possible probabilities on the test rows (in
+        # the order of evaluation/test.parquet): the curves a report draws.
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "test_predictions.parquet"
+            pd.DataFrame(predictions).to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), "evaluation")
+    figures = charts.evaluation_figures(
+        result.spec.task,
+        result.spec.name,
+        result.classes,
+        y,
+        result.test_predictions,
+        "en",
+    )
+    with charts.drawing():
+        for path_name, figure in figures.items():
+            mlflow.log_figure(figure, path_name)
 
 
 def _log_test_split(result: TrainingResult) -> None:
@@ -835,9 +841,7 @@ def _log_explanations(result: TrainingResult) -> None:
     """Global explanations of the model on its test rows (mean |SHAP| by feature and source,
     beeswarm, dependence and by-source plots) and, on synthetic data, the planted-driver check."""
     from suitability.data.synth import PLANTED_DRIVERS
-    from suitability.explain import importance
-    from suitability.explain.reasons import SOURCE_LABELS
-    from suitability.explain.render import figure_font
+    from suitability.explain import charts, importance
 
     specs = _specs_or_none()
     test = result.rows("test")
@@ -847,30 +851,17 @@ def _log_explanations(result: TrainingResult) -> None:
     mlflow.log_dict(explanation.to_json(), f"{EXPLANATIONS_DIR}/global.json")
     drivers = PLANTED_DRIVERS.get(result.spec.name)
     if result.best is not None and drivers and result.mode != "table":
-        check = importance.planted_check(explanation.by_feature, drivers)
+        patterns = {name: driver.patterns for name, driver in drivers.items()}
+        check = importance.planted_check(explanation.by_feature, patterns)
         mlflow.log_dict(
             {"top_k": importance.PLANTED_TOP_K, "drivers": check.to_dict(orient="records")},
             f"{EXPLANATIONS_DIR}/planted_check.json",
         )
         mlflow.log_metric("planted_drivers_passed", float(check["passed"].mean()))
-    name = result.spec.name
-    import matplotlib
-
-    with matplotlib.rc_context({"font.family": [figure_font(), "DejaVu Sans"]}):
-        figures = {
-            "beeswarm.png": importance.beeswarm_figure(
-                explanation, f"{name}: SHAP ({explanation.output}), test sample"
-            ),
-            "by_source.png": importance.source_figure(
-                explanation,
-                {k: f"{v.zh} / {v.en}" for k, v in SOURCE_LABELS.items()},
-                f"{name}: mean |SHAP| by source",
-            ),
-            **{
-                f"dependence_{feature}.png": figure
-                for feature, figure in importance.dependence_figures(explanation).items()
-            },
-        }
+    figures = charts.explanation_figures(
+        explanation, specs, result.spec.name, result.model.layout.categories, "en"
+    )
+    with charts.drawing():
         for path, figure in figures.items():
             mlflow.log_figure(figure, f"{EXPLANATIONS_DIR}/{path}")
 
@@ -912,14 +903,12 @@ def model_card(result: TrainingResult, digest: str, run_id: str) -> str:
     rows = {s: len(result.split.rows(s)) for s in ("train", "validation", "test")}
     compared = [("model", "模型", value)]
     compared += [
-        (name, name, scores[metric])
+        (term(name, "en"), term(name, "zh"), scores[metric])
         for name, scores in result.baselines.items()
         if metric in scores
     ]
     if result.best is not None and metric in result.best:
-        compared.append(
-            ("best possible (generator truth)", "理论最优（生成器真值）", result.best[metric])
-        )
+        compared.append((term(BEST_POSSIBLE, "en"), term(BEST_POSSIBLE, "zh"), result.best[metric]))
     if result.mode == "table":  # a user's table: the platform model's purpose does not apply
         purpose = {
             "zh": f"在用户提供的表上训练的{_TASK_ZH[spec.task]}模型（目标列 "
@@ -930,7 +919,8 @@ def model_card(result: TrainingResult, digest: str, run_id: str) -> str:
     elif spec.dossier is not None:
         purpose = {"zh": spec.dossier.purpose.zh, "en": spec.dossier.purpose.en}
     else:
-        purpose = {"zh": spec.description, "en": spec.description}
+        described = spec.description
+        purpose = {"zh": described.zh, "en": described.en} if described else {"zh": "", "en": ""}
     table = "\n".join(f"| {en} | {zh} | {v:.4f} |" for en, zh, v in compared)
     kind = str(result.params.get("model_kind", "lightgbm"))
     fitted = {
@@ -969,7 +959,8 @@ def _register(
     its portable form must have when loaded."""
     spec = result.spec
     name = spec.registered_name
-    description = spec.description
+    # Both languages, as the registry shows bilingual texts (the model card too): English first.
+    description = f"{spec.description.en}\n\n{spec.description.zh}" if spec.description else ""
     if result.mode == "table":
         description = (
             f"{spec.task.capitalize()} models trained with `suitability train {spec.name} "
@@ -1177,7 +1168,10 @@ class Promotion:
     metric: str
     challenger_value: float | None
     champion_value: float | None
-    reason: str
+    reason: str  # in English, as the registry and the CLI show it
+    # `promotion.ReasonCode` of an automatic reason (reports word it in their language), or
+    # `given`: a person's reason, shown as written.
+    reason_code: str
     by: str
     at: str  # ISO 8601, UTC
 
@@ -1258,8 +1252,18 @@ def promote(
                     ) from None
         better = _better(challenger_value, champion_value, higher)
         promoted = better or force
+        code: str = GIVEN
         if reason is None:
-            reason = _automatic_reason(metric, challenger_value, champion_value, champion, higher)
+            automatic = reason_code(champion, champion_value)
+            code = automatic
+            reason = reason_text(
+                automatic,
+                "en",
+                metric=metric,
+                challenger=challenger_value,
+                champion=champion_value,
+                higher=higher,
+            )
         at = datetime.now(UTC).isoformat(timespec="seconds")
         decision = Promotion(
             name=name,
@@ -1271,6 +1275,7 @@ def promote(
             challenger_value=_finite(challenger_value),
             champion_value=_finite(champion_value),
             reason=reason,
+            reason_code=code,
             by=by,
             at=at,
         )
@@ -1297,26 +1302,6 @@ def _current_user() -> str:
         return "unknown"
 
 
-def _automatic_reason(
-    metric: str,
-    challenger: float | None,
-    champion: float | None,
-    champion_version: int | None,
-    higher: bool,
-) -> str:
-    if champion_version is None:
-        return "no champion yet"
-    if champion is None:
-        return "the champion could not be scored on the challenger's test split"
-    relation = ">" if challenger is not None and challenger > champion else "<="
-    if not higher:
-        relation = "<" if challenger is not None and challenger < champion else ">="
-    return (
-        f"challenger {metric} {challenger:.6g} {relation} champion {champion:.6g} "
-        f"({'higher' if higher else 'lower'} is better) on the challenger's test split"
-    )
-
-
 def _record(client: MlflowClient, decision: Promotion) -> None:
     """One run per decision in the promotions experiment: the durable alias history."""
     experiment_id = _experiment_id(client, PROMOTIONS_EXPERIMENT)
@@ -1340,6 +1325,7 @@ def _record(client: MlflowClient, decision: Promotion) -> None:
         if decision.champion_value is None
         else repr(decision.champion_value),
         "reason": decision.reason[:_MAX_PARAM_LENGTH],
+        "reason_code": decision.reason_code,
         "by": decision.by,
         "at": decision.at,
     }
@@ -1402,7 +1388,7 @@ def _history_entry(params: Mapping[str, str]) -> dict[str, Any]:
         text = params.get(key, "none")
         return None if text == "none" else int(text)
 
-    return {
+    entry = {
         "at": params.get("at", ""),
         "model": params.get("model", ""),
         "from_version": version("from_version"),
@@ -1413,8 +1399,28 @@ def _history_entry(params: Mapping[str, str]) -> dict[str, Any]:
         "challenger_value": number("challenger_value"),
         "champion_value": number("champion_value"),
         "reason": params.get("reason", ""),
+        "reason_code": params.get("reason_code", ""),
         "by": params.get("by", ""),
     }
+    if not entry["reason_code"]:  # recorded before decisions kept their reason's code
+        entry["reason_code"] = _recorded_code(entry)
+    return entry
+
+
+def _recorded_code(entry: Mapping[str, Any]) -> str:
+    """The reason code of a decision recorded without one."""
+    try:
+        higher = m.greater_is_better(entry["metric"])
+    except ValueError:
+        return GIVEN
+    return recorded_code(
+        entry["reason"],
+        metric=entry["metric"],
+        challenger=entry["challenger_value"],
+        champion=entry["champion_value"],
+        champion_version=entry["from_version"],
+        higher=higher,
+    )
 
 
 # --- listing, resolving, evaluating ---------------------------------------------------------------
@@ -1635,8 +1641,20 @@ class DossierData:
     history: list[dict[str, Any]]
     global_explanation: dict[str, Any] | None
     planted_check: dict[str, Any] | None
-    images: dict[str, bytes]  # artifact path -> PNG
+    # Binary: the test probabilities of the model, its baselines and the best possible, in the
+    # order of `test` (None for a version logged without them: reports then draw the model's).
+    test_predictions: pd.DataFrame | None
     artifacts: dict[str, Any]  # other JSON artifacts (confusion matrix, calibration curves)
+
+
+def _artifact_parquet(run_id: str, path: str, folder: str) -> pd.DataFrame | None:
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=folder
+        )
+    except (MlflowException, OSError):
+        return None
+    return pd.read_parquet(local)
 
 
 def _artifact_json(run_id: str, path: str, folder: str) -> Any | None:
@@ -1651,7 +1669,8 @@ def _artifact_json(run_id: str, path: str, folder: str) -> Any | None:
 
 def dossier_data(ref: str) -> DossierData:
     """Read what a model dossier needs about `NAME[@alias|@version]`: run params, metrics and
-    lineage, the logged test split, explanations and plots, aliases and promotion history."""
+    lineage, the logged test split and predictions, explanations, aliases and promotion history.
+    Charts are not read: reports draw them from these numbers, in their own language."""
     loaded = load_estimator(ref)
     name, version, run_id = loaded.ref.name, loaded.ref.version, loaded.ref.run_id
     client = MlflowClient()
@@ -1660,18 +1679,9 @@ def dossier_data(ref: str) -> DossierData:
         registered = client.get_registered_model(name)
         run = client.get_run(run_id)
         test, labels = load_test_split(run_id)
-        images: dict[str, bytes] = {}
         artifacts: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as folder:
-            for folder_name in ("plots", EXPLANATIONS_DIR):
-                try:
-                    local = mlflow.artifacts.download_artifacts(
-                        run_id=run_id, artifact_path=folder_name, dst_path=folder
-                    )
-                except (MlflowException, OSError):
-                    continue
-                for file in sorted(Path(local).glob("*.png")):
-                    images[f"{folder_name}/{file.name}"] = file.read_bytes()
+            predictions = _artifact_parquet(run_id, TEST_PREDICTIONS_ARTIFACT, folder)
             for path in (
                 "evaluation/confusion_matrix.json",
                 "evaluation/calibration_curves.json",
@@ -1699,7 +1709,7 @@ def dossier_data(ref: str) -> DossierData:
         history=[h for h in history if version in (h["from_version"], h["to_version"])],
         global_explanation=global_json,
         planted_check=planted,
-        images=images,
+        test_predictions=predictions,
         artifacts=artifacts,
     )
 

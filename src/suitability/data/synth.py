@@ -52,7 +52,14 @@ import pyarrow.parquet as pq
 from scipy.special import expit, ndtr, ndtri
 
 from suitability.data.schema import TABLES
-from suitability.specs import C_LEVELS, R_LEVELS, QuestionnaireDefinition, Specs, load_specs
+from suitability.specs import (
+    C_LEVELS,
+    R_LEVELS,
+    Label,
+    QuestionnaireDefinition,
+    Specs,
+    load_specs,
+)
 
 #: Customers per chunk (one part file per table per chunk). Fixed, so the data never depends
 #: on how the work is split between processes.
@@ -119,53 +126,80 @@ class WorldParams:
 
 PARAMS = WorldParams()
 
-#: Where the generator plants each model's label drivers: latent -> the feature-name patterns
-#: (fnmatch) that carry its signal. A model trained on this data should rank at least one
-#: feature of every driver among its top global features (`explain.importance.planted_check`).
-PLANTED_DRIVERS: dict[str, dict[str, tuple[str, ...]]] = {
+
+@dataclass(frozen=True)
+class PlantedDriver:
+    """A latent the generator plants into a model's label: its name in words (the dossier's
+    planted-driver check prints it) and the feature-name patterns (fnmatch) that carry it."""
+
+    label: Label
+    patterns: tuple[str, ...]
+
+
+#: Where the generator plants each model's label drivers. A model trained on this data should
+#: rank at least one feature of every driver among its top global features
+#: (`explain.importance.planted_check`).
+PLANTED_DRIVERS: dict[str, dict[str, PlantedDriver]] = {
     "risk-level": {
         # τ, as the investor states it: attitude answers, total score, band.
-        "stated_tolerance": ("q_answer_*", "q_total_score", "q_level"),
+        "stated_tolerance": PlantedDriver(
+            Label(zh="问卷所述的风险承受意愿", en="Risk tolerance as the questionnaire states it"),
+            ("q_answer_*", "q_total_score", "q_level"),
+        ),
         # τ, as investments reveal it: the risk mix of what they buy.
-        "revealed_appetite": (
-            "invest_share_high_risk_*",
-            "invest_avg_risk_*",
-            "revealed_minus_stated",
+        "revealed_appetite": PlantedDriver(
+            Label(zh="投资行为体现的风险偏好", en="Risk appetite as investments reveal it"),
+            ("invest_share_high_risk_*", "invest_avg_risk_*", "revealed_minus_stated"),
         ),
         # τ and liquidity need, as advisors hear them.
-        "interview_signals": ("tag_*", "tagdir_*", "tagcat_*"),
+        "interview_signals": PlantedDriver(
+            Label(
+                zh="访谈中听到的风险偏好与流动性需求",
+                en="Risk appetite and liquidity need as advisors hear them",
+            ),
+            ("tag_*", "tagdir_*", "tagcat_*"),
+        ),
     },
     "churn": {
         # Falling engagement (trend slope): fewer logins and invests, longer gaps.
-        "engagement_decline": (
-            "trend_*",
-            "days_since_invest",
-            "days_since_login",
-            "n_login_*",
-            "n_invest_*",
-            "amt_invest_*",
-            "active_days_*",
+        "engagement_decline": PlantedDriver(
+            Label(zh="活跃度下降", en="Declining engagement"),
+            (
+                "trend_*",
+                "days_since_invest",
+                "days_since_login",
+                "n_login_*",
+                "n_invest_*",
+                "amt_invest_*",
+                "active_days_*",
+            ),
         ),
         # Satisfaction: complaints, the service contacts that follow them, dissatisfaction tags.
-        "dissatisfaction": (
-            "n_complaint_*",
-            "days_since_complaint",
-            "n_service_contact_*",
-            "days_since_service_contact",
-            "tag_*dissatisfied",
-            "tag_distrust_platform",
-            "tagcat_concern",
+        "dissatisfaction": PlantedDriver(
+            Label(zh="不满意（投诉、客服联系、不满标签）", en="Dissatisfaction"),
+            (
+                "n_complaint_*",
+                "days_since_complaint",
+                "n_service_contact_*",
+                "days_since_service_contact",
+                "tag_*dissatisfied",
+                "tag_distrust_platform",
+                "tagcat_concern",
+            ),
         ),
         # Life events raise liquidity need: withdrawals, redemptions, life-event tags.
-        "liquidity_need": (
-            "withdraw_ratio_*",
-            "redeem_ratio_*",
-            "amt_withdraw_*",
-            "n_withdraw_*",
-            "amt_redeem_*",
-            "n_redeem_*",
-            "tag_liquidity_need",
-            "tagcat_life_event",
+        "liquidity_need": PlantedDriver(
+            Label(zh="资金流动性需求（人生事件）", en="Liquidity need (life events)"),
+            (
+                "withdraw_ratio_*",
+                "redeem_ratio_*",
+                "amt_withdraw_*",
+                "n_withdraw_*",
+                "amt_redeem_*",
+                "n_redeem_*",
+                "tag_liquidity_need",
+                "tagcat_life_event",
+            ),
         ),
     },
 }

@@ -1,5 +1,5 @@
-"""Global explanations of a model version: mean |SHAP| by feature and by source, the planted-
-driver check on synthetic data, and the plots (beeswarm, dependence, by source)."""
+"""Global explanations of a model version: mean |SHAP| by feature and by source, and the planted-
+driver check on synthetic data (`charts` draws them)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from suitability.explain.contributions import LEVEL_SCORE, Contributions, explain_frame
 from suitability.explain.reasons import SOURCES
@@ -121,69 +120,3 @@ def planted_check(
             }
         )
     return pd.DataFrame(rows, columns=["driver", "best_feature", "rank", "passed"])
-
-
-# --- plots --------------------------------------------------------------------------------------
-
-
-def _shap_explanation(explanation: GlobalExplanation):  # -> shap.Explanation
-    import shap  # heavy; only plots need it
-
-    values, base = explanation.contributions.of(explanation.output)
-    return shap.Explanation(
-        values=values,
-        base_values=base,
-        data=explanation.contributions.data,
-        feature_names=list(explanation.contributions.feature_names),
-    )
-
-
-def beeswarm_figure(explanation: GlobalExplanation, title: str, max_display: int = 15) -> Figure:
-    """shap's beeswarm of the sample: one dot per row and feature, coloured by feature value."""
-    import shap
-
-    figure = Figure(figsize=(8.5, 0.42 * max_display + 1.6))
-    ax = figure.add_subplot()
-    shap.plots.beeswarm(
-        _shap_explanation(explanation),
-        max_display=max_display,
-        ax=ax,
-        show=False,
-        plot_size=None,
-    )
-    ax.set_title(title, fontsize=10)
-    figure.tight_layout()
-    return figure
-
-
-def dependence_figures(explanation: GlobalExplanation, top: int = 3) -> dict[str, Figure]:
-    """shap's dependence (scatter) plot for each of the `top` features: value vs contribution."""
-    import shap
-
-    shap_values = _shap_explanation(explanation)
-    figures = {}
-    for name in explanation.by_feature["feature"].head(top):
-        figure = Figure(figsize=(5.5, 3.8))
-        ax = figure.add_subplot()
-        shap.plots.scatter(shap_values[:, name], ax=ax, show=False, hist=False)
-        ax.set_title(name, fontsize=10)
-        figure.tight_layout()
-        figures[name] = figure
-    return figures
-
-
-def source_figure(explanation: GlobalExplanation, labels: Mapping[str, str], title: str) -> Figure:
-    """Share of mean |SHAP| per source, as horizontal bars."""
-    table = explanation.by_source
-    figure = Figure(figsize=(6, 0.5 * len(table) + 1.2))
-    ax = figure.add_subplot()
-    y = np.arange(len(table))[::-1]
-    ax.barh(y, table["share"].to_numpy() * 100, color="#4C72B0")
-    ax.set_yticks(y, [labels.get(s, s) for s in table["source"]])
-    ax.set_xlabel("%")
-    ax.set_title(title, fontsize=10)
-    for yi, share in zip(y, table["share"], strict=True):
-        ax.text(share * 100, yi, f" {share:.0%}", va="center", fontsize=8)
-    ax.set_xlim(0, max(100.0, float(table["share"].max()) * 115))
-    figure.tight_layout()
-    return figure

@@ -76,8 +76,8 @@ def plain_value(value: Any) -> float | str | None:
 
 
 def category_label(name: str, code: str, specs: Specs, lang: Lang) -> str:
-    """A profile category's wording (`gender` `F` -> 女 / female); the code itself when the
-    specs have none."""
+    """A category's wording (`gender` `F` -> 女 / female, `product_category` `structured` ->
+    结构化产品 / structured product); the code itself when the specs have none."""
     p, b = specs.profile, specs.behaviour
     tables: dict[str, Mapping[str, Label]] = {
         "gender": p.genders,
@@ -85,6 +85,7 @@ def category_label(name: str, code: str, specs: Specs, lang: Lang) -> str:
         "income_band": p.income_bands,
         "channel_preference": b.channels,
         "segment": {s.id: Label(zh=s.zh, en=s.en) for s in p.segments},
+        "product_category": b.product_categories,
     }
     label = tables.get(name, {}).get(code)
     return getattr(label, lang) if label is not None else code

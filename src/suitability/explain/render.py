@@ -177,7 +177,7 @@ class _ReportPDF(FPDF):
         self._doc = doc
         self.set_margins(left=18, top=16, right=18)
         self.set_auto_page_break(auto=True, margin=20)
-        # Text is wrapped here (see _wrap_text) against exact widths; fpdf2's default 1 mm cell
+        # Text is wrapped here (see wrap_text) against exact widths; fpdf2's default 1 mm cell
         # inset would shift it, so padding is always explicit instead.
         self.c_margin = 0
         # Only the Regular face exists: never ask for "B"/"I", or fpdf2 would raise (and a core
@@ -223,7 +223,7 @@ class _ReportPDF(FPDF):
         self.multi_cell(
             self.epw,
             self._line_height,
-            _wrap_text(text, self.epw - _WRAP_SLACK_MM, self.get_string_width),
+            wrap_text(text, self.epw - _WRAP_SLACK_MM, self.get_string_width),
             align=align,
             new_x=XPos.LMARGIN,
             new_y=YPos.NEXT,
@@ -292,7 +292,7 @@ class _ReportPDF(FPDF):
             self.multi_cell(
                 self.epw - indent,
                 self._line_height,
-                _wrap_text(item, self.epw - indent - _WRAP_SLACK_MM, self.get_string_width),
+                wrap_text(item, self.epw - indent - _WRAP_SLACK_MM, self.get_string_width),
                 align="L",
                 new_x=XPos.LMARGIN,
                 new_y=YPos.NEXT,
@@ -304,7 +304,7 @@ class _ReportPDF(FPDF):
         background, bar = _CALLOUT_COLOURS[block.tone]
         self._style(_BODY_PT, _INK)
         padding = (2.6, 4.0, 2.6, 5.5)  # top, right, bottom, left: room for the colour bar
-        lines = _wrap_text(
+        lines = wrap_text(
             block.text, self.epw - padding[1] - padding[3] - _WRAP_SLACK_MM, self.get_string_width
         )
         height = (lines.count("\n") + 1) * self._line_height + padding[0] + padding[2]
@@ -359,7 +359,7 @@ class _ReportPDF(FPDF):
                 row.cell(self._wrap_cell(value, widths[1], padding))
 
     def _wrap_cell(self, text: str, width: float, padding: tuple[float, ...]) -> str:
-        return _wrap_text(
+        return wrap_text(
             text, width - padding[1] - padding[3] - _WRAP_SLACK_MM, self.get_string_width
         )
 
@@ -429,7 +429,7 @@ class _ReportPDF(FPDF):
 
 
 def _line_count(text: str, pdf: FPDF) -> int:
-    return _wrap_text(text, pdf.epw - _WRAP_SLACK_MM, pdf.get_string_width).count("\n") + 1
+    return wrap_text(text, pdf.epw - _WRAP_SLACK_MM, pdf.get_string_width).count("\n") + 1
 
 
 def _truncate(text: str, width: float, pdf: FPDF) -> str:
@@ -527,7 +527,7 @@ def _wrap_line(line: str, width: float, measure: Callable[[str], float]) -> list
     return lines
 
 
-def _wrap_text(text: str, width: float, measure: Callable[[str], float]) -> str:
+def wrap_text(text: str, width: float, measure: Callable[[str], float]) -> str:
     """`text` with newlines inserted so that every line fits in `width`."""
     return "\n".join(
         wrapped for line in text.split("\n") for wrapped in _wrap_line(line, width, measure)

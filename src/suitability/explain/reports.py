@@ -4,20 +4,17 @@
 
 from __future__ import annotations
 
-import io
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure as MplFigure
 
-from suitability.explain.assessment import CustomerCase, ModelRef
+from suitability.data.synth import PLANTED_DRIVERS
+from suitability.explain import charts
+from suitability.explain.assessment import CustomerCase, ModelRef, SourceUse
 from suitability.explain.document import (
     Bullets,
     Callout,
@@ -29,10 +26,14 @@ from suitability.explain.document import (
     Table,
 )
 from suitability.explain.fairness import slice_metrics
+from suitability.explain.importance import global_explanation
 from suitability.explain.reasons import SOURCE_LABELS, Lang, Reason, category_label
-from suitability.explain.render import figure_font
-from suitability.models.rules import RuleTable
+from suitability.explain.terms import term
+from suitability.models.metrics import greater_is_better
+from suitability.models.promotion import GIVEN, reason_text
+from suitability.models.rules import ELDERLY, VULNERABLE, RuleTable
 from suitability.models.spec import ModelSpec
+from suitability.models.train import label_codes
 from suitability.specs import Specs
 
 _T: dict[str, tuple[str, str]] = {
@@ -58,6 +59,8 @@ _T: dict[str, tuple[str, str]] = {
     "warnings": ("风险提示", "Warnings"),
     "notes": ("备注", "Notes"),
     "care_flags": ("特别关注", "Care flags"),
+    ELDERLY: ("高龄投资者", "elderly investor"),
+    VULNERABLE: ("需特别关注的投资者", "investor needing extra care"),
     "risk_section": ("风险承受能力等级", "Risk category"),
     "stated": ("问卷等级（法定依据）", "Stated by questionnaire (the legal basis)"),
     "predicted": ("模型预测等级", "Predicted by the model"),
@@ -103,6 +106,9 @@ _T: dict[str, tuple[str, str]] = {
     "facts": ("条数", "Facts"),
     "latest": ("最近一条的时间", "Latest"),
     "detail": ("说明", "Detail"),
+    "questionnaire_detail": ("问卷版本 {detail}", "questionnaire {detail}"),
+    "behaviour_detail": ("近{days}天的事件", "events of the last {days} days"),
+    "interview_detail": ("访谈次数：{detail}", "interviews: {detail}"),
     "models_section": ("模型与规则", "Models and rules"),
     "model": ("模型", "Model"),
     "registered": ("注册名", "Registered name"),
@@ -128,6 +134,7 @@ _T: dict[str, tuple[str, str]] = {
     "created": ("注册时间", "Registered"),
     "aliases": ("当前别名", "Current aliases"),
     "git": ("代码版本", "Code commit"),
+    "package": ("工具包版本", "suitability"),
     "data_section": ("数据与时点", "Data and point-in-time cutoffs"),
     "digests": ("数据摘要（sha256）", "Data digests (sha256)"),
     "split": ("切分", "Split"),
@@ -161,6 +168,7 @@ _T: dict[str, tuple[str, str]] = {
     "share": ("占比", "Share"),
     "rank": ("排名", "Rank"),
     "planted_section": ("合成数据驱动因素检查", "Planted-driver check (synthetic data)"),
+    "dependence": ("SHAP 依赖图：{feature}", "SHAP dependence: {feature}"),
     "driver": ("驱动因素", "Driver"),
     "best_feature": ("排名最高的特征", "Best-ranked feature"),
     "passed": ("通过", "Passed"),
@@ -189,114 +197,12 @@ def t(key: str, lang: Lang) -> str:
     return zh if lang == "zh" else en
 
 
-#: What the dossier calls the technical names it shows (metrics, baselines, split fields, data
-#: sources, charts), so a reader of either language need not know the code's names. A name
-#: without an entry is shown as it is.
-_TERMS: dict[str, tuple[str, str]] = {
-    # metrics, overall and per slice
-    "roc_auc": ("ROC AUC（排序区分能力）", "ROC AUC"),
-    "pr_auc": ("PR AUC（精确率-召回率曲线下面积）", "PR AUC"),
-    "brier": ("Brier 分数（越低越好）", "Brier score (lower is better)"),
-    "top_decile_lift": ("预测最高10%人群的提升度", "Top-decile lift"),
-    "log_loss": ("对数损失（越低越好）", "Log loss (lower is better)"),
-    "ece": ("期望校准误差 ECE（越低越好）", "Expected calibration error (lower is better)"),
-    "base_rate": ("实际发生率", "Observed rate"),
-    "qwk": ("二次加权 Kappa（QWK）", "Quadratic weighted kappa (QWK)"),
-    "accuracy": ("准确率", "Accuracy"),
-    "macro_f1": ("宏平均 F1", "Macro-averaged F1"),
-    "within_one_accuracy": ("相差不超过一级的比例", "Within one category"),
-    "observed_rate": ("实际发生率", "Observed rate"),
-    "mean_predicted": ("平均预测概率", "Mean predicted probability"),
-    "calibration_gap": ("校准偏差（预测−实际）", "Calibration gap (predicted − observed)"),
-    "mean_predicted_level": ("平均预测等级", "Mean predicted category"),
-    "mean_confirmed_level": ("平均复核等级", "Mean confirmed category"),
-    "level_bias": ("等级偏差（预测−复核）", "Category bias (predicted − confirmed)"),
-    "share_predicted_c4_plus": ("预测为C4及以上的比例", "Share predicted C4 or higher"),
-    "bin": ("分组", "Bin"),
-    "count": ("样本数", "Count"),
-    "mean_abs_shap": ("平均|SHAP|", "Mean |SHAP|"),
-    # baselines
-    "logistic_regression": ("逻辑回归基线", "Logistic-regression baseline"),
-    "recency": ("最近投资间隔基线", "Recency baseline"),
-    "questionnaire_band": ("问卷分数档基线", "Questionnaire-band baseline"),
-    # slices
-    "age_band": ("年龄段", "Age band"),
-    "gender": ("性别", "Gender"),
-    "channel_preference": ("偏好渠道", "Preferred channel"),
-    "segment": ("客户分层", "Segment"),
-    "unknown": ("未知", "unknown"),
-    # data and split
-    "source.mode": ("数据来源方式", "Source"),
-    "source.path": ("原始数据位置", "Raw data"),
-    "source.table": ("训练表", "Training table"),
-    "data": ("原始数据表", "raw tables"),
-    "table": ("训练表", "training table"),
-    "full": ("全部", "All rows"),
-    "train": ("训练集", "Training"),
-    "validation": ("验证集", "Validation"),
-    "test": ("测试集", "Test"),
-    "method": ("切分方法", "Split method"),
-    "out_of_time_grouped": ("按时间外推、按客户分组", "out of time, grouped by customer"),
-    "time_grouped_by_id": ("按时间、按编号分组", "by time, grouped by id"),
-    "random_grouped_by_id": ("随机、按编号分组", "random, grouped by id"),
-    "time": ("按时间", "by time"),
-    "stratified_random": ("分层随机", "stratified random"),
-    "random": ("随机", "random"),
-    "first_time": ("最早观察时点", "First observation time"),
-    "last_time": ("最晚观察时点", "Last observation time"),
-    "train_end": ("训练数据截止", "Training rows end"),
-    "evaluation_start_after": ("评估数据起始（不含）", "Evaluation rows start after"),
-    "embargo_days": ("隔离期（天）", "Embargo (days)"),
-    "later_share": ("评估时段占比", "Share of times for evaluation"),
-    "validation_customer_share": ("验证客户占比", "Validation customer share"),
-    "test_customer_share": ("测试客户占比", "Test customer share"),
-    "seed": ("随机种子", "Seed"),
-    "dropped_rows": ("未使用的行数", "Rows not used"),
-    "train_rows": ("训练集行数", "Training rows"),
-    "train_customers": ("训练集客户数", "Training customers"),
-    "train_from": ("训练集起", "Training from"),
-    "train_to": ("训练集止", "Training to"),
-    "validation_rows": ("验证集行数", "Validation rows"),
-    "validation_customers": ("验证集客户数", "Validation customers"),
-    "validation_from": ("验证集起", "Validation from"),
-    "validation_to": ("验证集止", "Validation to"),
-    "test_rows": ("测试集行数", "Test rows"),
-    "test_customers": ("测试集客户数", "Test customers"),
-    "test_from": ("测试集起", "Test from"),
-    "test_to": ("测试集止", "Test to"),
-    # charts
-    "plots/confusion_matrix.png": ("混淆矩阵", "Confusion matrix"),
-    "plots/roc_pr.png": ("ROC 曲线与 PR 曲线", "ROC and precision-recall curves"),
-    "plots/calibration.png": ("校准曲线", "Calibration curve"),
-    "explanations/beeswarm.png": (
-        "SHAP 蜂群图（每点一位客户）",
-        "SHAP beeswarm (one dot per customer)",
-    ),
-    "explanations/by_source.png": ("各数据来源的贡献", "Contributions by source of facts"),
-    # rules and the planted-driver check
-    "effective_from": ("生效日期", "Effective from"),
-    "spec": ("模型说明", "Specification"),
-    "top_k": ("前{k}名以内算通过", "passed when ranked in the top {k}"),
-}
-
-
-def term(name: str, lang: Lang) -> str:
-    """The reader's word for a technical name (`roc_auc`, `train_rows`, `age_band`, …); the
-    name itself when there is none."""
-    words = _TERMS.get(name)
-    if words is None:
-        return name
-    return words[0] if lang == "zh" else words[1]
-
-
 def _figure_caption(path: str, specs: Specs, lang: Lang) -> str:
     """A logged chart's caption: its term, or for a dependence plot the feature's description."""
     stem = path.rsplit("/", 1)[-1].removesuffix(".png")
     if stem.startswith("dependence_"):
-        feature = stem.removeprefix("dependence_")
-        info = specs.features_by_name.get(feature)
-        described = getattr(info, lang) if info is not None else feature
-        return f"SHAP 依赖图：{described}" if lang == "zh" else f"SHAP dependence: {described}"
+        described = charts.feature_label(stem.removeprefix("dependence_"), specs, lang)
+        return t("dependence", lang).format(feature=described)
     return term(path, lang)
 
 
@@ -310,42 +216,6 @@ def _group(dimension: str, group: Any, specs: Specs, lang: Lang) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _png(figure: MplFigure) -> bytes:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=150)
-    return buffer.getvalue()
-
-
-def bar_labels(texts: Sequence[str], lang: Lang) -> list[str]:
-    """Chart labels for `texts`: numbered as the table beside the chart numbers them, and
-    wrapped rather than cut, so two long descriptions that differ near their end stay apart."""
-    width = 16 if lang == "zh" else 34
-    return [
-        "\n".join(textwrap.wrap(f"{i}. {text}", width, break_long_words=True)) or f"{i}."
-        for i, text in enumerate(texts, 1)
-    ]
-
-
-def contribution_figure(reasons: Sequence[Reason], lang: Lang, title: str) -> bytes:
-    """Horizontal bars of the reasons' contributions (red: pushes up, blue: pushes down)."""
-    labels = bar_labels([r.description[lang] for r in reasons], lang)
-    lines = sum(label.count("\n") + 1 for label in labels)
-    with matplotlib.rc_context({"font.family": [figure_font(), "DejaVu Sans"]}):
-        figure = MplFigure(figsize=(7.5, 0.3 * max(lines, 2) + 0.35 * len(reasons) + 1.3))
-        ax = figure.add_subplot()
-        values = [r.contribution for r in reasons]
-        y = np.arange(len(reasons))[::-1]
-        colors = ["#C0392B" if v > 0 else "#2E86C1" for v in values]
-        ax.barh(y, values, color=colors)
-        ax.set_yticks(y, labels, fontsize=8)
-        ax.axvline(0, color="#555555", linewidth=0.8)
-        ax.set_xlabel("SHAP (log-odds)", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        figure.tight_layout()
-        return _png(figure)
 
 
 def _reason_table(reasons: Sequence[Reason], lang: Lang) -> Table:
@@ -385,6 +255,18 @@ def _source_table(by_source: Mapping[str, float], lang: Lang) -> Table:
     )
 
 
+def _source_detail(source: SourceUse, lang: Lang) -> str:
+    """What a source's detail says, in words: the questionnaire's version, the events' window
+    (`365d`), the number of interviews."""
+    if not source.detail:
+        return ""
+    if source.source == "behaviour" and source.detail.endswith("d"):
+        return t("behaviour_detail", lang).format(days=source.detail.removesuffix("d"))
+    if source.source in ("questionnaire", "interview"):
+        return t(f"{source.source}_detail", lang).format(detail=source.detail)
+    return source.detail
+
+
 def _model_table(models: Mapping[str, ModelRef], lang: Lang) -> Table:
     return Table(
         columns=[
@@ -395,7 +277,13 @@ def _model_table(models: Mapping[str, ModelRef], lang: Lang) -> Table:
             t("run", lang),
         ],
         rows=[
-            [key, ref.name, str(ref.version or "–"), ref.alias or "–", ref.run_id or "–"]
+            [
+                term(key, lang),
+                ref.name,
+                str(ref.version or "–"),
+                term(ref.alias, lang) if ref.alias else "–",
+                ref.run_id or "–",
+            ]
             for key, ref in models.items()
         ],
     )
@@ -414,6 +302,11 @@ def _mismatch_text(case: CustomerCase, lang: Lang) -> str:
     return text
 
 
+def _listed(items: Sequence[str], lang: Lang) -> str:
+    """Items in a row, as each language lists them (甲、乙 / a, b)."""
+    return ("、" if lang == "zh" else ", ").join(items)
+
+
 def sentences(parts: Sequence[str], lang: Lang) -> str:
     """Text parts as sentences: each ended with a full stop unless it ends with one already
     (。！？ in Chinese, . ! ? in English), joined as each language writes them."""
@@ -425,18 +318,23 @@ def sentences(parts: Sequence[str], lang: Lang) -> str:
     return space.join(done)
 
 
-def decision_report(case: CustomerCase, lang: Lang) -> Document:
+def decision_report(case: CustomerCase, specs: Specs, lang: Lang) -> Document:
     """The decision report: who, when, what was decided and why, from which facts and models."""
     if case.decision is None or case.product is None:
         raise ValueError("a decision report needs a product and its decision")
     decision, product, risk, churn = case.decision, case.product, case.risk, case.churn
     customer = "  ".join(f"{v}" for v in case.customer.values())
+    about = [product.risk_level]
+    if product.category:
+        about.append(category_label("product_category", product.category, specs, lang))
     meta = [
         (t("customer", lang), customer),
         (t("as_of", lang), case.as_of),
         (
             t("product", lang),
-            f"{product.product_id} ({product.risk_level}{', ' + product.category if product.category else ''})",
+            f"{product.product_id}（{'，'.join(about)}）"
+            if lang == "zh"
+            else f"{product.product_id} ({', '.join(about)})",
         ),
         (t("initiated_by", lang), t(case.initiated_by or "investor", lang)),
         (t("rule_version", lang), case.rule_version),
@@ -456,7 +354,8 @@ def decision_report(case: CustomerCase, lang: Lang) -> Document:
     for warning in decision.warnings:
         decision_blocks.append(Callout(getattr(warning, lang), "warning"))
     if decision.care_flags:
-        decision_blocks.append(KeyValues([(t("care_flags", lang), ", ".join(decision.care_flags))]))
+        flags = _listed([t(f, lang) for f in decision.care_flags], lang)
+        decision_blocks.append(KeyValues([(t("care_flags", lang), flags)]))
     if decision.notes:
         decision_blocks.append(Bullets([getattr(n, lang) for n in decision.notes]))
     decision_blocks.append(Paragraph(t("method", lang)))
@@ -487,7 +386,9 @@ def decision_report(case: CustomerCase, lang: Lang) -> Document:
                 Paragraph(t("reasons_intro", lang)),
                 _reason_table(risk.reasons, lang),
                 Figure(
-                    contribution_figure(risk.reasons, lang, t("chart_caption", lang)),
+                    charts.png(
+                        charts.contribution_figure(risk.reasons, lang, t("chart_caption", lang))
+                    ),
                     caption=t("chart_caption", lang),
                     width=0.9,
                 ),
@@ -530,7 +431,7 @@ def decision_report(case: CustomerCase, lang: Lang) -> Document:
                             getattr(SOURCE_LABELS.get(s.source, SOURCE_LABELS["other"]), lang),
                             str(s.facts),
                             s.latest or "–",
-                            s.detail,
+                            _source_detail(s, lang),
                         ]
                         for s in case.sources
                     ],
@@ -616,6 +517,39 @@ _TABLE_KIND = {
 }
 
 
+def _aliases(aliases: Sequence[str], lang: Lang) -> str:
+    """A version's aliases in words (`champion` -> 在用版本); an alias of a user's own as it is."""
+    return _listed([term(a, lang) for a in aliases], lang) or "–"
+
+
+def _promotion_reason(entry: Mapping[str, Any], lang: Lang) -> str:
+    """Why a promotion decision was taken, in the report's language; a person's own reason
+    (`promote --reason`) as they wrote it."""
+    code = entry.get("reason_code") or GIVEN
+    if code == GIVEN:
+        return str(entry.get("reason", ""))
+    return reason_text(
+        code,
+        lang,
+        metric=term(entry["metric"], lang),
+        challenger=entry["challenger_value"],
+        champion=entry["champion_value"],
+        higher=greater_is_better(entry["metric"]),
+    )
+
+
+def _test_predictions(
+    data: Any, predictions: pd.DataFrame, classes: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The probabilities a version's evaluation charts are drawn from: the logged ones of the
+    model, its baselines and the best possible (binary), else the model's own on the test rows."""
+    if data.test_predictions is not None and len(data.test_predictions) == len(data.test):
+        return {c: data.test_predictions[c].to_numpy() for c in data.test_predictions.columns}
+    if data.labels["task"] == "ordinal":
+        return {"model": predictions[[f"p_{c}" for c in classes]].to_numpy()}
+    return {"model": predictions.iloc[:, 0].to_numpy()}
+
+
 def model_dossier(
     data: Any,  # tracking.DossierData (typed loosely: this module never imports mlflow)
     spec: ModelSpec,
@@ -637,7 +571,7 @@ def model_dossier(
     # A model trained on a user's table (`train --table`) is not the platform model its spec
     # describes: its own kind and target instead of the spec's purpose, use and limitations.
     on_table = data.tags.get("suitability.mode") == "table"
-    described = spec.description or data.description
+    described = getattr(spec.description, lang) if spec.description else data.description
     if on_table:
         kind = data.params.get("model_kind", "lightgbm")
         names = _TABLE_KIND.get(kind, (kind, kind))
@@ -666,11 +600,11 @@ def model_dossier(
             [
                 (t("registered", lang), ref.name),
                 (t("version", lang), str(ref.version)),
-                (t("aliases", lang), ", ".join(data.aliases) or "–"),
+                (t("aliases", lang), _aliases(data.aliases, lang)),
                 (t("created", lang), data.created or "–"),
                 (t("run", lang), ref.run_id or "–"),
                 (t("git", lang), data.tags.get("suitability.git_commit", "–")),
-                ("suitability", data.tags.get("suitability.version", "–")),
+                (t("package", lang), data.tags.get("suitability.version", "–")),
                 (term("spec", lang), described),
             ]
         )
@@ -782,14 +716,22 @@ def model_dossier(
                     numeric=[True] * len(frame.columns),
                 )
             )
+    predictions = model.predict_frame(data.test)
+    y = label_codes(data.test[labels["label"]], classes, labels["label"])
+    figures = charts.evaluation_figures(
+        task, spec.name, classes, y, _test_predictions(data, predictions, classes), lang
+    )
     for path in ("plots/confusion_matrix.png", "plots/roc_pr.png", "plots/calibration.png"):
-        if path in data.images:
+        if path in figures:
             metric_blocks.append(
-                Figure(data.images[path], caption=_figure_caption(path, specs, lang), width=0.75)
+                Figure(
+                    charts.png(figures[path]),
+                    caption=_figure_caption(path, specs, lang),
+                    width=0.75,
+                )
             )
     sections.append(Section(t("metrics_section", lang), metric_blocks))
 
-    predictions = model.predict_frame(data.test)
     report = slice_metrics(
         data.test, predictions, labels["label"], task, classes, rules.elderly_age
     )
@@ -798,7 +740,11 @@ def model_dossier(
         _group(d, g, specs, lang) for d, g in zip(groups["dimension"], groups["group"], strict=True)
     ]
     groups["dimension"] = [term(d, lang) for d in groups["dimension"]]
-    group_columns = {"dimension": t("dimension", lang), "group": t("group", lang), "n": "n"}
+    group_columns = {
+        "dimension": t("dimension", lang),
+        "group": t("group", lang),
+        "n": term("n", lang),
+    }
     group_columns |= {c: term(c, lang) for c in groups.columns if c not in group_columns}
     gaps = report.gaps.copy()
     for end in ("lowest", "highest"):
@@ -847,26 +793,37 @@ def model_dossier(
             )
         )
         top = pd.DataFrame(data.global_explanation["by_feature"]).head(15)
-        info = specs.features_by_name
-        top["description"] = [getattr(info[n], lang) if n in info else n for n in top["feature"]]
+        top["description"] = [charts.feature_label(n, specs, lang) for n in top["feature"]]
+        # Chinese readers get the description alone; English ones keep the feature's name
+        # beside it, as before, for finding it in the code and the catalogue.
+        columns = {"rank": t("rank", lang), "description": t("factor", lang)}
+        if lang == "en":
+            columns = {"rank": t("rank", lang), "feature": t("factor", lang), "description": ""}
         global_blocks.append(
             _frame_table(
                 top,
                 {
-                    "rank": t("rank", lang),
-                    "feature": t("factor", lang),
-                    "description": "",
+                    **columns,
                     "mean_abs_shap": term("mean_abs_shap", lang),
                     "share": t("share", lang),
                 },
                 caption=t("top_features", lang),
             )
         )
-        for path, png in sorted(data.images.items()):
-            if path.startswith("explanations/"):
-                global_blocks.append(
-                    Figure(png, caption=_figure_caption(path, specs, lang), width=0.8)
+        # Drawn again in the report's language from the version's test rows: the same seeded
+        # sample and values as the logged explanation.
+        explanation = global_explanation(model, data.test, specs)
+        categories = model.layout.categories
+        for path, figure in sorted(
+            charts.explanation_figures(explanation, specs, spec.name, categories, lang).items()
+        ):
+            global_blocks.append(
+                Figure(
+                    charts.png(figure),
+                    caption=_figure_caption(f"explanations/{path}", specs, lang),
+                    width=0.8,
                 )
+            )
     else:
         global_blocks.append(Paragraph(t("not_logged", lang)))
     sections.append(Section(t("global_section", lang), global_blocks))
@@ -874,6 +831,14 @@ def model_dossier(
     if data.planted_check:
         planted = pd.DataFrame(data.planted_check["drivers"])
         planted["passed"] = [t("yes", lang) if v else t("no", lang) for v in planted["passed"]]
+        drivers = PLANTED_DRIVERS.get(spec.name, {})
+        planted["driver"] = [
+            getattr(drivers[d].label, lang) if d in drivers else d for d in planted["driver"]
+        ]
+        planted["best_feature"] = [
+            charts.feature_label(f, specs, lang) if isinstance(f, str) else "–"
+            for f in planted["best_feature"]
+        ]
         sections.append(
             Section(
                 t("planted_section", lang),
@@ -910,7 +875,7 @@ def model_dossier(
                     f"{term(h['metric'], lang)} {_fmt(h['challenger_value'])} / "
                     f"{_fmt(h['champion_value'])}",
                     h["by"],
-                    h["reason"],
+                    _promotion_reason(h, lang),
                 ]
                 for h in data.history
             ],
@@ -946,7 +911,7 @@ def model_dossier(
         meta=[
             (t("registered", lang), ref.name),
             (t("version", lang), str(ref.version)),
-            (t("aliases", lang), ", ".join(data.aliases) or "–"),
+            (t("aliases", lang), _aliases(data.aliases, lang)),
             (t("generated", lang), _now()),
         ],
         sections=sections,

@@ -2,11 +2,14 @@
 
 Each function builds a `matplotlib.figure.Figure` directly, never through pyplot, so nothing here
 touches the global backend or figure registry; the caller saves or logs the figure and drops it.
+Every word a figure shows comes from the caller: titles and curve names as arguments, the fixed
+words as `PlotWords` (`explain.charts.plot_words` has them in Chinese and English).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -18,7 +21,33 @@ from suitability.models.metrics import binary_metrics, calibration_table
 _REFERENCE_STYLE = {"color": "grey", "linestyle": "--", "linewidth": 1}
 
 
-def confusion_matrix_figure(matrix: np.ndarray, labels: Sequence[str], title: str) -> Figure:
+@dataclass(frozen=True)
+class PlotWords:
+    """The fixed words of the evaluation figures, in one language. Templates name their fields:
+    `{name}` a curve, `{value}` a number."""
+
+    predicted: str  # confusion matrix: columns
+    true: str  # confusion matrix: rows
+    share_of_true: str  # confusion matrix: colour bar
+    chance: str  # the ROC diagonal
+    no_curve: str  # "{name} (one class, no curve)"
+    with_auc: str  # "{name} (AUC {value:.3f})"
+    with_ap: str  # "{name} (AP {value:.3f})"
+    base_rate: str  # "base rate {value:.3f}"
+    false_positive_rate: str
+    true_positive_rate: str
+    roc: str
+    recall: str
+    precision: str
+    precision_recall: str
+    perfectly_calibrated: str
+    mean_predicted: str
+    observed_rate: str
+
+
+def confusion_matrix_figure(
+    matrix: np.ndarray, labels: Sequence[str], title: str, *, words: PlotWords
+) -> Figure:
     """Confusion matrix with counts in the cells, shaded by each true class's share.
 
     Shading by row (recall per cell) keeps rare classes readable: with raw counts the
@@ -49,14 +78,16 @@ def confusion_matrix_figure(matrix: np.ndarray, labels: Sequence[str], title: st
             )
     axes.set_xticks(range(k), labels)
     axes.set_yticks(range(k), labels)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
+    axes.set_xlabel(words.predicted)
+    axes.set_ylabel(words.true)
     axes.set_title(title)
-    figure.colorbar(image, ax=axes, label="share of true class")
+    figure.colorbar(image, ax=axes, label=words.share_of_true)
     return figure
 
 
-def roc_pr_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
+def roc_pr_figure(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, *, words: PlotWords
+) -> Figure:
     """ROC (left) and precision-recall (right) curves, one line per named `(y_true, p)` pair.
 
     Meant to put a model beside its baselines and the best possible scores on the same rows;
@@ -66,33 +97,35 @@ def roc_pr_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: st
     _require_curves(curves)
     figure = Figure(figsize=(10, 4.5), layout="constrained")
     roc_axes, pr_axes = figure.subplots(1, 2)
-    roc_axes.plot([0, 1], [0, 1], label="chance", **_REFERENCE_STYLE)
+    roc_axes.plot([0, 1], [0, 1], label=words.chance, **_REFERENCE_STYLE)
 
     base_rates: set[float] = set()
     for name, (y_true, p) in curves.items():
         metrics = binary_metrics(y_true, p)
         base_rates.add(round(metrics["base_rate"], 6))
         if np.isnan(metrics["roc_auc"]):
-            roc_axes.plot([], [], label=f"{name} (one class, no curve)")
-            pr_axes.plot([], [], label=f"{name} (one class, no curve)")
+            roc_axes.plot([], [], label=words.no_curve.format(name=name))
+            pr_axes.plot([], [], label=words.no_curve.format(name=name))
             continue
         false_positive_rate, true_positive_rate, _ = roc_curve(y_true, p)
         precision, recall, _ = precision_recall_curve(y_true, p)
         (line,) = roc_axes.plot(
-            false_positive_rate, true_positive_rate, label=f"{name} (AUC {metrics['roc_auc']:.3f})"
+            false_positive_rate,
+            true_positive_rate,
+            label=words.with_auc.format(name=name, value=metrics["roc_auc"]),
         )
         pr_axes.plot(
             recall,
             precision,
             drawstyle="steps-post",
             color=line.get_color(),
-            label=f"{name} (AP {metrics['pr_auc']:.3f})",
+            label=words.with_ap.format(name=name, value=metrics["pr_auc"]),
         )
     for rate in sorted(base_rates):
-        pr_axes.axhline(rate, label=f"base rate {rate:.3f}", **_REFERENCE_STYLE)
+        pr_axes.axhline(rate, label=words.base_rate.format(value=rate), **_REFERENCE_STYLE)
 
-    _unit_square(roc_axes, "false positive rate", "true positive rate", "ROC")
-    _unit_square(pr_axes, "recall", "precision", "precision-recall")
+    _unit_square(roc_axes, words.false_positive_rate, words.true_positive_rate, words.roc)
+    _unit_square(pr_axes, words.recall, words.precision, words.precision_recall)
     roc_axes.legend(loc="lower right", fontsize=8)
     pr_axes.legend(loc="upper right", fontsize=8)
     figure.suptitle(title)
@@ -100,7 +133,11 @@ def roc_pr_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: st
 
 
 def calibration_figure(
-    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, *, bins: int = 10
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    title: str,
+    *,
+    words: PlotWords,
+    bins: int = 10,
 ) -> Figure:
     """Reliability diagram: observed rate against mean prediction per quantile bin
     (`calibration_table`), one line per named `(y_true, p)` pair, with the diagonal a perfectly
@@ -108,11 +145,11 @@ def calibration_figure(
     _require_curves(curves)
     figure = Figure(figsize=(5, 5), layout="constrained")
     axes = figure.add_subplot()
-    axes.plot([0, 1], [0, 1], label="perfectly calibrated", **_REFERENCE_STYLE)
+    axes.plot([0, 1], [0, 1], label=words.perfectly_calibrated, **_REFERENCE_STYLE)
     for name, (y_true, p) in curves.items():
         table = calibration_table(y_true, p, bins=bins)
         axes.plot(table["mean_predicted"], table["observed_rate"], marker="o", label=name)
-    _unit_square(axes, "mean predicted probability", "observed rate", title)
+    _unit_square(axes, words.mean_predicted, words.observed_rate, title)
     axes.legend(loc="upper left", fontsize=8)
     return figure
 
@@ -123,6 +160,7 @@ def ordinal_calibration_figure(
     labels: Sequence[str],
     title: str,
     *,
+    words: PlotWords,
     bins: int = 10,
 ) -> Figure:
     """One reliability panel per class, each judging that class's probability one-vs-rest.
@@ -142,7 +180,7 @@ def ordinal_calibration_figure(
         table = calibration_table(y_true == code, proba[:, code], bins=bins)
         axes.plot([0, 1], [0, 1], **_REFERENCE_STYLE)
         axes.plot(table["mean_predicted"], table["observed_rate"], marker="o")
-        _unit_square(axes, "mean predicted", "observed rate" if code == 0 else "", label)
+        _unit_square(axes, words.mean_predicted, words.observed_rate if code == 0 else "", label)
     figure.suptitle(title)
     return figure
 

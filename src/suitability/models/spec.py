@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from suitability.specs import C_LEVELS, Label, Source, SpecError, Specs, load_spec_file
+from suitability.specs import C_LEVELS, Label, NonEmpty, Source, SpecError, Specs, load_spec_file
 
 ModelName = Literal["risk-level", "churn"]
 MODEL_NAMES: tuple[str, ...] = ("risk-level", "churn")
@@ -111,7 +111,9 @@ class ModelSpec(_Spec):
     task: Literal["ordinal", "binary"]
     label: str
     classes: list[str] | None = None
-    description: str = ""
+    # What the model is and how it is trained, in Chinese and English: the dossier prints it in
+    # its language, the registry shows both.
+    description: Label | None = None
     features: FeatureSelection = Field(default_factory=FeatureSelection)
     monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
     params: dict[str, ParamValue] = Field(default_factory=dict)
@@ -243,7 +245,8 @@ class ExperimentConfig(_Spec):
 
     model: ModelName
     experiment: str | None = None
-    description: str = ""
+    # Replaces the spec's description: {zh, en}, or one text a quick experiment shows in both.
+    description: Label | NonEmpty | None = None
     params: dict[str, ParamValue] = Field(default_factory=dict)
     features: FeatureSelection | None = None
     monotone: dict[str, Literal[-1, 1]] | None = None
@@ -284,8 +287,10 @@ class ExperimentConfig(_Spec):
             value = getattr(self, key)
             if value is not None:
                 data[key] = {**(data.get(key) or {}), **value.model_dump(exclude_unset=True)}
-        if self.description:
-            data["description"] = self.description
+        if isinstance(self.description, Label):
+            data["description"] = self.description.model_dump()
+        elif self.description is not None:
+            data["description"] = {"zh": self.description, "en": self.description}
         return ModelSpec.model_validate(data, strict=False)
 
 
