@@ -82,6 +82,13 @@ class ChurnLabelSpec(_Spec):
     invest_event_types: list[str] = Field(default_factory=lambda: ["invest"], min_length=1)
 
 
+class RetentionSpec(_Spec):
+    """What the retention worklist weighs a churn probability by: the amount at stake, a
+    feature of the catalogue in CNY (expected loss = p_churn × its value, negatives as 0)."""
+
+    amount_at_stake: Annotated[str, Field(min_length=1)] = "net_holdings"
+
+
 class ReasonWording(_Spec):
     """How a reason sentence ends, by the direction the feature pushed the prediction."""
 
@@ -133,6 +140,7 @@ class ModelSpec(_Spec):
     split: SplitSpec = Field(default_factory=SplitSpec)
     flat_split: FlatSplitSpec = Field(default_factory=FlatSplitSpec)
     labels: ChurnLabelSpec | None = None
+    retention: RetentionSpec | None = None
     primary_metric: str
     experiment: str | None = None
     reasons: ReasonWording = Field(default_factory=ReasonWording)
@@ -145,6 +153,8 @@ class ModelSpec(_Spec):
             raise ValueError("an ordinal model needs `classes`, in order, at least two")
         if self.name == "churn" and self.labels is None:
             raise ValueError("the churn model needs `labels` (active_days, horizon_days, ...)")
+        if self.retention is not None and self.task != "binary":
+            raise ValueError("`retention` belongs to the churn model (a binary model)")
         if self.labels is not None and self.split.embargo_days < self.labels.horizon_days:
             raise ValueError(
                 f"split.embargo_days ({self.split.embargo_days}) must be at least "
@@ -236,6 +246,16 @@ class ModelSpec(_Spec):
         ]
         if not used:
             problems.append(("features", "selects no features"))
+        if self.retention is not None:
+            amount = specs.features_by_name.get(self.retention.amount_at_stake)
+            if amount is None or amount.unit != "amount":
+                problems.append(
+                    (
+                        "retention.amount_at_stake",
+                        f"{self.retention.amount_at_stake!r} is not an amount (CNY) feature of "
+                        "the catalogue",
+                    )
+                )
         if problems:
             raise SpecError(path, problems)
 

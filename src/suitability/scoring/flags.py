@@ -91,7 +91,7 @@ def population_flags(
     birth_date: pd.Series | None = None,
 ) -> pd.DataFrame:
     """One boolean column per trigger and care flag, `reassess` (any trigger), `triggers`
-    (their codes, `;`-joined, in `TRIGGERS` order) and, per trigger, `<code>_since`: the
+    (their codes, `;`-joined, in `TRIGGERS` order; None without any) and, per trigger, `<code>_since`: the
     date since which it holds (registration without a questionnaire, the day the questionnaire
     went stale, the last interview, the birthday that made the customer elderly; the as-of
     date for a model mismatch, which is seen only now). `registered_at` / `birth_date`, from
@@ -135,7 +135,7 @@ def population_flags(
     reassess = out[list(TRIGGERS)].to_numpy()
     out["reassess"] = reassess.any(axis=1)
     names = np.asarray(TRIGGERS, dtype=object)
-    out["triggers"] = [";".join(names[row]) for row in reassess]
+    out["triggers"] = [";".join(names[row]) if row.any() else None for row in reassess]
 
     when = pd.Timestamp(as_of)
     answered = _before(when, days)

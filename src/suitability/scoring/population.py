@@ -62,6 +62,11 @@ class Scorers:
             raise ValueError("the churn model's spec has no `labels.active_days`")
         return labels.active_days
 
+    @property
+    def amount_feature(self) -> str:
+        retention = self.churn.spec.retention
+        return retention.amount_at_stake if retention is not None else "net_holdings"
+
     def provenance(self, as_of: pd.Timestamp) -> dict[str, Any]:
         """What made a score file: the models by name, version and run, the rules, the time."""
         return {
@@ -200,7 +205,7 @@ def score_frame(
     )
     since_invest = _numbers(features, "days_since_invest")
     out["active"] = np.nan_to_num(since_invest, nan=np.inf) <= scorers.active_days
-    holdings = np.clip(np.nan_to_num(_numbers(features, "net_holdings"), nan=0.0), 0.0, None)
+    holdings = np.clip(np.nan_to_num(_numbers(features, scorers.amount_feature), nan=0.0), 0, None)
     out["amount_at_stake"] = holdings
     out["expected_loss"] = np.where(out["active"], p_churn * holdings, 0.0)
     out["risk_model"] = f"{risk.ref.name} v{risk.ref.version}"
@@ -327,7 +332,8 @@ def read_scores(path: Path | str, columns: list[str] | None = None) -> pd.DataFr
     if path.suffix.lower() == ".csv":
         schema = score_schema()
         types = {f.name: f.type for f in schema}
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+        table = pacsv.read_csv(path, convert_options=options)
         frame = table.to_pandas()
         return frame if columns is None else frame[columns]
     return pq.read_table(path, columns=columns).to_pandas()
