@@ -21,6 +21,7 @@ from scipy.stats import chi2, kstwobign
 
 from suitability.explain.render import render_html
 from suitability.models.estimators import FeatureLayout
+from suitability.models.spec import load_model_spec
 from suitability.monitoring.binning import category_counts, numeric_counts, quantile_edges
 from suitability.monitoring.drift import (
     binned_ks,
@@ -44,6 +45,7 @@ from suitability.monitoring.reference import (
 )
 from suitability.monitoring.report import monitoring_report
 from suitability.monitoring.result import monitoring_result
+from suitability.monitoring.rows import MonitoringRows, monitoring_rows
 from suitability.monitoring.spec import MonitoringSpec, Thresholds, load_monitoring_spec
 from suitability.specs import C_LEVELS, SpecError, Specs
 
@@ -588,22 +590,61 @@ def test_a_reference_needs_rows_and_one_prediction_per_row(layout, reference_fra
         )
 
 
-# --- a generated world ---------------------------------------------------------------------------
+# --- a generated world (built once for the tests below) ------------------------------------------
+
+AS_OF = pd.Timestamp("2026-07-01")
+TRAINED_UNTIL = pd.Timestamp("2026-01-01")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from suitability.data.synth import generate
+
+    out = tmp_path_factory.mktemp("monitoring") / "world"
+    generate(out, 6000, seed=19, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def churn_rows(world, specs, tmp_path_factory) -> MonitoringRows:
+    spec = load_model_spec("churn", specs, models_dir=ROOT / "models")
+    return monitoring_rows(
+        spec, world, AS_OF, TRAINED_UNTIL, specs, tmp_path_factory.mktemp("churn-rows")
+    )
+
+
+@pytest.mark.slow
+def test_monitoring_rows_are_the_population_now_and_the_labels_matured_since_training(
+    churn_rows, world, specs, tmp_path
+):
+    current, matured = churn_rows.current, churn_rows.matured
+    assert set(current["as_of"]) == {AS_OF}
+    assert "churned" not in current.columns
+    assert (current["days_since_invest"] <= 180).all()  # the churn model's population: active
+    # Month starts after training whose 90-day horizon has passed by the as-of date.
+    assert sorted(set(matured["as_of"])) == list(
+        pd.date_range("2026-02-01", "2026-04-01", freq="MS")
+    )
+    assert set(matured["churned"]) == {0, 1}
+
+    risk = load_model_spec("risk-level", specs, models_dir=ROOT / "models")
+    reviews = monitoring_rows(risk, world, AS_OF, TRAINED_UNTIL, specs, tmp_path)
+    assert reviews.current is reviews.matured
+    assert (reviews.current["as_of"] > TRAINED_UNTIL).all()
+    assert (reviews.current["reviewed_at"] <= AS_OF).all()
+    assert set(reviews.current["confirmed_level"]) <= set(C_LEVELS)
+    with pytest.raises(ValueError, match="2026-01-01 is not after the model's training data"):
+        monitoring_rows(risk, world, TRAINED_UNTIL, AS_OF, specs, tmp_path)
 
 
 @pytest.mark.slow
 def test_a_generated_world_alerts_on_tripled_amounts_and_a_new_channel_mix_only(
-    tmp_path, specs, layout, spec
+    churn_rows, layout, spec
 ):
-    """Features built from a synthetic world, its customers split in two: the second half
-    against the first raises no alarm; with its amounts tripled and its app and advisor
-    channel shares swapped, it alerts on those features and on no other."""
-    from suitability.data.synth import generate
-    from suitability.features.builder import build_features
-
-    generate(tmp_path / "world", 6000, seed=19, workers=1)
-    build_features(tmp_path / "world", [pd.Timestamp("2026-04-01")], tmp_path / "f.parquet", specs)
-    features = pd.read_parquet(tmp_path / "f.parquet")
+    """The active investors of a synthetic world, split in two: the second half against the
+    first raises no alarm; with its amounts tripled and its app and advisor channel shares
+    swapped, it alerts on those features and on no other."""
+    features = churn_rows.current
     first = np.random.default_rng(20).random(len(features)) < 0.5
     reference = build_reference(
         features[first],

@@ -103,8 +103,10 @@ _T: dict[str, tuple[str, str]] = {
     "js": ("JS 距离", "JS distance"),
     "p_value": ("检验 p 值", "Test p-value"),
     "test": ("检验", "Test"),
-    "ks": ("KS 检验", "KS test"),
-    "chi2": ("卡方检验", "chi-square test"),
+    "ks": ("KS", "KS"),
+    "chi2": ("卡方", "χ²"),
+    "ok_or_chance": ("正常，或检验不显著", "ok, or the test not significant"),
+    "run": ("训练运行", "Training run"),
     "mean": ("均值（训练 → 当前）", "Mean (training → current)"),
     "status": ("状态", "Status"),
     "psi_chart": ("PSI 最大的特征", "Features with the largest PSI"),
@@ -282,9 +284,13 @@ def psi_chart(
         ax.axvline(
             alert, color=_COLOURS["alert"], linestyle="--", linewidth=1, label=t("alert", lang)
         )
+        # The bars' colours too: a long grey bar past the lines is a shift the test could not
+        # tell from chance (a small sample).
+        for status, label in (("alert", "alert"), ("warn", "warn"), ("ok", "ok_or_chance")):
+            ax.barh([], [], color=_COLOURS[status], label=f"PSI: {t(label, lang)}")
         ax.set_xlabel(t("psi_axis", lang), fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right")
         figure.tight_layout()
         return _png(figure)
 
@@ -328,7 +334,9 @@ def _verdict_section(result: MonitoringResult, lang: Lang) -> Section:
     parts = [t(f"verdict_{result.verdict}", lang)]
     for status in ("alert", "warn"):
         if counts[status]:
-            parts.append(t(f"features_{status}", lang).format(n=counts[status]))
+            n = counts[status]
+            features = "feature" if n == 1 else "features"
+            parts.append(t(f"features_{status}", lang).format(n=n, features=features))
     prediction_status = worst(c.status for c in result.predictions)
     parts.append(t("predictions_status", lang).format(status=t(prediction_status, lang)))
     performance = result.performance
@@ -337,7 +345,6 @@ def _verdict_section(result: MonitoringResult, lang: Lang) -> Section:
             status=t(performance.status, lang) if performance is not None else t("no_labels", lang)
         )
     )
-    source = ", ".join(f"{k}={v}" for k, v in result.reference.source.items()) or "–"
     return Section(
         t("verdict_section", lang),
         [
@@ -346,12 +353,22 @@ def _verdict_section(result: MonitoringResult, lang: Lang) -> Section:
                 [
                     (t("current_rows", lang), f"{result.rows:,}"),
                     (t("reference_rows", lang), f"{result.reference.rows:,}"),
-                    (t("reference_source", lang), source),
+                    *_source_rows(result.reference.source, lang),
                     (t("features_checked", lang), str(len(result.features))),
                 ]
             ),
         ],
     )
+
+
+def _source_rows(source: dict[str, str], lang: Lang) -> list[tuple[str, str]]:
+    """Where the reference came from, in the reader's words (`split: test` -> 测试集)."""
+    labels = {"run": t("run", lang), "split": t("reference_source", lang)}
+    rows = [
+        (labels.get(key) or term(key, lang), term(value, lang) if key == "split" else value)
+        for key, value in source.items()
+    ]
+    return rows or [(t("reference_source", lang), "–")]
 
 
 def _drift_table(

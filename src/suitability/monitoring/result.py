@@ -66,7 +66,12 @@ class MonitoringResult:
             "alert": float(self.alerting),
             "verdict": float(SEVERITY[self.verdict]),
             "rows": float(self.rows),
-            **{f"features_{s}": float(n) for s, n in self.counts().items() if n},
+            # Every count, zeros too, so a chart over runs has no gaps.
+            **{
+                f"features_{s}": float(n)
+                for s, n in self.counts().items()
+                if s in ("ok", "warn", "alert", "insufficient")
+            },
             "features_psi_max": max((c.psi for c in self.features), default=0.0),
         }
         for prefix, columns in (("feature", self.features), ("prediction", self.predictions)):

@@ -65,7 +65,8 @@ class PerformanceSpec(_Spec):
     Thresholds are the worsening, in the metric's own units, at which a metric warns or
     alerts (a drop for ROC AUC or QWK, a rise for log loss). A worsening alerts only when the
     `confidence` interval of the realised value also lies entirely on the worse side of the
-    logged one, so a few hundred labels cannot alert by chance.
+    logged one, so a few hundred labels cannot alert by chance (ROC AUC, QWK, log loss, Brier
+    score and accuracy have an interval; other metrics are judged on their value alone).
     """
 
     min_labels: int = Field(default=300, gt=0)
