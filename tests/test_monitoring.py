@@ -492,7 +492,7 @@ def test_the_report_names_features_by_their_descriptions_in_zh_and_en(result, sp
     assert not any(name in zh_text for name in drifted)
     assert "告警" in zh_text and "偏好渠道" in zh_text
     en_text = "\n".join(monitoring_report(result, specs, "en").text())
-    assert "Alert: action needed." in en_text
+    assert "Alert: action needed. 2 features shifted past the alert line." in en_text
 
 
 def test_a_stable_report_lists_the_largest_psis_and_says_labels_have_not_matured(

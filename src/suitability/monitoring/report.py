@@ -67,11 +67,11 @@ _T: dict[str, tuple[str, str]] = {
     ),
     "features_alert": (
         "{n} 个特征的分布偏移达到告警线",
-        "{n} feature(s) shifted past the alert line",
+        "{n} {features} shifted past the alert line",
     ),
     "features_warn": (
         "{n} 个特征的分布偏移达到关注线",
-        "{n} feature(s) shifted past the watch line",
+        "{n} {features} shifted past the watch line",
     ),
     "predictions_status": ("预测分布：{status}", "Prediction distribution: {status}"),
     "performance_status": ("实际表现：{status}", "Realised performance: {status}"),
