@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.patches import Patch
 
 from suitability.explain.document import (
     Block,
@@ -273,24 +274,28 @@ def psi_chart(
 ) -> bytes:
     """Horizontal PSI bars of `columns` (coloured by status) with the warn and alert lines."""
     wrapped = bar_labels(labels, lang)
-    lines = sum(label.count("\n") + 1 for label in wrapped)
+    label_lines = sum(label.count("\n") + 1 for label in wrapped)
     with matplotlib.rc_context({"font.family": [figure_font(), "DejaVu Sans"]}):
-        figure = MplFigure(figsize=(7.5, 0.22 * max(lines, 3) + 0.2 * len(columns) + 1.2))
+        figure = MplFigure(figsize=(7.5, 0.22 * max(label_lines, 3) + 0.2 * len(columns) + 1.2))
         ax = figure.add_subplot()
         y = np.arange(len(columns))[::-1]
         ax.barh(y, [c.psi for c in columns], color=[_COLOURS[c.status] for c in columns])
         ax.set_yticks(y, wrapped, fontsize=7.5)
-        ax.axvline(warn, color=_COLOURS["warn"], linestyle="--", linewidth=1, label=t("warn", lang))
-        ax.axvline(
-            alert, color=_COLOURS["alert"], linestyle="--", linewidth=1, label=t("alert", lang)
-        )
+        thresholds = [
+            ax.axvline(
+                level, color=_COLOURS[name], linestyle="--", linewidth=1, label=t(name, lang)
+            )
+            for name, level in (("warn", warn), ("alert", alert))
+        ]
         # The bars' colours too: a long grey bar past the lines is a shift the test could not
         # tell from chance (a small sample).
-        for status, label in (("alert", "alert"), ("warn", "warn"), ("ok", "ok_or_chance")):
-            ax.barh([], [], color=_COLOURS[status], label=f"PSI: {t(label, lang)}")
+        patches = [
+            Patch(color=_COLOURS[status], label=f"PSI: {t(label, lang)}")
+            for status, label in (("alert", "alert"), ("warn", "warn"), ("ok", "ok_or_chance"))
+        ]
         ax.set_xlabel(t("psi_axis", lang), fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(handles=[*thresholds, *patches], fontsize=7, loc="lower right")
         figure.tight_layout()
         return _png(figure)
 
