@@ -142,3 +142,56 @@ def test_mistakes_are_named_before_any_model_loads(demo, as_of, tmp_path, monkey
     _fails(["worklist", "reassess", "--scores", tmp_path / "none.parquet", "--out",
             tmp_path / "l.pdf"], 2, ".csv, .xlsx or .html")  # fmt: skip
     assert not list(tmp_path.glob("s.*")) and not list(tmp_path.glob("l.*"))
+
+
+# --- monitor --------------------------------------------------------------------------------------
+
+
+def _shifted_world(data: Path, out: Path, since: pd.Timestamp) -> Path:
+    """A copy of `data` whose events from `since` on carry three times the amount and come
+    through the advisor where they came through the app."""
+    import shutil
+
+    shutil.copytree(data, out)
+    for part in sorted((out / "events").glob("*.parquet")):
+        events = pd.read_parquet(part)
+        later = pd.to_datetime(events["event_time"]) >= since
+        events.loc[later, "amount"] = events.loc[later, "amount"] * 3
+        app = later & (events["channel"] == "app")
+        events.loc[app, "channel"] = "advisor"
+        events.to_parquet(part, index=False)
+    return out
+
+
+def test_monitor_logs_each_check_and_exits_3_on_an_alert(demo, as_of, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+    when = pd.Timestamp(as_of)
+    report = tmp_path / "monitor.zh.html"
+    plain = _run(["monitor", "churn", "--data", demo / "data", "--as-of", as_of, "--out",
+                  report, "--json"])  # fmt: skip
+    assert plain.exit_code in (0, 3), plain.output
+    summary = _last_json(plain.output)
+    assert (plain.exit_code == 3) == (summary["verdict"] == "alert")
+    assert report.exists() and "漂移" in report.read_text(encoding="utf-8")
+    run = mlflow.get_run(summary["run_id"])
+    assert run.data.tags["suitability.verdict"] == summary["verdict"]
+    assert mlflow.get_experiment(run.info.experiment_id).name == "suitability-monitoring"
+
+    world = _shifted_world(demo / "data", tmp_path / "shifted", when - pd.Timedelta(days=120))
+    shifted = _run(["monitor", "churn", "--data", world, "--as-of", as_of, "--no-log",
+                    "--json"])  # fmt: skip
+    assert shifted.exit_code == 3, shifted.output
+    moved = {d["feature"] for d in _last_json(shifted.output)["drifted"] if d["status"] == "alert"}
+    assert any(f.startswith("amt_") for f in moved), moved
+    assert any("app" in f or "advisor" in f for f in moved), moved
+    calm = {d["feature"] for d in summary["drifted"] if d["status"] == "alert"}
+    assert not any(f.startswith("amt_") for f in calm - moved)
+
+
+def test_monitor_names_a_bad_argument(demo, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+    _fails(["monitor", "churn", "--data", demo / "data", "--as-of", "soon"], 2, "soon")
+    _fails(["monitor", "churn", "--data", demo / "data", "--as-of", "2026-01-01", "--out",
+            tmp_path / "r.txt"], 2, ".html")  # fmt: skip

@@ -60,7 +60,7 @@ def test_the_served_document_is_the_rewritten_one_and_valid_openapi():
     info = served["info"]
     assert info["title"] == "suitability"
     assert info["version"] == importlib.metadata.version("suitability")
-    assert "contact" not in info and "BentoML" not in json.dumps(info)
+    assert info["contact"]["name"] and "BentoML" not in json.dumps(info)
     assert "without** a UTC offset" in info["description"]
     assert Suitability.openapi_spec is Suitability.openapi_spec  # computed once
     # what `bentoml build` writes: a plain YAML mapping, not a pickled Python object
@@ -215,3 +215,25 @@ def test_without_the_example_folder_the_document_has_no_examples(base, tmp_path)
     validate(doc)
     media = doc["paths"]["/churn"]["post"]["requestBody"]["content"]["application/json"]
     assert "examples" not in media
+
+
+def test_the_contact_is_the_operators(base, monkeypatch):
+    from suitability.serving.openapi import contact_of
+    from suitability.settings import Settings
+
+    monkeypatch.setenv("SUITABILITY_API_CONTACT_NAME", "Suitability desk")
+    monkeypatch.setenv("SUITABILITY_API_CONTACT_EMAIL", "suitability@example.com")
+    contact = contact_of(Settings())
+    assert contact == {"name": "Suitability desk", "email": "suitability@example.com"}
+    doc = api_document(
+        base,
+        load_specs(ROOT / "features"),
+        {},
+        version="1",
+        time_zone="Asia/Shanghai",
+        max_body_bytes=1,
+        window_days=1,
+        contact=contact,
+    )
+    validate(doc)
+    assert doc["info"]["contact"]["email"] == "suitability@example.com"

@@ -23,7 +23,7 @@ from suitability.models.rules import (
     load_rules,
     rule_input_from_features,
 )
-from suitability.scoring.flags import mismatches, population_flags, stated_ranks
+from suitability.scoring.flags import TRIGGERS, mismatches, population_flags, stated_ranks
 from suitability.specs import C_LEVELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,11 @@ def test_population_flags_hold_exactly_when_the_decision_fires_them(rules, rows)
         overstated = mismatch.flagged and mismatch.direction == "overstated"
         assert flags["overstated"].iloc[i] == overstated
         assert flags["understated"].iloc[i] == ("understated_risk_education" in decision.fired)
-        assert flags["reassess"].iloc[i] == bool(flags["triggers"].iloc[i])
+        triggers = flags["triggers"].iloc[i]
+        assert flags["reassess"].iloc[i] == isinstance(triggers, str)
+        assert triggers is None or triggers.split(";") == [
+            code for code in TRIGGERS if flags[code].iloc[i]
+        ]
 
 
 def test_each_trigger_says_since_when(rules):

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     #: Times in requests and data carry no zone: they are local to this one. "Now" (the
     #: default as-of time, the limit for "in the future") is taken here.
     time_zone: str = "Asia/Shanghai"
+    #: Who runs this service, as its API document names them (the matching service's
+    #: developers write there when an answer surprises them).
+    api_contact_name: str = "The team that runs this suitability service"
+    api_contact_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    api_contact_url: str | None = Field(default=None, pattern=r"^https?://")
     host: str = "127.0.0.1"
     port: int = Field(default=3000, gt=0, lt=65536)
     #: Server processes, each with both models loaded (None: one per CPU this process may use).

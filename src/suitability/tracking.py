@@ -74,24 +74,37 @@ from suitability.models.train import (
     evaluate_predictions,
     label_codes,
 )
+from suitability.monitoring.reference import (
+    REFERENCE_ARTIFACT,
+    Reference,
+    build_reference,
+    reference_from_json,
+    reference_to_json,
+)
+from suitability.monitoring.result import MonitoringResult
+from suitability.monitoring.spec import load_monitoring_spec
 from suitability.settings import masked_reason, masked_url
 
 __all__ = [
     "ARTIFACT_ROOT_ENV",
     "CHALLENGER",
     "CHAMPION",
+    "MONITORING_EXPERIMENT",
     "PORTABLE_DIR",
     "PORTABLE_SHA256_TAG",
     "PROMOTIONS_EXPERIMENT",
     "LoggedRun",
+    "MonitoredModel",
     "Promotion",
     "SuitabilityModel",
     "alias_history",
     "default_tracking_uri",
     "evaluate_version",
     "list_models",
+    "load_monitored_model",
     "load_portable_estimator",
     "load_test_split",
+    "log_monitoring",
     "log_training",
     "postgres_store_uri",
     "promote",
@@ -103,6 +116,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 #: The experiment whose runs record every promotion decision: the listable alias history.
 PROMOTIONS_EXPERIMENT = "suitability-promotions"
+#: The experiment whose runs record every monitoring check (`suitability monitor`).
+MONITORING_EXPERIMENT = "suitability-monitoring"
 REGISTERED_PREFIX = "suitability-"
 TEST_SPLIT_ARTIFACT = "evaluation/test.parquet"
 #: Binary models: the model's, baselines' and best possible probabilities on the test rows.
@@ -489,6 +504,7 @@ def log_training(
             digests, datasets = _log_datasets(result, source)
             _log_plots(result)
             _log_test_split(result)
+            _log_monitoring_reference(result, run_id)
             _log_explanations(result)
             raw = result.preprocessor is not None
             signature, example = (_raw_signature if raw else _model_signature)(result)
@@ -835,6 +851,26 @@ def _log_test_split(result: TrainingResult) -> None:
         result.rows("test")[columns].reset_index(drop=True).to_parquet(path, index=False)
         mlflow.log_artifact(str(path), "evaluation")
     mlflow.log_dict(labels, LABELS_ARTIFACT)
+
+
+def _log_monitoring_reference(result: TrainingResult, run_id: str) -> None:
+    """The distribution of the model's features and predictions on its test rows (bins and
+    counts, never rows): what `suitability monitor` compares later data with."""
+    boundaries = result.split.boundaries
+    reference = build_reference(
+        result.rows("test"),
+        result.test_predictions["model"],
+        result.model.layout,
+        task=result.spec.task,
+        classes=result.classes,
+        bins=load_monitoring_spec().bins,
+        source={
+            "run": run_id,
+            "split": "test",
+            **{k: str(boundaries[k]) for k in ("test_from", "test_to") if k in boundaries},
+        },
+    )
+    mlflow.log_dict(reference_to_json(reference), REFERENCE_ARTIFACT)
 
 
 def _log_explanations(result: TrainingResult) -> None:
@@ -1736,3 +1772,74 @@ def load_explainer(ref: str, specs: Any, *, portable: bool = False) -> Explainer
         )
     spec = load_model_spec(loaded.spec_name, specs)
     return Explainer(model=loaded.model, spec=spec, ref=loaded.ref)
+
+
+# --- monitoring -------------------------------------------------------------------------------------
+
+
+@dataclass
+class MonitoredModel:
+    """A registered version with what monitoring compares it against: its training reference,
+    the test metrics its run logged and the end of its training data."""
+
+    loaded: LoadedModel
+    reference: Reference
+    logged: dict[str, float]
+    trained_until: pd.Timestamp
+
+
+def load_monitored_model(ref: str) -> MonitoredModel:
+    """`NAME[@alias|@version]` (see `resolve_model`) with its run's monitoring reference,
+    test metrics and split; a version trained before monitoring existed is refused."""
+    loaded = load_estimator(ref)
+    run_id = loaded.ref.run_id
+    who = f"{loaded.ref.name} version {loaded.ref.version}"
+    with _store_errors(), tempfile.TemporaryDirectory() as folder:
+        data = _artifact_json(run_id, REFERENCE_ARTIFACT, folder)
+        split = _artifact_json(run_id, "split.json", folder) or {}
+        metrics = dict(MlflowClient().get_run(run_id).data.metrics)
+    if data is None:
+        raise ValueError(
+            f"{who} has no {REFERENCE_ARTIFACT} in run {run_id}: it was trained before "
+            "monitoring; retrain it to record a reference"
+        )
+    if "last_time" not in split:
+        raise ValueError(f"{who}: its run's split.json does not say when its data end")
+    return MonitoredModel(
+        loaded=loaded,
+        reference=reference_from_json(data),
+        logged=metrics,
+        trained_until=pd.Timestamp(split["last_time"]),
+    )
+
+
+def log_monitoring(result: MonitoringResult, model_run_id: str, report: Path | None = None) -> str:
+    """Record one monitoring check as a run of the `suitability-monitoring` experiment (the
+    verdict and every column's PSI and status as metrics, the whole result as JSON, the
+    report); returns the run id."""
+    client = MlflowClient()
+    with _store_errors():
+        experiment_id = _experiment_id(client, MONITORING_EXPERIMENT)
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"{result.model}-v{result.version}-{result.as_of}",
+            tags={
+                "suitability.version": __version__,
+                "suitability.monitored_model": result.model,
+                "suitability.monitored_version": result.version,
+                "suitability.monitored_run": model_run_id,
+                "suitability.verdict": result.verdict,
+            },
+        ) as run:
+            mlflow.log_params(
+                {
+                    "as_of": result.as_of,
+                    "thresholds_version": result.spec.version,
+                    "reference_rows": result.reference.rows,
+                }
+            )
+            mlflow.log_metrics(result.metrics())
+            mlflow.log_dict(_finite_tree(result.to_json()), "monitoring/result.json")
+            if report is not None:
+                mlflow.log_artifact(str(report), REPORTS_DIR)
+    return run.info.run_id

@@ -1,17 +1,19 @@
 """Every morning in operation (DESIGN §6): score the whole population, hand advisors their
-worklists."""
+worklists, and check the models for drift and realised performance."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from suitability.cli.common import (
     ChurnModelOption,
@@ -28,6 +30,9 @@ from suitability.cli.common import (
     progress_bar,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from suitability.monitoring.result import MonitoringResult
 
 
 class WorklistKind(StrEnum):
@@ -60,12 +65,14 @@ def score(
     cluster: ClusterOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Score every customer registered at --as-of with both models: stated and predicted
-    category with probabilities, the mismatch and its confidence, the churn probability, each
-    model's two principal reasons (zh and en), the re-assessment triggers and care flags of the
-    rule table, and what the retention list needs. One row per customer; the numbers are the
-    ones `explain` gives. With --cluster, features and scores are computed on Dask workers
-    (which must be able to read --data and the folder of --out)."""
+    """Score every customer registered at --as-of with both models, one row each, the numbers
+    explain gives.
+
+    Each row: stated and predicted category with probabilities, the mismatch and its
+    confidence, the churn probability, each model's two principal reasons (zh and en), the
+    re-assessment triggers and care flags of the rule table, and what the retention list
+    needs. With --cluster, features and scores are computed on Dask workers (which must be
+    able to read --data and the folder of --out)."""
     from suitability import tracking
     from suitability.data.io import locate_table
     from suitability.explain.cases import parse_as_of
@@ -130,7 +137,7 @@ def worklist(
         typer.Argument(
             metavar="reassess|retention",
             help="reassess: who must be re-assessed, why, since when, by priority. retention: "
-            "active investors by expected loss, with reasons and preferred channel."
+            "active investors by expected loss, with reasons and preferred channel.",
         ),
     ],
     scores: Annotated[
@@ -202,3 +209,171 @@ def _meta(frame, provenance, version: str, lang: str) -> list[tuple[str, str]]:
         ("清单规则" if zh else "list spec", version),
         ("生成时间" if zh else "made", datetime.now().strftime("%Y-%m-%d %H:%M")),
     ]
+
+
+# --- monitoring -----------------------------------------------------------------------------------
+
+
+@app.command("monitor", cls=Command)
+def monitor(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="NAME[@alias|@version], e.g. churn, suitability-risk-level@3 (default alias: "
+            "champion)."
+        ),
+    ],
+    data: Annotated[
+        str, typer.Option("--data", help="Raw tables folder (a path or an fsspec URL).")
+    ],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            help="Monitor as of the start of this day (YYYY-MM-DD): the features then, the "
+            "labels matured by then.",
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the report (.html or .pdf).")
+    ] = None,
+    lang: LangOption = Lang.zh,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds", help="Monitoring thresholds (default: models/monitoring.yaml)."
+        ),
+    ] = None,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log/--no-log",
+            help="Record the check in the MLflow experiment suitability-monitoring.",
+        ),
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a registered model against the reference recorded when it was trained: drift of
+    each feature and of its predictions as of --as-of and, where labels have matured since its
+    training data, realised performance against its logged test metrics. Exits with code 3
+    when any check alerts, so a scheduler can act on it."""
+    from suitability import tracking
+    from suitability.explain.render import report_format, write_report
+    from suitability.features.builder import parse_as_of
+    from suitability.models.spec import MODEL_NAMES, load_model_spec
+    from suitability.models.train import label_codes
+    from suitability.monitoring.performance import realised_performance
+    from suitability.monitoring.report import monitoring_report
+    from suitability.monitoring.result import ALERT_EXIT_CODE, monitoring_result
+    from suitability.monitoring.rows import monitoring_rows
+    from suitability.monitoring.spec import load_monitoring_spec
+    from suitability.specs import load_specs
+
+    with user_errors():
+        dates = parse_as_of(as_of)
+        if len(dates) != 1:
+            raise ValueError(f"--as-of takes one date, got {as_of!r}")
+        chosen = report_format(out) if out is not None else None
+        if out is not None:
+            check_writable(out, "--out")
+        specs = load_specs()
+        spec = load_monitoring_spec(thresholds, specs=specs)
+        tracking.use_store()
+        monitored = tracking.load_monitored_model(model)
+        loaded, reference = monitored.loaded, monitored.reference
+        if loaded.spec_name not in MODEL_NAMES:
+            raise ValueError(
+                f"{loaded.ref.name} was trained on a user's table: monitor reads raw tables, "
+                "so it checks the risk-level and churn models only"
+            )
+        model_spec = load_model_spec(loaded.spec_name, specs)
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = monitoring_rows(
+                model_spec, data, dates[0], monitored.trained_until, specs, scratch
+            )
+        estimator = loaded.model
+        performance = None
+        if len(rows.matured):
+            performance = realised_performance(
+                label_codes(rows.matured[rows.label], reference.classes, rows.label),
+                estimator.predict_proba(rows.matured),
+                task=reference.task,
+                classes=reference.classes,
+                logged=monitored.logged,
+                spec=spec,
+            )
+        result = monitoring_result(
+            reference,
+            rows.current,
+            estimator.predict_proba(rows.current),
+            spec,
+            model=loaded.ref.name,
+            version=str(loaded.ref.version),
+            as_of=str(dates[0].date()),
+            performance=performance,
+        )
+        path = None
+        if out is not None:
+            path = write_report(monitoring_report(result, specs, lang.value), out, chosen)
+        run_id = tracking.log_monitoring(result, loaded.ref.run_id or "", path) if log else None
+    _print_monitoring(result, path, run_id)
+    if as_json:
+        print(json.dumps(_monitoring_summary(result, path, run_id)))
+    if result.alerting:
+        raise typer.Exit(ALERT_EXIT_CODE)
+
+
+def _monitoring_summary(
+    result: MonitoringResult, path: Path | None, run_id: str | None
+) -> dict[str, Any]:
+    """What `monitor --json` prints: the verdict and what drove it (not every bin)."""
+    performance = result.performance
+    return {
+        "model": result.model,
+        "version": result.version,
+        "as_of": result.as_of,
+        "verdict": result.verdict,
+        "rows": result.rows,
+        "features": result.counts(),
+        "drifted": [
+            {"feature": c.name, "psi": c.psi, "status": c.status} for c in result.drifted_features()
+        ],
+        "predictions": [
+            {"prediction": c.name, "psi": c.psi, "status": c.status} for c in result.predictions
+        ],
+        "performance": None if performance is None else performance.to_json()["checks"],
+        "report": None if path is None else str(path),
+        "run_id": run_id,
+    }
+
+
+def _print_monitoring(result: MonitoringResult, path: Path | None, run_id: str | None) -> None:
+    colour = {"alert": "red", "warn": "yellow", "ok": "green"}.get(result.verdict, "white")
+    console.print(
+        f"{escape(result.model)} v{result.version} as of {result.as_of}: "
+        f"[bold {colour}]{result.verdict}[/] ({result.rows:,} rows)"
+    )
+    drifted = result.drifted_features()
+    if drifted:
+        table = Table(title="features that shifted")
+        for column in ("feature", "PSI", "test p", "status"):
+            table.add_column(column, justify="right" if column in ("PSI", "test p") else "left")
+        for c in drifted[:20]:
+            table.add_row(escape(c.name), f"{c.psi:.3f}", f"{c.p_value:.1e}", c.status)
+        console.print(table)
+    for c in result.predictions:
+        console.print(f"prediction {c.name}: PSI {c.psi:.3f}, {c.status}")
+    performance = result.performance
+    if performance is None:
+        console.print("performance: no labels have matured since training")
+    else:
+        for check in performance.checks:
+            logged = "–" if check.logged is None else f"{check.logged:.4f}"
+            console.print(
+                f"performance {check.metric}: {check.realised:.4f} (logged {logged}), "
+                f"{check.status}"
+            )
+    if path is not None:
+        console.print(f"report → {escape(str(path))}")
+    if run_id is not None:
+        console.print(f"logged as run {run_id} of the experiment suitability-monitoring")

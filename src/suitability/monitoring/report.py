@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.patches import Patch
 
+from suitability.explain.charts import bar_labels
 from suitability.explain.document import (
     Block,
     Bullets,
@@ -30,7 +31,8 @@ from suitability.explain.document import (
 )
 from suitability.explain.reasons import SOURCE_LABELS, Lang, category_label
 from suitability.explain.render import figure_font
-from suitability.explain.reports import bar_labels, sentences, term
+from suitability.explain.reports import sentences
+from suitability.explain.terms import term
 from suitability.monitoring.drift import Bin, ColumnDrift
 from suitability.monitoring.performance import PerformanceCheck
 from suitability.monitoring.reference import LEVEL

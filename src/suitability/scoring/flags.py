@@ -135,7 +135,8 @@ def population_flags(
     reassess = out[list(TRIGGERS)].to_numpy()
     out["reassess"] = reassess.any(axis=1)
     names = np.asarray(TRIGGERS, dtype=object)
-    out["triggers"] = [";".join(names[row]) if row.any() else None for row in reassess]
+    joined = [";".join(names[row]) if row.any() else None for row in reassess]
+    out["triggers"] = pd.Series(joined, index=out.index, dtype=object)
 
     when = pd.Timestamp(as_of)
     answered = _before(when, days)

@@ -158,6 +158,7 @@ def api_document(
     time_zone: str,
     max_body_bytes: int,
     window_days: int,
+    contact: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """BentoML's generated document (`base`), rewritten: info, the bearer scheme on every
     guarded route, typed request and answer schemas with the specs' vocabularies and the time
@@ -181,6 +182,8 @@ def api_document(
         ),
         "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
     }
+    if contact:
+        doc["info"]["contact"] = dict(contact)
     doc["servers"] = [{"url": "/", "description": "This service"}]
     doc["tags"] = [
         {"name": "Service APIs", "description": "Answers for the matching service."},
@@ -468,5 +471,16 @@ class DocumentedService(bentoml.Service):  # type: ignore[type-arg]
             time_zone=settings.time_zone,
             max_body_bytes=settings.max_body_bytes,
             window_days=DEFAULT_WINDOW_DAYS,
+            contact=contact_of(settings),
         )
         return Document(document)
+
+
+def contact_of(settings: Any) -> dict[str, str]:
+    """The API document's contact, from the settings (`SUITABILITY_API_CONTACT_*`)."""
+    contact = {"name": settings.api_contact_name}
+    if settings.api_contact_email:
+        contact["email"] = settings.api_contact_email
+    if settings.api_contact_url:
+        contact["url"] = settings.api_contact_url
+    return contact
