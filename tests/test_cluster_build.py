@@ -272,7 +272,7 @@ def test_batch_explanations_on_the_cluster_are_the_single_process_ones(
     n = min(len(table), 2_500)
     table.head(n).to_parquet(source, index=False, row_group_size=n // 8)
     # Ranges of rows that cut row groups and batches
-    monkeypatch.setattr(batch, "CLUSTER_ROWS", n // 4 + 1)
+    monkeypatch.setattr("suitability.data.table_map.CLUSTER_ROWS", n // 4 + 1)
     one = batch.explain_table(trained, source, tmp_path / "one.parquet", batch_rows=n // 10)
     seen: list[tuple[int, int]] = []
     many = batch.explain_table(

@@ -59,6 +59,41 @@ def api(served):
     return schema
 
 
+def _answer(case, tally: Counter[str]) -> int:
+    response = case.call()
+    SEEN["cases"] += 1
+    SEEN["5xx"] += response.status_code >= 500
+    SEEN[f"{response.status_code // 100}xx"] += 1
+    tally[case.operation.label] += response.status_code == 200
+    case.validate_response(response, checks=CHECKS)
+    return response.status_code
+
+
+def test_the_documented_examples_are_accepted(served, api):
+    # What a client generated from the document tries first: the example of each operation.
+    token = served[1]
+    accepted: Counter[str] = Counter()
+    posts = [
+        operation
+        for operation in (result.ok() for result in api.get_all_operations())
+        if operation.method.upper() == "POST"
+    ]
+    assert len(posts) == 6
+    for operation in posts:
+        strategies = operation.get_strategies_from_examples()
+        assert strategies, f"{operation.label} has no example in the document"
+        for strategy in strategies:
+
+            @settings(max_examples=1, deadline=None, database=None, phases=[Phase.generate])
+            @given(case=strategy)
+            def exercise(case) -> None:
+                case.headers["Authorization"] = f"Bearer {token}"
+                assert _answer(case, accepted) == 200, case.operation.label
+
+            exercise()
+    assert all(accepted[operation.label] > 0 for operation in posts), dict(accepted)
+
+
 def test_generated_requests_are_answered_as_documented(served, api):
     # Schemathesis's own pytest plugin does not run under this pytest; its strategies do.
     operations = [result.ok() for result in api.get_all_operations()]
@@ -66,25 +101,25 @@ def test_generated_requests_are_answered_as_documented(served, api):
     accepted: Counter[str] = Counter()
 
     for operation in operations:
-        # derandomize: the same bodies every run, so the acceptance count cannot flicker
+
         @settings(
             max_examples=EXAMPLES,
             deadline=None,
             derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
+            phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
         @given(case=operation.as_strategy())
         def exercise(case) -> None:
-            response = case.call()
-            SEEN["cases"] += 1
-            SEEN["5xx"] += response.status_code >= 500
-            SEEN[f"{response.status_code // 100}xx"] += 1
-            accepted[case.operation.label] += response.status_code == 200
-            case.validate_response(response, checks=CHECKS)
+            _answer(case, accepted)
 
         exercise()
     print(f"schemathesis: {dict(SEEN)}; accepted: {dict(accepted)}")
-    for operation in operations:
-        if operation.method.upper() == "POST":
-            assert accepted[operation.label] > 0, (operation.label, dict(accepted))
+    # Cross-field rules (born before registering, nothing after the request arrived) cannot be
+    # written in JSON Schema, so some generated bodies are refused with a 400 naming the rule;
+    # the rest reach the scoring code. How many varies with schemathesis's generation, so the
+    # count is asserted over the prediction operations together, each single and batch kind.
+    posts = [operation.label for operation in operations if operation.method.upper() == "POST"]
+    assert sum(accepted[label] for label in posts) >= len(posts), dict(accepted)
+    assert any(accepted[label] for label in posts if label.endswith("/batch")), dict(accepted)
+    assert any(accepted[label] for label in posts if not label.endswith("/batch")), dict(accepted)

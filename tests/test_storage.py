@@ -209,7 +209,7 @@ def test_cluster_workers_read_the_url_themselves(s3, world, specs, tmp_path, mon
     table.to_parquet(folder / "features.parquet", index=False, row_group_size=200)
     features = upload(fs, folder, "explain") + "/features.parquet"
     monkeypatch.setenv("SUITABILITY_CLUSTER_PARTITION_CUSTOMERS", "60")
-    monkeypatch.setattr("suitability.explain.batch.CLUSTER_ROWS", 300)
+    monkeypatch.setattr("suitability.data.table_map.CLUSTER_ROWS", 300)
     get_settings.cache_clear()
     try:
         with cluster.connect(cluster.ClusterSpec(local_workers=2)) as client:
