@@ -4,7 +4,6 @@ worklists, and check the models for drift and realised performance."""
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from datetime import datetime
 from enum import StrEnum
@@ -260,12 +259,9 @@ def monitor(
     from suitability import tracking
     from suitability.explain.render import report_format, write_report
     from suitability.features.builder import parse_as_of
-    from suitability.models.spec import MODEL_NAMES, load_model_spec
-    from suitability.models.train import label_codes
-    from suitability.monitoring.performance import realised_performance
+    from suitability.monitoring.check import check_model
     from suitability.monitoring.report import monitoring_report
-    from suitability.monitoring.result import ALERT_EXIT_CODE, monitoring_result
-    from suitability.monitoring.rows import monitoring_rows
+    from suitability.monitoring.result import ALERT_EXIT_CODE
     from suitability.monitoring.spec import load_monitoring_spec
     from suitability.specs import load_specs
 
@@ -279,43 +275,11 @@ def monitor(
         specs = load_specs()
         spec = load_monitoring_spec(thresholds, specs=specs)
         tracking.use_store()
-        monitored = tracking.load_monitored_model(model)
-        loaded, reference = monitored.loaded, monitored.reference
-        if loaded.spec_name not in MODEL_NAMES:
-            raise ValueError(
-                f"{loaded.ref.name} was trained on a user's table: monitor reads raw tables, "
-                "so it checks the risk-level and churn models only"
-            )
-        model_spec = load_model_spec(loaded.spec_name, specs)
-        with tempfile.TemporaryDirectory() as scratch:
-            rows = monitoring_rows(
-                model_spec, data, dates[0], monitored.trained_until, specs, scratch
-            )
-        estimator = loaded.model
-        performance = None
-        if len(rows.matured):
-            performance = realised_performance(
-                label_codes(rows.matured[rows.label], reference.classes, rows.label),
-                estimator.predict_proba(rows.matured),
-                task=reference.task,
-                classes=reference.classes,
-                logged=monitored.logged,
-                spec=spec,
-            )
-        result = monitoring_result(
-            reference,
-            rows.current,
-            estimator.predict_proba(rows.current),
-            spec,
-            model=loaded.ref.name,
-            version=str(loaded.ref.version),
-            as_of=str(dates[0].date()),
-            performance=performance,
-        )
+        result, model_run = check_model(model, data, dates[0], spec, specs)
         path = None
         if out is not None:
             path = write_report(monitoring_report(result, specs, lang.value), out, chosen)
-        run_id = tracking.log_monitoring(result, loaded.ref.run_id or "", path) if log else None
+        run_id = tracking.log_monitoring(result, model_run, path) if log else None
     _print_monitoring(result, path, run_id)
     if as_json:
         print(json.dumps(_monitoring_summary(result, path, run_id)))
