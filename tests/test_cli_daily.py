@@ -101,6 +101,48 @@ def test_scores_as_csv_feed_the_worklists_too(scores, demo, as_of, tmp_path, mon
     assert "suitability-churn" in about.to_string()
 
 
+def test_a_previous_score_file_carries_the_dates_triggers_held_since(
+    scores, demo, as_of, tmp_path, monkeypatch
+):
+    """Scored again a week later with --previous: a trigger that held then and still holds
+    keeps its earlier date (a model mismatch is otherwise dated by the run that saw it); one
+    that appeared since is dated now; the later file records where its dates came from."""
+    from suitability.scoring.flags import TRIGGERS
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(demo / 'mlflow.db').resolve()}")
+    later = str((pd.Timestamp(as_of) + pd.Timedelta(days=7)).date())
+    alone, carried = tmp_path / "alone.parquet", tmp_path / "carried.parquet"
+    _ok(["score", "--data", demo / "data", "--as-of", later, "--out", alone])
+    _ok(["score", "--data", demo / "data", "--as-of", later, "--out", carried,
+         "--previous", scores])  # fmt: skip
+    before = read_scores(scores).set_index("customer_id")
+    fresh = read_scores(alone).set_index("customer_id")
+    now = read_scores(carried).set_index("customer_id")
+    pd.testing.assert_frame_equal(
+        now.drop(columns=[f"{t}_since" for t in TRIGGERS]),
+        fresh.drop(columns=[f"{t}_since" for t in TRIGGERS]),
+    )
+    seen = 0
+    for trigger in TRIGGERS:
+        column = f"{trigger}_since"
+        both = now[trigger] & before[trigger].reindex(now.index, fill_value=False)
+        expected = fresh[column].where(
+            ~both, pd.concat([fresh[column], before[column].reindex(now.index)], axis=1).min(axis=1)
+        )
+        pd.testing.assert_series_equal(now[column], expected, check_names=False)
+        seen += int((both & (now[column] < fresh[column])).sum())
+    assert seen > 0  # some dates did move back
+    new = now["overstated"] & ~before["overstated"].reindex(now.index, fill_value=False)
+    assert new.any() and (now.loc[new, "overstated_since"] == pd.Timestamp(later)).all()
+    provenance = json.loads(pq.read_schema(carried).metadata[METADATA_KEY.encode()])
+    assert provenance["since_carried_from"] == pd.Timestamp(as_of).isoformat()
+    _fails(["score", "--data", demo / "data", "--as-of", as_of, "--out", tmp_path / "x.parquet",
+            "--previous", scores], 2, "not before", "earlier run")  # fmt: skip
+    _fails(["score", "--data", demo / "data", "--as-of", later, "--out", tmp_path / "x.parquet",
+            "--previous", tmp_path / "none.parquet"], 2, "no such score file")  # fmt: skip
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_worklists_in_every_format_and_language(scores, tmp_path):
     frame = read_scores(scores)
     html = tmp_path / "reassess.zh.html"

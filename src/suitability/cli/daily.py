@@ -62,6 +62,14 @@ def score(
     risk_model: RiskModelOption = "risk-level@champion",
     churn_model: ChurnModelOption = "churn@champion",
     cluster: ClusterOption = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            help="An earlier score file (e.g. yesterday's): a trigger that held then and still "
+            "holds keeps the date it held since, so the worklist says how long it has been open.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Score every customer registered at --as-of with both models, one row each, the numbers
@@ -76,7 +84,7 @@ def score(
     from suitability.data.io import locate_table
     from suitability.explain.cases import parse_as_of
     from suitability.models.rules import load_rules
-    from suitability.scoring.population import Scorers, score_population
+    from suitability.scoring.population import Scorers, earlier_since, score_population
     from suitability.specs import load_specs
 
     with user_errors():
@@ -85,6 +93,8 @@ def score(
             raise ValueError(f"--out {out}: the scores are written as .parquet or .csv")
         check_writable(out, "--out")
         locate_table(data, "customers")  # a wrong folder fails before the models load
+        if previous is not None:
+            earlier_since(previous, when)  # so does an earlier score file that is not earlier
         specs = load_specs()
         rules = load_rules()
         tracking.use_store()
@@ -104,7 +114,9 @@ def score(
                     tasks[stage] = bar.add_task(label, total=None)
                 bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
 
-            summary = score_population(data, when, scorers, out, progress=progress, cluster=client)
+            summary = score_population(
+                data, when, scorers, out, progress=progress, cluster=client, earlier=previous
+            )
     seconds = time.perf_counter() - began
     models = summary.provenance["models"]
     console.print(

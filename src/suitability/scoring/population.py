@@ -132,11 +132,16 @@ def _reasons(
 
 
 def score_frame(
-    features: pd.DataFrame, scorers: Scorers, customers: pd.DataFrame | None = None
+    features: pd.DataFrame,
+    scorers: Scorers,
+    customers: pd.DataFrame | None = None,
+    earlier: pd.DataFrame | None = None,
 ) -> pa.Table:
     """The scores of a batch of feature rows (one as-of time each, in `as_of`), with the
     customers' registration and birth dates and preferred channel from `customers` (indexed by
-    customer id) when given. An arrow table whose schema does not depend on the batch."""
+    customer id) when given. `earlier` (from `earlier_since`): a trigger that held then and
+    still holds keeps the earlier of the two dates since which it holds. An arrow table whose
+    schema does not depend on the batch."""
     risk, churn, specs, rules = scorers.risk, scorers.churn, scorers.specs, scorers.rules
     as_of = pd.to_datetime(features["as_of"])
     if as_of.nunique() > 1:
@@ -196,6 +201,8 @@ def score_frame(
     out["triggers"] = flags["triggers"].to_numpy(dtype=object)
     for name in TRIGGERS:
         out[f"{name}_since"] = flags[f"{name}_since"].astype("datetime64[us]")
+    if earlier is not None:
+        _carry_since(out, earlier)
     age = features["age_years"] if "age_years" in features else pd.Series(np.nan)
     out["age_years"] = pd.to_numeric(age, errors="coerce").to_numpy(dtype=np.float64)
     out["channel_preference"] = (
@@ -218,6 +225,46 @@ def score_frame(
         {k: pa.array(v, type=schema.field(k).type) for k, v in arrays.items()},
         schema=schema,
     )
+
+
+@dataclass(frozen=True)
+class EarlierScores:
+    """From an earlier score file: the dates since which each customer's triggers held, indexed
+    by customer id (NaT where a trigger did not hold; only customers with a trigger)."""
+
+    since: pd.DataFrame
+    as_of: pd.Timestamp | None
+
+
+def earlier_since(path: Path | str, as_of: pd.Timestamp) -> EarlierScores:
+    """The trigger dates of an earlier score file (e.g. yesterday's), which must be as of a
+    time before `as_of`."""
+    since = [f"{name}_since" for name in TRIGGERS]
+    frame = read_scores(path, columns=["customer_id", "as_of", *since])
+    times = pd.to_datetime(frame["as_of"]).unique()
+    if len(times) > 1:
+        raise ValueError(f"{path}: an earlier score file holds one as-of time, not {len(times)}")
+    if len(times) and pd.Timestamp(times[0]) >= as_of:
+        raise ValueError(
+            f"{path} is as of {pd.Timestamp(times[0]).isoformat(sep=' ')}, not before "
+            f"{pd.Timestamp(as_of).isoformat(sep=' ')}: give the scores of an earlier run"
+        )
+    held = frame[since].notna().any(axis=1).to_numpy()
+    return EarlierScores(
+        since=frame.loc[held, ["customer_id", *since]].set_index("customer_id"),
+        as_of=pd.Timestamp(times[0]) if len(times) else None,
+    )
+
+
+def _carry_since(out: dict[str, Any], earlier: pd.DataFrame) -> None:
+    """Where a trigger holds now and held in `earlier`, its date is the earlier of the two."""
+    before = earlier.reindex(out["customer_id"])
+    for name in TRIGGERS:
+        column = f"{name}_since"
+        now = pd.Series(out[column]).reset_index(drop=True)
+        then = before[column].reset_index(drop=True).astype("datetime64[us]")
+        carried = now.notna() & then.notna() & (then < now)
+        out[column] = now.where(~carried, then).astype("datetime64[us]")
 
 
 def _numbers(features: pd.DataFrame, name: str) -> np.ndarray:
@@ -271,12 +318,14 @@ def score_population(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     cluster: object | None = None,
+    earlier: Path | None = None,
 ) -> ScoreSummary:
     """Score every customer registered at `as_of` in `data_dir` into `out` (parquet, or CSV by
     its suffix; written whole or not at all). Features are built first (on `cluster`, a
     `distributed.Client`, when given, as are the scores), then scored in batches of bounded
     memory. The parquet file's metadata (`METADATA_KEY`) names the models, rules and time;
-    every row names the models and rules too (a CSV file has no other place for them)."""
+    every row names the models and rules too (a CSV file has no other place for them).
+    `earlier`: an earlier score file whose trigger dates carry over (see `earlier_since`)."""
     from suitability.data.table_map import map_table
     from suitability.features.builder import build_features
 
@@ -286,6 +335,11 @@ def score_population(
     customers = io.load_table(data_dir, "customers", scorers.specs)
     customers = customers[list(_CUSTOMER_COLUMNS)].set_index("customer_id")
     provenance = scorers.provenance(as_of)
+    carried = None
+    if earlier is not None:
+        carried = earlier_since(earlier, pd.Timestamp(as_of))
+        if carried.as_of is not None:
+            provenance["since_carried_from"] = carried.as_of.isoformat()
     with tempfile.TemporaryDirectory(prefix=".scores-", dir=out.parent) as tmp:
         features = Path(tmp) / "features.parquet"
         build_features(
@@ -297,7 +351,12 @@ def score_population(
             cluster=cluster,
         )
         rows = map_table(
-            functools.partial(score_frame, scorers=scorers, customers=customers),
+            functools.partial(
+                score_frame,
+                scorers=scorers,
+                customers=customers,
+                earlier=None if carried is None else carried.since,
+            ),
             features,
             out,
             progress=_stage(progress, "scoring"),
