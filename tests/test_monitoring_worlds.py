@@ -80,6 +80,17 @@ def unchanged(world, check) -> MonitoringResult:
     return check(world)
 
 
+def _show(name: str, result: MonitoringResult) -> None:
+    """What the check found, for `pytest -s` (the figures the README quotes)."""
+    auc = _auc(result)
+    print(
+        f"\n{name}: verdict {result.verdict}; features {result.counts()}; "
+        f"alerts {sorted(_flagged(result, 'alert'))}; "
+        f"predictions {[(p.name, round(p.psi, 3), p.status) for p in result.predictions]}; "
+        f"roc_auc logged {auc.logged:.3f} realised {auc.realised:.3f} ({auc.status})"
+    )
+
+
 def _flagged(result: MonitoringResult, *statuses: str) -> dict[str, float]:
     return {c.name: c.psi for c in result.features if c.status in statuses}
 
@@ -91,6 +102,7 @@ def _auc(result: MonitoringResult):
 
 
 def test_the_world_as_it_went_on_raises_no_alarm(unchanged):
+    _show("unchanged", unchanged)
     assert len(unchanged.features) == 190
     assert _flagged(unchanged, "alert") == {}
     # Warnings ("watch this") on at most 2 % of the features, none on the predictions.
@@ -110,6 +122,7 @@ def test_tripled_amounts_and_a_new_channel_mix_alert_on_those_features(world, ch
     shifted = check(
         worlds.amounts_and_channels_shift(world, tmp_path / "w", CHECKED - pd.Timedelta(days=90))
     )
+    _show("amounts and channels", shifted)
     alerts = _flagged(shifted, "alert")
     assert shifted.alerting
     assert {"amt_invest_90d", "channel_share_app_90d", "channel_share_advisor_90d"} <= set(alerts)
@@ -124,6 +137,7 @@ def test_a_downturn_in_activity_moves_the_predictions(world, check, tmp_path):
     fallen = check(
         worlds.activity_falls(world, tmp_path / "w", CHECKED - pd.Timedelta(days=90), keep=0.35)
     )
+    _show("downturn", fallen)
     assert [p.status for p in fallen.predictions] == ["alert"]
     assert {"n_login_90d", "n_invest_90d"} <= set(_flagged(fallen, "warn", "alert"))
 
@@ -131,6 +145,7 @@ def test_a_downturn_in_activity_moves_the_predictions(world, check, tmp_path):
 def test_new_reasons_for_leaving_show_as_a_drop_in_realised_auc(world, unchanged, check, tmp_path):
     since = TRAINED - pd.Timedelta(days=61)
     left = check(worlds.leavers_change(world, tmp_path / "w", since, tier="T1", share=1.0))
+    _show("new reasons for leaving", left)
     auc, before = _auc(left), _auc(unchanged)
     # Alert: worse than the logged test AUC by at least 0.05, with its whole interval below it.
     assert auc.status == "alert", auc
