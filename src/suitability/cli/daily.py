@@ -93,8 +93,8 @@ def score(
             raise ValueError(f"--out {out}: the scores are written as .parquet or .csv")
         check_writable(out, "--out")
         locate_table(data, "customers")  # a wrong folder fails before the models load
-        if previous is not None:
-            earlier_since(previous, when)  # so does an earlier score file that is not earlier
+        # so does an earlier score file that is not earlier
+        earlier = None if previous is None else earlier_since(previous, when)
         specs = load_specs()
         rules = load_rules()
         tracking.use_store()
@@ -115,7 +115,7 @@ def score(
                 bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
 
             summary = score_population(
-                data, when, scorers, out, progress=progress, cluster=client, earlier=previous
+                data, when, scorers, out, progress=progress, cluster=client, earlier=earlier
             )
     seconds = time.perf_counter() - began
     models = summary.provenance["models"]

@@ -318,14 +318,14 @@ def score_population(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     cluster: object | None = None,
-    earlier: Path | None = None,
+    earlier: EarlierScores | None = None,
 ) -> ScoreSummary:
     """Score every customer registered at `as_of` in `data_dir` into `out` (parquet, or CSV by
     its suffix; written whole or not at all). Features are built first (on `cluster`, a
     `distributed.Client`, when given, as are the scores), then scored in batches of bounded
     memory. The parquet file's metadata (`METADATA_KEY`) names the models, rules and time;
     every row names the models and rules too (a CSV file has no other place for them).
-    `earlier`: an earlier score file whose trigger dates carry over (see `earlier_since`)."""
+    `earlier`: an earlier run's trigger dates, which carry over (see `earlier_since`)."""
     from suitability.data.table_map import map_table
     from suitability.features.builder import build_features
 
@@ -335,11 +335,8 @@ def score_population(
     customers = io.load_table(data_dir, "customers", scorers.specs)
     customers = customers[list(_CUSTOMER_COLUMNS)].set_index("customer_id")
     provenance = scorers.provenance(as_of)
-    carried = None
-    if earlier is not None:
-        carried = earlier_since(earlier, pd.Timestamp(as_of))
-        if carried.as_of is not None:
-            provenance["since_carried_from"] = carried.as_of.isoformat()
+    if earlier is not None and earlier.as_of is not None:
+        provenance["since_carried_from"] = earlier.as_of.isoformat()
     with tempfile.TemporaryDirectory(prefix=".scores-", dir=out.parent) as tmp:
         features = Path(tmp) / "features.parquet"
         build_features(
@@ -355,7 +352,7 @@ def score_population(
                 score_frame,
                 scorers=scorers,
                 customers=customers,
-                earlier=None if carried is None else carried.since,
+                earlier=None if earlier is None else earlier.since,
             ),
             features,
             out,
