@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+import worlds
 from suitability.cli import app
 from suitability.scoring.population import METADATA_KEY, read_scores
 
@@ -189,22 +190,6 @@ def test_mistakes_are_named_before_any_model_loads(demo, as_of, tmp_path, monkey
 # --- monitor --------------------------------------------------------------------------------------
 
 
-def _shifted_world(data: Path, out: Path, since: pd.Timestamp) -> Path:
-    """A copy of `data` whose events from `since` on carry three times the amount and come
-    through the advisor where they came through the app."""
-    import shutil
-
-    shutil.copytree(data, out)
-    for part in sorted((out / "events").glob("*.parquet")):
-        events = pd.read_parquet(part)
-        later = pd.to_datetime(events["event_time"]) >= since
-        events.loc[later, "amount"] = events.loc[later, "amount"] * 3
-        app = later & (events["channel"] == "app")
-        events.loc[app, "channel"] = "advisor"
-        events.to_parquet(part, index=False)
-    return out
-
-
 def test_monitor_logs_each_check_and_exits_3_on_an_alert(demo, as_of, tmp_path, monkeypatch):
     import mlflow
 
@@ -221,7 +206,9 @@ def test_monitor_logs_each_check_and_exits_3_on_an_alert(demo, as_of, tmp_path, 
     assert run.data.tags["suitability.verdict"] == summary["verdict"]
     assert mlflow.get_experiment(run.info.experiment_id).name == "suitability-monitoring"
 
-    world = _shifted_world(demo / "data", tmp_path / "shifted", when - pd.Timedelta(days=120))
+    world = worlds.amounts_and_channels_shift(
+        demo / "data", tmp_path / "shifted", when - pd.Timedelta(days=120)
+    )
     shifted = _run(["monitor", "churn", "--data", world, "--as-of", as_of, "--no-log",
                     "--json"])  # fmt: skip
     assert shifted.exit_code == 3, shifted.output
